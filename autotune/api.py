@@ -1,0 +1,203 @@
+"""The Python API: :func:`run` a search, :func:`resume` an interrupted one, :func:`load` a finished one.
+
+Everything a user can get wrong is checked before the run folder is created; a run that cannot start
+(no Ray, impossible resources) removes the folder it made, so bad input leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+from .driver import Driver, ProgressFn, RunContext
+from .errors import AutotuneError, ConfigError, SearchSpaceError
+from .evaluators import make_evaluator, resolve_evaluator_name
+from .executors import Executor, make_executor
+from .results import Result, load_result, locate_run, write_run_file
+from .samplers import make_sampler, resolve_sampler_name
+from .settings import RunSettings
+from .space import SearchSpace, load_space
+from .store import Store, sqlite_url
+from .targets import TrialTarget, parse_target
+
+DEFAULT_OUTPUT = "runs"
+DEFAULT_METRIC = "score"
+_SPACE_DEFAULT_KEYS = ("sampler", "evaluator", "rounds", "popsize", "seed", "cpus_per_trial", "gpus_per_trial",
+                       "trial_timeout")
+
+
+def _as_space(space: str | os.PathLike[str] | SearchSpace | Mapping[str, Any]) -> SearchSpace:
+    if isinstance(space, SearchSpace):
+        return space
+    if isinstance(space, Mapping):
+        return SearchSpace.from_dict(dict(space))
+    if isinstance(space, (str, os.PathLike)):
+        return load_space(space)
+    raise SearchSpaceError(f"space must be a YAML path, a dict or a SearchSpace, got {type(space).__name__}")
+
+
+def prepare(
+    objective_or_script: str | Callable[..., Any] | None = None,
+    *,
+    space: str | os.PathLike[str] | SearchSpace | Mapping[str, Any],
+    sampler: str | None = None,
+    evaluator: str | None = None,
+    rounds: int | None = None,
+    popsize: int | None = None,
+    metric: str | None = None,
+    mode: str | None = None,
+    output: str | os.PathLike[str] = DEFAULT_OUTPUT,
+    name: str | None = None,
+    seed: int | None = None,
+    budget: float | None = None,
+    address: str | None = None,
+    resources: Mapping[str, float] | None = None,
+    trial_timeout: float | None = None,
+    max_retries: int = 1,
+    top_fraction: float = 0.5,
+    sampler_options: Mapping[str, Any] | None = None,
+    script_args: tuple[str, ...] = (),
+) -> tuple[RunSettings, SearchSpace, TrialTarget, Path]:
+    """Validate everything a run needs, without creating anything."""
+    sp = _as_space(space)
+    defaults = dict(getattr(sp, "defaults", {}) or {})
+    if objective_or_script is None:
+        if not sp.trial:
+            raise ConfigError("no trial to run: pass a script or objective, or set `trial:` in the space file")
+        target = parse_target(sp.trial, script_args=script_args)
+    else:
+        target = parse_target(objective_or_script, script_args=script_args)
+    res = dict(resources or {})
+    cpus = res.pop("cpu", res.pop("CPU", defaults.get("cpus_per_trial", 1.0)))
+    gpus = res.pop("gpu", res.pop("GPU", defaults.get("gpus_per_trial", 0.0)))
+    pick = lambda given, key, fallback: given if given is not None else defaults.get(key, fallback)  # noqa: E731
+    run_name = name or f"{_stem(space)}-{time.strftime('%Y%m%d-%H%M%S')}"
+    settings = RunSettings(
+        name=run_name,
+        metric=metric or sp.metric or DEFAULT_METRIC,
+        mode=mode or sp.mode or "max",
+        sampler=resolve_sampler_name(pick(sampler, "sampler", "pshe2")),
+        evaluator=resolve_evaluator_name(pick(evaluator, "evaluator", "pbt")),
+        rounds=pick(rounds, "rounds", 10),
+        popsize=pick(popsize, "popsize", 5),
+        seed=pick(seed, "seed", None),
+        budget=budget if budget is not None else sp.budget,
+        trial_timeout=pick(trial_timeout, "trial_timeout", None),
+        cpus_per_trial=float(cpus),
+        gpus_per_trial=float(gpus),
+        resources_per_trial={k: float(v) for k, v in res.items()},
+        address=address,
+        top_fraction=top_fraction,
+        max_retries=max_retries,
+        sampler_options=dict(sampler_options or {}),
+    )
+    run_dir = Path(output) / settings.name
+    if run_dir.exists() and any(run_dir.iterdir()):
+        raise ConfigError(f"run folder {run_dir} already exists; continue it with: autotune resume {run_dir}")
+    make_sampler(settings.sampler, sp, settings.popsize, seed=settings.seed, **settings.sampler_options)
+    return settings, sp, target, run_dir
+
+
+def _stem(space: Any) -> str:
+    if isinstance(space, (str, os.PathLike)):
+        return Path(space).stem
+    return "run"
+
+
+def _build(ctx: RunContext, executor: Executor | str, progress: ProgressFn | None) -> Driver:
+    s = ctx.settings
+    sampler = make_sampler(s.sampler, ctx.space, s.popsize, seed=s.seed, **s.sampler_options)
+    evaluator = make_evaluator(s.evaluator, budget=s.budget, mode=s.mode, timeout=s.trial_timeout,
+                               fixed=ctx.space.fixed, top_fraction=s.top_fraction)
+    if isinstance(executor, str):
+        if executor == "ray":
+            executor = make_executor("ray", address=s.address, cpus_per_trial=s.cpus_per_trial,
+                                     gpus_per_trial=s.gpus_per_trial, resources_per_trial=s.resources_per_trial,
+                                     max_workers=s.popsize, max_retries=s.max_retries)
+        else:
+            executor = make_executor(executor)
+    return Driver(ctx, sampler, evaluator, executor, progress)
+
+
+def run(
+    objective_or_script: str | Callable[..., Any] | None = None,
+    *,
+    space: str | os.PathLike[str] | SearchSpace | Mapping[str, Any],
+    storage: str | None = None,
+    executor: Executor | str = "ray",
+    progress: ProgressFn | None = None,
+    **options: Any,
+) -> Result:
+    """Run a search and return its :class:`Result`.
+
+    ``objective_or_script``: a Python function ``objective(config, trial)``, a ``file.py:function``
+    or ``module:function`` string, or a script path (AutoDL Finetuner protocol); None takes the space
+    file's ``trial:``.  Defaults: sampler ``pshe2``, evaluator ``pbt``, 10 rounds x population 5,
+    mode ``max``; the space file's ``defaults:`` override these, explicit arguments override both.
+    ``resources``: ``{"cpu": 1, "gpu": 0.25, "<custom>": 1}`` per trial.  ``storage``: a database
+    URL (default: SQLite in the run folder).
+    """
+    settings, space_obj, target, run_dir = prepare(objective_or_script, space=space, **options)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    url = storage or sqlite_url(run_dir)
+    created_here = True
+    try:
+        store = Store(url)
+        run_id = store.create_run(
+            settings.name,
+            settings.mode,
+            {
+                "settings": settings.to_dict(),
+                "space": space_obj.to_dict(),
+                "target": target.to_dict(),
+                "created": time.time(),
+                "status": "created",
+                "run_dir": str(run_dir.resolve()),
+            },
+        )
+        write_run_file(run_dir, settings.name, url if storage is None or "@" not in url else "")
+        ctx = RunContext(store, run_id, run_dir, settings, space_obj, target)
+        driver = _build(ctx, executor, progress)
+        records_before = 0
+        try:
+            driver.run()
+        except AutotuneError:
+            records_before = len(store.trials(run_id))
+            if records_before == 0 and created_here and storage is None:
+                shutil.rmtree(run_dir, ignore_errors=True)
+            raise
+    except AutotuneError:
+        if created_here and storage is None and run_dir.exists() and not (run_dir / "trials").exists():
+            shutil.rmtree(run_dir, ignore_errors=True)
+        raise
+    return load_result(run_dir, storage)
+
+
+def resume(
+    run_dir: str | os.PathLike[str],
+    *,
+    storage: str | None = None,
+    address: str | None = None,
+    executor: Executor | str = "ray",
+    progress: ProgressFn | None = None,
+) -> Result:
+    """Continue an interrupted run where it stopped: no finished trial lost, none run twice."""
+    run_dir = Path(run_dir)
+    store, run_id, name = locate_run(run_dir, storage)
+    attrs = store.attrs(run_id)
+    settings = RunSettings.from_dict(attrs["settings"])
+    if address is not None:
+        settings.address = address
+    space_obj = SearchSpace.from_dict(attrs["space"])
+    target = TrialTarget.from_dict(attrs["target"])
+    ctx = RunContext(store, run_id, run_dir, settings, space_obj, target)
+    _build(ctx, executor, progress).run()
+    return load_result(run_dir, storage)
+
+
+def load(run_dir: str | os.PathLike[str], storage: str | None = None) -> Result:
+    """Open a run folder as a :class:`Result` (finished or not)."""
+    return load_result(run_dir, storage)

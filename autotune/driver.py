@@ -1,0 +1,204 @@
+"""The search loop: rounds x population, with its executor injected.
+
+Each round: the sampler proposes ``popsize`` candidates, the evaluator turns them into trial specs,
+the executor runs them, each finished trial is written to the store in one transaction, and the
+round's observations go back to the sampler.  Two small state writes make every interruption
+resumable exactly: the round's plan (specs + the sampler state just after ``ask``) before any trial
+starts, and the sampler state just after ``tell``.  On resume, finished trials are never run again,
+unfinished ones are run with their original specs, and the sampler continues from its saved state.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import yaml
+
+from .errors import RunInterrupted
+from .evaluators import Evaluator
+from .executors.base import Executor
+from .records import COMPLETED, FAILED, STOPPED, TrialOutcome, TrialRecord, TrialSpec
+from .samplers import Observation, Sampler
+from .settings import RunSettings
+from .space import SearchSpace
+from .store import Store
+from .targets import TrialTarget
+
+STATE_KEY = "driver_state"
+PLANNED, TOLD = "planned", "told"
+
+ProgressFn = Callable[[dict[str, Any]], None]
+
+
+@dataclass
+class RunContext:
+    """One run's identity and persistent parts."""
+
+    store: Store
+    run_id: int
+    run_dir: Path
+    settings: RunSettings
+    space: SearchSpace
+    target: TrialTarget
+
+
+def best_record(records: Sequence[TrialRecord], mode: str) -> TrialRecord | None:
+    """The best completed trial; ties go to the earlier trial."""
+    done = [r for r in records if r.status == COMPLETED and r.value is not None and math.isfinite(r.value)]
+    if not done:
+        return None
+    sign = -1.0 if mode == "max" else 1.0
+    return min(done, key=lambda r: (sign * float(r.value), r.trial_id))  # type: ignore[arg-type]
+
+
+def loss_of(record: TrialRecord, mode: str) -> float | None:
+    """What the sampler minimises: the metric, sign-flipped for ``max``; None for a failed trial."""
+    if record.status != COMPLETED or record.value is None or not math.isfinite(record.value):
+        return None
+    return -float(record.value) if mode == "max" else float(record.value)
+
+
+class Driver:
+    def __init__(
+        self,
+        ctx: RunContext,
+        sampler: Sampler,
+        evaluator: Evaluator,
+        executor: Executor,
+        progress: ProgressFn | None = None,
+    ) -> None:
+        self.ctx = ctx
+        self.sampler = sampler
+        self.evaluator = evaluator
+        self.executor = executor
+        self.progress = progress or (lambda event: None)
+        self._distributions = ctx.space.to_optuna_distributions()
+        self._best_written: int | None = None
+
+    # -- state -----------------------------------------------------------------------------------
+    def _save_state(self, state: dict[str, Any]) -> None:
+        self.ctx.store.put_blob(self.ctx.run_id, STATE_KEY, state)
+
+    def _load_state(self) -> dict[str, Any] | None:
+        return self.ctx.store.get_blob(self.ctx.run_id, STATE_KEY)
+
+    def records(self) -> list[TrialRecord]:
+        return self.ctx.store.trials(self.ctx.run_id)
+
+    # -- the loop --------------------------------------------------------------------------------
+    def run(self) -> list[TrialRecord]:
+        """Run (or continue) the search to its last round; returns every trial record."""
+        s = self.ctx.settings
+        store, run_id = self.ctx.store, self.ctx.run_id
+        store.set_attr(run_id, "status", "running")
+        store.set_attr(run_id, "driver_pid", os.getpid())
+        self.executor.open(self.ctx.run_dir, self.ctx.target, s.metric)
+        try:
+            state = self._load_state()
+            start_round = 0
+            specs: list[TrialSpec] | None = None
+            if state is not None:
+                if state["phase"] == TOLD:
+                    self.sampler.load_state_dict(state["sampler"])
+                    start_round = state["round"] + 1
+                else:
+                    self.sampler.load_state_dict(state["sampler"])
+                    start_round = state["round"]
+                    specs = [TrialSpec.from_dict(d) for d in state["specs"]]
+            for rnd in range(start_round, s.rounds):
+                if specs is None:
+                    specs = self._plan(rnd)
+                self._run_round(rnd, specs)
+                specs = None
+            store.set_attr(run_id, "status", "completed")
+            store.set_attr(run_id, "finished", time.time())
+        except KeyboardInterrupt:
+            store.set_attr(run_id, "status", "interrupted")
+            raise RunInterrupted(
+                f"run stopped; continue it with: autotune resume {self.ctx.run_dir}"
+            ) from None
+        except BaseException:
+            store.set_attr(run_id, "status", "failed")
+            raise
+        finally:
+            self.executor.close()
+        return self.records()
+
+    def _plan(self, rnd: int) -> list[TrialSpec]:
+        candidates = self.sampler.ask(self.ctx.settings.popsize)
+        history = self.records()
+        specs = self.evaluator.plan(rnd, candidates, history)
+        self._save_state(
+            {"phase": PLANNED, "round": rnd, "sampler": self.sampler.state_dict(), "specs": [x.to_dict() for x in specs]}
+        )
+        return specs
+
+    def _run_round(self, rnd: int, specs: list[TrialSpec]) -> None:
+        s = self.ctx.settings
+        finished = {r.trial_id: r for r in self.records() if r.status in (COMPLETED, FAILED)}
+        todo = [x for x in specs if x.trial_id not in finished]
+        by_id = {x.trial_id: x for x in specs}
+        self.progress({"event": "round_start", "round": rnd, "rounds": s.rounds, "trials": len(specs),
+                       "todo": len(todo), "slots": self.executor.slots})
+        done_ids: set[int] = set()
+        try:
+            for outcome in self.executor.run(todo):
+                record = TrialRecord.from_parts(by_id[outcome.trial_id], outcome)
+                self.ctx.store.record_trial(self.ctx.run_id, record, self._distributions)
+                done_ids.add(outcome.trial_id)
+                finished[record.trial_id] = record
+                self.progress({"event": "trial_end", "round": rnd, "record": record})
+        except KeyboardInterrupt:
+            for tid in self.executor.stop():
+                spec = by_id[tid]
+                outcome = TrialOutcome(trial_id=tid, status=STOPPED, reason="stopped by the user (Ctrl-C)",
+                                       ended=time.time())
+                self.ctx.store.record_trial(self.ctx.run_id, TrialRecord.from_parts(spec, outcome),
+                                            self._distributions)
+            raise
+        observations = [Observation(id=x.trial_id, loss=loss_of(finished[x.trial_id], s.mode)) for x in specs]
+        self.sampler.tell(observations)
+        self._save_state({"phase": TOLD, "round": rnd, "sampler": self.sampler.state_dict()})
+        records = self.records()
+        best = best_record(records, s.mode)
+        self._write_best(best)
+        self.progress({"event": "round_end", "round": rnd, "rounds": s.rounds, "best": best,
+                       "records": [finished[x.trial_id] for x in specs]})
+
+    def _write_best(self, best: TrialRecord | None) -> None:
+        """``best/``: the best config as YAML and a copy of its checkpoint, replaced atomically."""
+        if best is None or best.trial_id == self._best_written:
+            return
+        run_dir = self.ctx.run_dir
+        tmp = run_dir / ".best.tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        doc = {
+            "trial_id": best.trial_id,
+            "round": best.round,
+            "metric": self.ctx.settings.metric,
+            "mode": self.ctx.settings.mode,
+            "value": best.value,
+            "config": best.config,
+        }
+        (tmp / "config.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
+        if best.checkpoint:
+            src = run_dir / best.checkpoint
+            if src.is_dir():
+                shutil.copytree(src, tmp / "checkpoint")
+            elif src.is_file():
+                (tmp / "checkpoint").mkdir()
+                shutil.copy2(src, tmp / "checkpoint" / src.name)
+        old = run_dir / ".best.old"
+        shutil.rmtree(old, ignore_errors=True)
+        if (run_dir / "best").exists():
+            os.replace(run_dir / "best", old)
+        os.replace(tmp, run_dir / "best")
+        shutil.rmtree(old, ignore_errors=True)
+        self._best_written = best.trial_id

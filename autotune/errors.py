@@ -1,0 +1,43 @@
+"""The autotune error hierarchy.
+
+Every error a user can cause derives from :class:`AutotuneError`; the CLI prints such an error as one
+line on stderr and exits non-zero.  Anything else escaping is a bug in autotune and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+
+class AutotuneError(Exception):
+    """Base class of every error a user can cause (bad input, bad settings, unusable storage)."""
+
+
+class SearchSpaceError(AutotuneError):
+    """A search-space file or object is invalid: names the file, the parameter and what was expected."""
+
+
+class ConfigError(AutotuneError):
+    """Run settings are invalid (unknown sampler, population of 0, a mode other than min/max, ...)."""
+
+
+class SamplerError(AutotuneError):
+    """A sampler cannot be built or cannot continue."""
+
+
+class SamplerProtocolError(SamplerError):
+    """A sampler's ask/tell protocol was misused (tell for an unknown id, telling twice)."""
+
+
+class TrialError(AutotuneError):
+    """A trial target cannot be loaded or a trial program misused the reporting API."""
+
+
+class StoreError(AutotuneError):
+    """The results database cannot be opened or read, or a run cannot be found in it."""
+
+
+class ExecutorError(AutotuneError):
+    """Trials cannot be executed (cannot join the Ray cluster, resources no node has, ...)."""
+
+
+class RunInterrupted(AutotuneError):
+    """The run was stopped by the user (Ctrl-C); it is resumable with `autotune resume`."""

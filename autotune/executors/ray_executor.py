@@ -1,0 +1,241 @@
+"""Trials on Ray: a pool of reused Ray actors, one trial at a time each.
+
+Ray does the scheduling (placement on any node with the requested CPUs, fractional GPUs and custom
+resources), process management and cleanup.  Each actor is a long-lived worker process that runs
+trial after trial, so Python start-up, imports (torch) and CUDA set-up are paid once per worker, not
+per trial.  A worker that dies or overruns its time limit is killed and replaced; its trial is a
+failed outcome with the reason and its log tail.  A trial whose node was lost is re-queued (up to
+``max_retries``) on whatever node Ray picks next.
+
+This package is the only code that imports ``ray``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections import deque
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+import ray
+from ray.exceptions import GetTimeoutError, RayActorError, RayError, RayTaskError
+
+from ..errors import ConfigError, ExecutorError
+from ..records import FAILED, STOPPED, TrialOutcome, TrialSpec
+from ..trial_runner import LOG_FILE_NAME, log_tail, run_trial
+from .base import Executor
+
+POLL_S = 0.5
+
+
+class _TrialWorker:
+    """A reusable worker process; ``run`` executes one trial in it."""
+
+    def ready(self) -> dict[str, Any]:
+        ctx = ray.get_runtime_context()
+        return {"node_id": ctx.get_node_id(), "pid": os.getpid()}
+
+    def run(self, target: Any, spec: TrialSpec, run_dir: str, metric: str) -> TrialOutcome:
+        node = ray.util.get_node_ip_address()
+        gpus = [str(g) for g in ray.get_gpu_ids()]
+        return run_trial(target, spec, run_dir, metric, node=node, gpu_ids=gpus)
+
+
+class RayExecutor(Executor):
+    """Runs trials on a local Ray (started on demand) or on the cluster at ``address``."""
+
+    def __init__(
+        self,
+        address: str | None = None,
+        cpus_per_trial: float = 1.0,
+        gpus_per_trial: float = 0.0,
+        resources_per_trial: dict[str, float] | None = None,
+        max_workers: int | None = None,
+        max_retries: int = 1,
+        num_cpus: int | None = None,
+    ) -> None:
+        self.address = address or os.environ.get("RAY_ADDRESS") or None
+        self.cpus_per_trial = cpus_per_trial
+        self.gpus_per_trial = gpus_per_trial
+        self.resources_per_trial = dict(resources_per_trial or {})
+        self.max_workers = max_workers
+        self.max_retries = max_retries
+        self.num_cpus = num_cpus
+        self._started_ray = False
+        self._workers: list[Any] = []
+        self._running: dict[Any, tuple[Any, TrialSpec, float, int]] = {}
+        self._slots = 0
+
+    # -- lifecycle -------------------------------------------------------------------------------
+    def open(self, run_dir: Path, target: Any, metric: str) -> None:
+        super().open(run_dir, target, metric)
+        if not ray.is_initialized():
+            kwargs: dict[str, Any] = dict(
+                include_dashboard=False,
+                log_to_driver=False,
+                logging_level=logging.WARNING,
+                configure_logging=True,
+            )
+            if self.address:
+                kwargs["address"] = self.address
+            elif self.num_cpus is not None:
+                kwargs["num_cpus"] = self.num_cpus
+            try:
+                ray.init(**kwargs)
+            except (ConnectionError, RuntimeError, ValueError) as e:
+                where = self.address or "a local Ray"
+                raise ExecutorError(f"cannot start or join Ray at {where}: {e}") from None
+            self._started_ray = True
+        self._slots = self._compute_slots()
+
+    def _compute_slots(self) -> int:
+        nodes = [n for n in ray.nodes() if n.get("Alive")]
+        need = {"CPU": self.cpus_per_trial, "GPU": self.gpus_per_trial, **self.resources_per_trial}
+        need = {k: v for k, v in need.items() if v > 0}
+        slots = 0
+        for n in nodes:
+            res = n.get("Resources", {})
+            fit = min((int(res.get(k, 0) / v + 1e-9) for k, v in need.items()), default=8)
+            slots += fit
+        if slots == 0:
+            have = ", ".join(
+                f"{n.get('NodeManagerAddress')}: " + ", ".join(f"{k}={v:g}" for k, v in sorted(n.get("Resources", {}).items())
+                                                          if k in ("CPU", "GPU") or k in need)
+                for n in nodes
+            )
+            want = ", ".join(f"{k}={v:g}" for k, v in need.items())
+            raise ConfigError(f"no Ray node can hold one trial ({want}); nodes have: {have or 'no live nodes'}")
+        if self.max_workers:
+            slots = min(slots, self.max_workers)
+        return slots
+
+    @property
+    def slots(self) -> int:
+        return self._slots
+
+    def describe(self) -> str:
+        where = self.address or "local Ray"
+        return f"Ray ({where}), {self._slots} trial slots"
+
+    def _new_worker(self) -> Any:
+        cls = ray.remote(_TrialWorker)
+        return cls.options(
+            num_cpus=self.cpus_per_trial,
+            num_gpus=self.gpus_per_trial or None,
+            resources=self.resources_per_trial or None,
+            max_restarts=0,
+            max_task_retries=0,
+        ).remote()
+
+    # -- running ---------------------------------------------------------------------------------
+    def run(self, specs: Sequence[TrialSpec]) -> Iterator[TrialOutcome]:
+        queue: deque[tuple[TrialSpec, int]] = deque((s, 1) for s in specs)
+        idle: list[Any] = []
+        want = min(self._slots, len(specs))
+        while len(self._workers) < want:
+            w = self._new_worker()
+            self._workers.append(w)
+            idle.append(w)
+        idle = [w for w in self._workers if w not in {v[0] for v in self._running.values()}]
+        while queue or self._running:
+            while queue and idle:
+                spec, attempt = queue.popleft()
+                worker = idle.pop()
+                ref = worker.run.remote(self.target, spec, str(self.run_dir), self.metric)
+                self._running[ref] = (worker, spec, time.time(), attempt)
+            done, _ = ray.wait(list(self._running), num_returns=1, timeout=POLL_S)
+            for ref in done:
+                worker, spec, started, attempt = self._running.pop(ref)
+                outcome, worker_ok = self._collect(ref, spec, started, attempt)
+                if outcome is None:  # node lost: retry elsewhere
+                    queue.append((spec, attempt + 1))
+                if worker_ok:
+                    idle.append(worker)
+                else:
+                    idle.append(self._replace(worker))
+                if outcome is not None:
+                    yield outcome
+            now = time.time()
+            for ref, (worker, spec, started, attempt) in list(self._running.items()):
+                if spec.timeout and now - started > spec.timeout:
+                    del self._running[ref]
+                    ray.kill(worker, no_restart=True)
+                    idle.append(self._replace(worker))
+                    yield self._failed(spec, started, attempt, f"timed out after {spec.timeout:g} s")
+
+    def _collect(self, ref: Any, spec: TrialSpec, started: float, attempt: int) -> tuple[TrialOutcome | None, bool]:
+        try:
+            outcome = ray.get(ref)
+            outcome.attempts = attempt
+            return outcome, True
+        except RayActorError as e:
+            if self._node_lost(e) and attempt <= self.max_retries:
+                return None, False
+            return self._failed(spec, started, attempt, _death_reason(e)), False
+        except RayTaskError as e:  # autotune's own bug inside the worker; keep the search going
+            return self._failed(spec, started, attempt, f"worker error: {e}"), True
+        except (RayError, GetTimeoutError) as e:
+            return self._failed(spec, started, attempt, f"Ray error: {type(e).__name__}: {e}"), False
+
+    def _node_lost(self, err: RayActorError) -> bool:
+        text = str(err).lower()
+        if getattr(err, "preempted", False):
+            return True
+        return "node" in text and ("died" in text or "dead" in text or "removed" in text)
+
+    def _failed(self, spec: TrialSpec, started: float, attempt: int, reason: str) -> TrialOutcome:
+        return TrialOutcome(
+            trial_id=spec.trial_id,
+            status=FAILED,
+            reason=reason,
+            started=started,
+            ended=time.time(),
+            log_tail=log_tail(self.run_dir / spec.trial_dir / LOG_FILE_NAME),
+            attempts=attempt,
+        )
+
+    def _replace(self, worker: Any) -> Any:
+        if worker in self._workers:
+            self._workers.remove(worker)
+        try:
+            ray.kill(worker, no_restart=True)
+        except Exception:  # noqa: BLE001 - already gone
+            pass
+        new = self._new_worker()
+        self._workers.append(new)
+        return new
+
+    def stop(self) -> list[int]:
+        stopped = []
+        for ref, (worker, spec, started, attempt) in list(self._running.items()):
+            try:
+                ray.kill(worker, no_restart=True)
+            except Exception:  # noqa: BLE001
+                pass
+            stopped.append(spec.trial_id)
+        self._running.clear()
+        return stopped
+
+    def stopped_outcome(self, spec: TrialSpec) -> TrialOutcome:
+        return TrialOutcome(trial_id=spec.trial_id, status=STOPPED, reason="stopped by the user", ended=time.time())
+
+    def close(self) -> None:
+        for w in self._workers:
+            try:
+                ray.kill(w, no_restart=True)
+            except Exception:  # noqa: BLE001
+                pass
+        self._workers.clear()
+        if self._started_ray and ray.is_initialized():
+            ray.shutdown()
+
+
+def _death_reason(err: RayActorError) -> str:
+    text = str(err)
+    for line in text.splitlines():
+        low = line.lower()
+        if "exit" in low or "signal" in low or "killed" in low or "oom" in low or "memory" in low:
+            return "worker process died: " + line.strip()[:300]
+    return "worker process died: " + (text.strip().splitlines() or ["unknown cause"])[0][:300]

@@ -1,0 +1,162 @@
+"""The data that flows between evaluator, executor, worker and store.
+
+Warm starts are data: a :class:`TrialSpec` names its parent checkpoint (and fall-backs), the worker
+says in its :class:`TrialOutcome` which one it really loaded and what that file hashed to, and the
+store keeps both in the :class:`TrialRecord`.  Paths inside specs and records are relative to the run
+folder, so a run folder can move between machines and be resumed anywhere that reaches it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+COMPLETED = "completed"
+FAILED = "failed"
+STOPPED = "stopped"
+STATUSES = (COMPLETED, FAILED, STOPPED)
+
+
+@dataclass(frozen=True)
+class ParentRef:
+    """A checkpoint a trial may warm-start from."""
+
+    trial_id: int
+    checkpoint: str  # relative to the run folder
+    step: int | None = None
+    hash: str | None = None  # sha256 recorded when the parent finished; checked before loading
+    value: float | None = None  # the parent's metric, for the lineage view
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "ParentRef":
+        return cls(**d)
+
+
+@dataclass(frozen=True)
+class TrialSpec:
+    """Everything a worker needs to run one trial: what to train, for how long, from where."""
+
+    trial_id: int
+    round: int
+    config: dict[str, Any]
+    budget: float | None
+    trial_dir: str  # relative to the run folder
+    parents: tuple[ParentRef, ...] = ()  # first is the chosen parent; the rest are fall-backs in order
+    timeout: float | None = None
+
+    @property
+    def parent(self) -> ParentRef | None:
+        return self.parents[0] if self.parents else None
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["parents"] = [p.to_dict() for p in self.parents]
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "TrialSpec":
+        d = dict(d)
+        d["parents"] = tuple(ParentRef.from_dict(p) for p in d.get("parents", ()))
+        return cls(**d)
+
+
+@dataclass
+class TrialOutcome:
+    """What a worker returns for one trial.  ``value`` is the run metric of the last report."""
+
+    trial_id: int
+    status: str
+    reason: str | None = None
+    value: float | None = None
+    reports: list[dict[str, Any]] = field(default_factory=list)
+    checkpoint: str | None = None  # relative to the run folder
+    checkpoint_step: int | None = None
+    checkpoint_hash: str | None = None
+    parent_id: int | None = None  # the parent actually loaded (after any fall-back)
+    parent_checkpoint: str | None = None
+    parent_step: int | None = None
+    parent_hash: str | None = None  # sha256 of what was loaded
+    parent_note: str | None = None  # why the planned parent was not used, if it was not
+    started: float | None = None
+    ended: float | None = None
+    node: str | None = None
+    gpu_ids: list[Any] = field(default_factory=list)
+    log_tail: str | None = None
+    attempts: int = 1
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "TrialOutcome":
+        return cls(**d)
+
+
+@dataclass
+class TrialRecord:
+    """One finished trial as stored: its spec, its outcome and the sampler's view of it."""
+
+    trial_id: int
+    round: int
+    config: dict[str, Any]
+    budget: float | None
+    status: str
+    reason: str | None
+    value: float | None
+    reports: list[dict[str, Any]]
+    planned_parent_id: int | None
+    parent_id: int | None
+    parent_checkpoint: str | None
+    parent_step: int | None
+    parent_hash: str | None
+    parent_note: str | None
+    checkpoint: str | None
+    checkpoint_step: int | None
+    checkpoint_hash: str | None
+    started: float | None
+    ended: float | None
+    node: str | None
+    gpu_ids: list[Any]
+    log_tail: str | None
+    trial_dir: str
+    attempts: int = 1
+
+    @classmethod
+    def from_parts(cls, spec: TrialSpec, outcome: TrialOutcome) -> "TrialRecord":
+        return cls(
+            trial_id=spec.trial_id,
+            round=spec.round,
+            config=dict(spec.config),
+            budget=spec.budget,
+            status=outcome.status,
+            reason=outcome.reason,
+            value=outcome.value,
+            reports=list(outcome.reports),
+            planned_parent_id=spec.parent.trial_id if spec.parent else None,
+            parent_id=outcome.parent_id,
+            parent_checkpoint=outcome.parent_checkpoint,
+            parent_step=outcome.parent_step,
+            parent_hash=outcome.parent_hash,
+            parent_note=outcome.parent_note,
+            checkpoint=outcome.checkpoint,
+            checkpoint_step=outcome.checkpoint_step,
+            checkpoint_hash=outcome.checkpoint_hash,
+            started=outcome.started,
+            ended=outcome.ended,
+            node=outcome.node,
+            gpu_ids=list(outcome.gpu_ids),
+            log_tail=outcome.log_tail,
+            trial_dir=spec.trial_dir,
+            attempts=outcome.attempts,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "TrialRecord":
+        known = {k: v for k, v in d.items() if k in cls.__dataclass_fields__}
+        return cls(**known)

@@ -1,0 +1,124 @@
+"""Reading a run back: the run folder, its database and the :class:`Result` users get."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from .errors import StoreError
+from .records import TrialRecord
+from .settings import RunSettings
+from .store import Store, sqlite_url
+
+RUN_FILE = "run.json"
+
+
+def write_run_file(run_dir: Path, name: str, storage_url: str) -> None:
+    """``run.json`` tells ``resume``/``show``/``dashboard`` which database holds this run."""
+    (run_dir / RUN_FILE).write_text(json.dumps({"name": name, "storage": storage_url}, indent=2) + "\n")
+
+
+def locate_run(run_dir: str | Path, storage: str | None = None) -> tuple[Store, int, str]:
+    """Open the store of the run in ``run_dir``: (store, run id, run name)."""
+    run_dir = Path(run_dir)
+    info_path = run_dir / RUN_FILE
+    if not info_path.is_file():
+        raise StoreError(f"{run_dir} is not an autotune run folder (no {RUN_FILE})")
+    try:
+        info = json.loads(info_path.read_text())
+        name = info["name"]
+    except (ValueError, KeyError) as e:
+        raise StoreError(f"{info_path} is unreadable: {e}") from None
+    url = storage or info.get("storage") or sqlite_url(run_dir)
+    if url.startswith("sqlite:///") and not Path(url[len("sqlite:///"):]).exists():
+        raise StoreError(f"the results database of {run_dir} is missing ({url[len('sqlite:///'):]})")
+    store = Store(url)
+    return store, store.run_id(name), name
+
+
+def records_to_frame(records: list[TrialRecord]) -> pd.DataFrame:
+    """One row per trial; params as ``config.NAME`` columns."""
+    rows = []
+    for r in records:
+        row: dict[str, Any] = {
+            "trial_id": r.trial_id,
+            "round": r.round,
+            "status": r.status,
+            "value": r.value,
+            "reason": r.reason,
+        }
+        for k, v in r.config.items():
+            row[f"config.{k}"] = v
+        row.update(
+            {
+                "parent_id": r.parent_id,
+                "planned_parent_id": r.planned_parent_id,
+                "parent_step": r.parent_step,
+                "checkpoint": r.checkpoint,
+                "checkpoint_step": r.checkpoint_step,
+                "budget": r.budget,
+                "reports": len(r.reports),
+                "started": pd.to_datetime(r.started, unit="s") if r.started else None,
+                "ended": pd.to_datetime(r.ended, unit="s") if r.ended else None,
+                "duration_s": (r.ended - r.started) if r.started and r.ended else None,
+                "node": r.node,
+                "gpu_ids": ",".join(map(str, r.gpu_ids)),
+                "attempts": r.attempts,
+            }
+        )
+        rows.append(row)
+    frame = pd.DataFrame(rows)
+    if not frame.empty:
+        frame = frame.set_index("trial_id", drop=False)
+    return frame
+
+
+@dataclass
+class Result:
+    """A run's outcome: best trial, every trial, where it lives."""
+
+    path: Path
+    name: str
+    settings: RunSettings
+    records: list[TrialRecord]
+    status: str
+
+    @property
+    def best(self) -> TrialRecord | None:
+        from .driver import best_record
+
+        return best_record(self.records, self.settings.mode)
+
+    @property
+    def best_config(self) -> dict[str, Any] | None:
+        return dict(self.best.config) if self.best else None
+
+    @property
+    def best_value(self) -> float | None:
+        return self.best.value if self.best else None
+
+    @property
+    def best_checkpoint(self) -> Path | None:
+        b = self.best
+        return (self.path / b.checkpoint) if b and b.checkpoint else None
+
+    @property
+    def trials(self) -> pd.DataFrame:
+        return records_to_frame(self.records)
+
+    def __repr__(self) -> str:
+        return (f"Result(name={self.name!r}, status={self.status!r}, trials={len(self.records)}, "
+                f"best_value={self.best_value!r}, path='{self.path}')")
+
+
+def load_result(run_dir: str | Path, storage: str | None = None) -> Result:
+    """Open a run folder (finished or not) as a :class:`Result`."""
+    store, run_id, name = locate_run(run_dir, storage)
+    attrs = store.attrs(run_id)
+    settings = RunSettings.from_dict(attrs["settings"])
+    return Result(path=Path(run_dir), name=name, settings=settings, records=store.trials(run_id),
+                  status=attrs.get("status", "unknown"))

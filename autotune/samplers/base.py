@@ -1,0 +1,150 @@
+"""The sampler protocol: batch ``ask(n)`` / ``tell(observations)`` on the unit cube.
+
+Samplers minimise a loss; the driver flips the sign once for ``mode: max``.  A sampler never sees
+configs it did not propose, and it is told about every candidate it proposed, exactly once, with a
+finite loss or a failure (``loss=None``).  ``state_dict`` is JSON-serialisable so a run can resume
+with the exact sampler state rather than an approximate replay.
+"""
+
+from __future__ import annotations
+
+import base64
+import math
+import pickle
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Sequence
+
+import numpy as np
+
+from ..errors import SamplerProtocolError
+from ..space import SearchSpace
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One proposal: a sampler-unique id, its point in the unit cube and the decoded config."""
+
+    id: int
+    point: tuple[float, ...]
+    config: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Observation:
+    """The outcome of one candidate: a loss to minimise, or ``None`` when the trial failed."""
+
+    id: int
+    loss: float | None = None
+
+    @property
+    def failed(self) -> bool:
+        return self.loss is None or not math.isfinite(self.loss)
+
+
+@dataclass
+class _Pending:
+    """Book-keeping shared by samplers: proposals not yet told."""
+
+    ids: dict[int, tuple[float, ...]] = field(default_factory=dict)
+
+
+class Sampler(ABC):
+    """Base class of every sampler.
+
+    Subclasses implement ``_propose(n)`` and ``_observe(pairs)``; the base class owns id assignment
+    and protocol checks (unknown ids, telling twice) so every sampler enforces them the same way.
+    """
+
+    #: registry name, set by subclasses
+    name: ClassVar[str] = ""
+    #: True when the sampler only learns from whole populations (CMA-ES): the driver must tell a full batch
+    needs_full_population: ClassVar[bool] = False
+    #: True when categoricals are handled natively rather than through the unit-cube encoding
+    native_categoricals: ClassVar[bool] = False
+
+    def __init__(self, space: SearchSpace, popsize: int, seed: int | None = None) -> None:
+        self.space = space
+        self.popsize = int(popsize)
+        self.seed = seed
+        self._next_id = 0
+        self._pending: dict[int, tuple[float, ...]] = {}
+        self._told: set[int] = set()
+
+    # -- public protocol ---------------------------------------------------------------------
+    def ask(self, n: int) -> list[Candidate]:
+        """Propose ``n`` candidates."""
+        if n < 1:
+            raise SamplerProtocolError(f"ask(n) needs n >= 1, but got n={n}")
+        points = self._propose(n)
+        out = []
+        for p in points:
+            p = tuple(float(x) for x in np.clip(np.asarray(p, dtype=float), 0.0, 1.0))
+            cid = self._next_id
+            self._next_id += 1
+            self._pending[cid] = p
+            out.append(Candidate(id=cid, point=p, config=self.space.decode(np.asarray(p))))
+        return out
+
+    def tell(self, observations: Sequence[Observation]) -> None:
+        """Report outcomes for earlier proposals; each id exactly once."""
+        seen: set[int] = set()
+        pairs: list[tuple[tuple[float, ...], Observation]] = []
+        for ob in observations:
+            if ob.id in self._told or ob.id in seen:
+                raise SamplerProtocolError(f"candidate {ob.id} was already told; each candidate is told once")
+            if ob.id not in self._pending:
+                raise SamplerProtocolError(f"candidate {ob.id} was never proposed by this {self.name} sampler")
+            seen.add(ob.id)
+            pairs.append((self._pending[ob.id], ob))
+        for cid in seen:
+            del self._pending[cid]
+            self._told.add(cid)
+        self._observe(pairs)
+
+    @property
+    def pending_ids(self) -> list[int]:
+        return sorted(self._pending)
+
+    def state_dict(self) -> dict[str, Any]:
+        """A JSON-serialisable snapshot from which ``load_state_dict`` resumes exactly."""
+        return {
+            "name": self.name,
+            "next_id": self._next_id,
+            "pending": {str(k): list(v) for k, v in self._pending.items()},
+            "told": sorted(self._told),
+            "impl": self._state(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self._next_id = int(state["next_id"])
+        self._pending = {int(k): tuple(float(x) for x in v) for k, v in state["pending"].items()}
+        self._told = set(int(i) for i in state["told"])
+        self._load_state(state["impl"])
+
+    # -- subclass hooks ----------------------------------------------------------------------
+    @abstractmethod
+    def _propose(self, n: int) -> list[Sequence[float]]:
+        """Return ``n`` points in the unit cube."""
+
+    @abstractmethod
+    def _observe(self, pairs: list[tuple[tuple[float, ...], Observation]]) -> None:
+        """Learn from (point, observation) pairs; failed observations have ``ob.failed``."""
+
+    @abstractmethod
+    def _state(self) -> dict[str, Any]:
+        """JSON-serialisable implementation state."""
+
+    @abstractmethod
+    def _load_state(self, state: dict[str, Any]) -> None:
+        """Restore what ``_state`` returned."""
+
+
+def pack_object(obj: Any) -> str:
+    """Serialise a library object (a pycma strategy, an Optuna study) into a JSON-safe string."""
+    return base64.b64encode(pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)).decode("ascii")
+
+
+def unpack_object(blob: str) -> Any:
+    """Inverse of :func:`pack_object`.  Only ever applied to state autotune itself wrote."""
+    return pickle.loads(base64.b64decode(blob.encode("ascii")))

@@ -1,0 +1,84 @@
+"""Run settings: one validated object that the CLI, the Python API and `resume` all build.
+
+Every check here runs before a run folder is created, so a bad setting costs nothing.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+from .errors import ConfigError
+
+MODES = ("min", "max")
+
+
+@dataclass
+class RunSettings:
+    """How a search runs.  Defaults follow PaddleHub's AutoDL Finetuner: pshe2, pbt, 10 rounds x 5."""
+
+    name: str
+    metric: str
+    mode: str = "max"
+    sampler: str = "pshe2"
+    evaluator: str = "pbt"
+    rounds: int = 10
+    popsize: int = 5
+    seed: int | None = None
+    budget: float | None = None
+    trial_timeout: float | None = None
+    cpus_per_trial: float = 1.0
+    gpus_per_trial: float = 0.0
+    resources_per_trial: dict[str, float] = field(default_factory=dict)
+    address: str | None = None
+    top_fraction: float = 0.5
+    max_retries: int = 1
+    sampler_options: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        if not isinstance(self.name, str) or not self.name.strip():
+            raise ConfigError("a run needs a non-empty name")
+        bad = set(self.name) & set('/\\:*?"<>|\0')
+        if bad or self.name in (".", ".."):
+            raise ConfigError(f"run name {self.name!r} may not contain {''.join(sorted(bad)) or 'only dots'}")
+        if not isinstance(self.metric, str) or not self.metric:
+            raise ConfigError("a metric name is needed (--metric, or `metric:` in the space file)")
+        if self.mode not in MODES:
+            raise ConfigError(f"mode must be 'min' or 'max', but got {self.mode!r}")
+        for key in ("rounds", "popsize"):
+            value = getattr(self, key)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigError(f"{key} must be an integer >= 1, but got {value!r}")
+        _positive("cpus_per_trial", self.cpus_per_trial, allow_zero=True)
+        _positive("gpus_per_trial", self.gpus_per_trial, allow_zero=True)
+        if self.gpus_per_trial > 1 and self.gpus_per_trial != int(self.gpus_per_trial):
+            raise ConfigError(f"gpus_per_trial above 1 must be a whole number, but got {self.gpus_per_trial}")
+        if self.budget is not None:
+            _positive("budget", self.budget)
+        if self.trial_timeout is not None:
+            _positive("trial_timeout", self.trial_timeout)
+        if not 0 < self.top_fraction <= 1:
+            raise ConfigError(f"top_fraction must lie in (0, 1], but got {self.top_fraction}")
+        if isinstance(self.max_retries, bool) or not isinstance(self.max_retries, int) or self.max_retries < 0:
+            raise ConfigError(f"max_retries must be an integer >= 0, but got {self.max_retries!r}")
+        for k, v in self.resources_per_trial.items():
+            _positive(f"resource {k!r}", v, allow_zero=True)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "RunSettings":
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in names})
+
+
+def _positive(key: str, value: Any, allow_zero: bool = False) -> None:
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if not ok or value < 0 or (value == 0 and not allow_zero):
+        want = ">= 0" if allow_zero else "> 0"
+        raise ConfigError(f"{key} must be a number {want}, but got {value!r}")

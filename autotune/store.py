@@ -1,0 +1,211 @@
+"""Results database: Optuna's RDB storage, one study per run.
+
+SQLite in the run folder by default, PostgreSQL/MySQL by URL.  Each finished trial is written in a
+single transaction (Optuna's ``create_new_trial`` with a complete template), so a killed driver never
+leaves a half-written trial; the driver is the only writer.  The same database opens in
+``optuna-dashboard`` and in Optuna's own API: params, values, intermediate values (the run metric
+per step) and flat user attributes (round, parent, checkpoint, status, reason, node, timings) are
+all plain Optuna data; the complete autotune record rides along in the ``autotune_record`` attribute.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import logging
+import math
+import os
+import sqlite3
+import warnings
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.distributions import BaseDistribution
+from optuna.storages import RDBStorage
+from optuna.trial import FrozenTrial, TrialState
+
+from .errors import StoreError
+from .records import COMPLETED, TrialRecord
+
+DB_FILE_NAME = "autotune.db"
+RECORD_ATTR = "autotune_record"
+BLOB_CHUNK = 60_000  # stay under MySQL's TEXT limit per attribute
+_PREFIX = "autotune:"
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+def sqlite_url(run_dir: str | os.PathLike[str]) -> str:
+    return f"sqlite:///{Path(run_dir).resolve() / DB_FILE_NAME}"
+
+
+def _enable_wal(url: str) -> None:
+    """WAL lets a dashboard read a live SQLite run without ever blocking the driver's writes."""
+    path = url[len("sqlite:///"):]
+    if not path or path == ":memory:":
+        return
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    con = sqlite3.connect(path, timeout=30)
+    try:
+        con.execute("PRAGMA journal_mode=WAL")
+    finally:
+        con.close()
+
+
+def redact_url(url: str) -> str:
+    """A storage URL with its password hidden, for messages and the run folder."""
+    if "@" in url and "://" in url:
+        scheme, rest = url.split("://", 1)
+        cred, host = rest.rsplit("@", 1)
+        user = cred.split(":", 1)[0]
+        return f"{scheme}://{user}:***@{host}"
+    return url
+
+
+class Store:
+    """The run database.  ``read_only`` stores never migrate or create anything."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        try:
+            if url.startswith("sqlite:///"):
+                _enable_wal(url)
+                engine_kwargs: dict[str, Any] = {"connect_args": {"timeout": 60}}
+            else:
+                engine_kwargs = {"pool_pre_ping": True}
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                self.storage = RDBStorage(url, engine_kwargs=engine_kwargs, skip_compatibility_check=False)
+        except Exception as e:  # noqa: BLE001 - any driver/URL problem is the user's storage setting
+            raise StoreError(f"cannot open results database {redact_url(url)}: {type(e).__name__}: {e}") from None
+
+    # -- runs ------------------------------------------------------------------------------------
+    def create_run(self, name: str, mode: str, attrs: dict[str, Any]) -> int:
+        direction = optuna.study.StudyDirection.MAXIMIZE if mode == "max" else optuna.study.StudyDirection.MINIMIZE
+        try:
+            run_id = self.storage.create_new_study([direction], study_name=name)
+        except optuna.exceptions.DuplicatedStudyError:
+            raise StoreError(f"a run named {name!r} already exists in {redact_url(self.url)}") from None
+        for k, v in attrs.items():
+            self.set_attr(run_id, k, v)
+        return run_id
+
+    def run_id(self, name: str) -> int:
+        try:
+            return self.storage.get_study_id_from_name(name)
+        except KeyError:
+            names = [s.study_name for s in self.storage.get_all_studies()]
+            known = ", ".join(names[:20]) or "none"
+            raise StoreError(f"no run named {name!r} in {redact_url(self.url)} (runs: {known})") from None
+
+    def run_names(self) -> list[str]:
+        return [s.study_name for s in self.storage.get_all_studies()]
+
+    def set_attr(self, run_id: int, key: str, value: Any) -> None:
+        self.storage.set_study_user_attr(run_id, _PREFIX + key, value)
+
+    def attrs(self, run_id: int) -> dict[str, Any]:
+        raw = self.storage.get_study_user_attrs(run_id)
+        return {k[len(_PREFIX):]: v for k, v in raw.items() if k.startswith(_PREFIX) and ":blob:" not in k}
+
+    def put_blob(self, run_id: int, key: str, value: Any) -> None:
+        """Store a large JSON value atomically: chunks first, then one pointer write commits it."""
+        text = json.dumps(value, separators=(",", ":"))
+        digest = hashlib.sha256(text.encode()).hexdigest()[:16]
+        chunks = [text[i : i + BLOB_CHUNK] for i in range(0, len(text), BLOB_CHUNK)] or [""]
+        for i, chunk in enumerate(chunks):
+            self.storage.set_study_user_attr(run_id, f"{_PREFIX}{key}:blob:{digest}:{i}", chunk)
+        self.set_attr(run_id, key + ":pointer", {"digest": digest, "chunks": len(chunks)})
+        self._drop_old_chunks(run_id, key, digest)
+
+    def get_blob(self, run_id: int, key: str) -> Any | None:
+        raw = self.storage.get_study_user_attrs(run_id)
+        pointer = raw.get(f"{_PREFIX}{key}:pointer")
+        if pointer is None:
+            return None
+        parts = [raw[f"{_PREFIX}{key}:blob:{pointer['digest']}:{i}"] for i in range(pointer["chunks"])]
+        return json.loads("".join(parts))
+
+    def _drop_old_chunks(self, run_id: int, key: str, keep: str) -> None:
+        """Optuna cannot delete attributes; overwrite stale chunks with empty strings to keep the DB small."""
+        raw = self.storage.get_study_user_attrs(run_id)
+        stale = f"{_PREFIX}{key}:blob:"
+        for k, v in raw.items():
+            if k.startswith(stale) and not k.startswith(stale + keep) and v != "":
+                self.storage.set_study_user_attr(run_id, k, "")
+
+    # -- trials ----------------------------------------------------------------------------------
+    def record_trial(
+        self, run_id: int, record: TrialRecord, distributions: dict[str, BaseDistribution]
+    ) -> None:
+        """Write one finished trial in one transaction."""
+        params = {k: record.config[k] for k in distributions if k in record.config}
+        dists = {k: distributions[k] for k in params}
+        completed = record.status == COMPLETED
+        start = _datetime(record.started)
+        end = _datetime(record.ended) or start
+        intermediate: dict[int, float] = {}
+        metric = self._metric(run_id)
+        for rep in record.reports:
+            v = rep.get("metrics", {}).get(metric)
+            try:
+                f = float(v)
+            except (TypeError, ValueError):
+                continue
+            if math.isfinite(f):
+                intermediate[int(rep["step"])] = f
+        user_attrs = {
+            "trial_id": record.trial_id,
+            "round": record.round,
+            "status": record.status,
+            "reason": record.reason,
+            "parent_id": record.parent_id,
+            "checkpoint": record.checkpoint,
+            "node": record.node,
+            "started": record.started,
+            "ended": record.ended,
+            "duration_s": (record.ended - record.started) if record.started and record.ended else None,
+            RECORD_ATTR: record.to_dict(),
+        }
+        template = FrozenTrial(
+            number=-1,
+            state=TrialState.COMPLETE if completed else TrialState.FAIL,
+            value=record.value if completed else None,
+            values=None,
+            datetime_start=start or dt.datetime.now(),
+            datetime_complete=end or dt.datetime.now(),
+            params=params,
+            distributions=dists,
+            user_attrs=json.loads(json.dumps(user_attrs, default=str)),
+            system_attrs={},
+            intermediate_values=intermediate,
+            trial_id=-1,
+        )
+        self.storage.create_new_trial(run_id, template_trial=template)
+
+    def _metric(self, run_id: int) -> str:
+        if not hasattr(self, "_metric_cache"):
+            self._metric_cache: dict[int, str] = {}
+        if run_id not in self._metric_cache:
+            self._metric_cache[run_id] = self.attrs(run_id).get("settings", {}).get("metric", "")
+        return self._metric_cache[run_id]
+
+    def trials(self, run_id: int) -> list[TrialRecord]:
+        """Finished trials of a run, the latest attempt of each trial id, in id order."""
+        latest: dict[int, TrialRecord] = {}
+        for ft in self.storage.get_all_trials(run_id, deepcopy=False):
+            data = ft.user_attrs.get(RECORD_ATTR)
+            if not data:
+                continue
+            rec = TrialRecord.from_dict(data)
+            latest[rec.trial_id] = rec
+        return [latest[k] for k in sorted(latest)]
+
+
+def _datetime(ts: float | None) -> dt.datetime | None:
+    return dt.datetime.fromtimestamp(ts) if ts else None
+
+
+logging.getLogger("alembic").setLevel(logging.WARNING)

@@ -1,0 +1,221 @@
+"""What a trial program sees: the :class:`Trial` handle and the reporting calls.
+
+A Python objective ``def objective(config, trial)`` gets a :class:`Trial`; a script trial (run as
+``python train.py --NAME=VALUE ... --saved_params_dir=DIR``) calls the module-level
+:func:`report` / :func:`report_final_result`, which find the trial through environment variables
+and append to the trial's private report file.  Either way a report is a dict of metrics plus an
+optional checkpoint, and every report is kept.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import time
+from pathlib import Path
+from typing import Any, Mapping
+
+from .errors import TrialError
+
+# Environment variables through which a script trial finds its trial.
+ENV_TRIAL_DIR = "AUTOTUNE_TRIAL_DIR"
+ENV_REPORT_FILE = "AUTOTUNE_REPORT_FILE"
+ENV_TRIAL_ID = "AUTOTUNE_TRIAL_ID"
+ENV_ROUND = "AUTOTUNE_ROUND"
+ENV_BUDGET = "AUTOTUNE_BUDGET"
+ENV_METRIC = "AUTOTUNE_METRIC"
+ENV_PARENT_CHECKPOINT = "AUTOTUNE_PARENT_CHECKPOINT"
+ENV_START_STEP = "AUTOTUNE_START_STEP"
+ENV_CONFIG = "AUTOTUNE_CONFIG"
+
+REPORT_FILE_NAME = "reports.jsonl"
+
+
+def _clean_metrics(metrics: Mapping[str, Any]) -> dict[str, float | None]:
+    """Metrics as plain floats; non-finite values become None but are remembered by the caller."""
+    if not isinstance(metrics, Mapping):
+        raise TrialError(f"report() takes a dict of metric name -> number, got {type(metrics).__name__}")
+    out: dict[str, float | None] = {}
+    for k, v in metrics.items():
+        if not isinstance(k, str):
+            raise TrialError(f"metric names must be strings, got {k!r}")
+        try:
+            f = float(v)
+        except (TypeError, ValueError):
+            raise TrialError(f"metric {k!r} must be a number, got {v!r}") from None
+        out[k] = f
+    return out
+
+
+def _json_metrics(metrics: Mapping[str, float]) -> dict[str, Any]:
+    """JSON has no NaN: keep non-finite values as strings so 'nan' stays visible, never a 0."""
+    return {k: (v if math.isfinite(v) else repr(v)) for k, v in metrics.items()}
+
+
+def parse_metric_value(v: Any) -> float:
+    """Inverse of :func:`_json_metrics` for one value."""
+    if isinstance(v, str):
+        return float(v)
+    return float(v)
+
+
+class Trial:
+    """The handle a Python objective receives.
+
+    Attributes: ``id``, ``round``, ``budget`` (training units this trial should add), ``dir`` (a
+    private folder only this trial writes into), ``parent_checkpoint`` (path or None),
+    ``parent_id``, ``start_step`` (the parent checkpoint's training step, 0 from scratch),
+    ``config`` and ``metric`` (the run's metric name).
+    """
+
+    def __init__(
+        self,
+        id: int,
+        round: int,
+        budget: float | None,
+        dir: str | os.PathLike[str],
+        config: Mapping[str, Any],
+        metric: str,
+        parent_checkpoint: str | None = None,
+        parent_id: int | None = None,
+        start_step: int = 0,
+    ) -> None:
+        self.id = id
+        self.round = round
+        self.budget = budget
+        self.dir = Path(dir)
+        self.config = dict(config)
+        self.metric = metric
+        self.parent_checkpoint = parent_checkpoint
+        self.parent_id = parent_id
+        self.start_step = int(start_step or 0)
+        self.reports: list[dict[str, Any]] = []
+        self.checkpoint: str | None = None
+        self.checkpoint_step: int | None = None
+
+    def report(
+        self,
+        metrics: Mapping[str, Any] | None = None,
+        checkpoint: str | os.PathLike[str] | None = None,
+        step: int | None = None,
+        **more: Any,
+    ) -> None:
+        """Record metrics (and optionally a checkpoint) for this point of training.
+
+        ``step`` is the training step the report (and its checkpoint) stand at; by default it
+        counts reports on from the parent's step.  A checkpoint outside :attr:`dir` is copied in, so
+        a trial's checkpoint always lives in its own folder.
+        """
+        values = _clean_metrics({**(metrics or {}), **more})
+        if step is None:
+            step = (self.reports[-1]["step"] if self.reports else self.start_step) + 1
+        entry = {"step": int(step), "time": time.time(), "metrics": _json_metrics(values)}
+        if checkpoint is not None:
+            entry["checkpoint"] = self._adopt_checkpoint(Path(checkpoint), int(step))
+            self.checkpoint, self.checkpoint_step = entry["checkpoint"], int(step)
+        self.reports.append(entry)
+
+    def _adopt_checkpoint(self, path: Path, step: int) -> str:
+        if not path.exists():
+            raise TrialError(f"trial {self.id}: reported checkpoint {str(path)!r} does not exist")
+        path = path.resolve()
+        own = self.dir.resolve()
+        if own == path or own in path.parents:
+            return str(path)
+        dest = own / "checkpoint"
+        tmp = own / f".checkpoint-{step}.tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+        if path.is_dir():
+            shutil.copytree(path, tmp)
+        else:
+            tmp.mkdir(parents=True)
+            shutil.copy2(path, tmp / path.name)
+        shutil.rmtree(dest, ignore_errors=True)
+        os.replace(tmp, dest)
+        return str(dest)
+
+    def __repr__(self) -> str:
+        return f"Trial(id={self.id}, round={self.round}, budget={self.budget}, parent={self.parent_id})"
+
+
+# --------------------------------------------------------------------------------------------
+# Module-level reporting, for Python objectives (current trial) and script trials (env vars)
+# --------------------------------------------------------------------------------------------
+_current: Trial | None = None
+
+
+def _set_current(trial: Trial | None) -> None:
+    global _current
+    _current = trial
+
+
+def current_trial() -> Trial:
+    """The running trial: the in-process one, or one rebuilt from a script trial's environment."""
+    if _current is not None:
+        return _current
+    if ENV_REPORT_FILE not in os.environ:
+        raise TrialError("not inside an autotune trial: run this program through `autotune run`")
+    return _ScriptTrial.from_env()
+
+
+def report(
+    metrics: Mapping[str, Any] | None = None,
+    checkpoint: str | os.PathLike[str] | None = None,
+    step: int | None = None,
+    **more: Any,
+) -> None:
+    """Report metrics (and optionally a checkpoint) from inside a trial."""
+    current_trial().report(metrics, checkpoint=checkpoint, step=step, **more)
+
+
+def report_final_result(value: float) -> None:
+    """PaddleHub AutoDL Finetuner's call: report the run metric's final value."""
+    trial = current_trial()
+    trial.report({trial.metric: value})
+
+
+class _ScriptTrial(Trial):
+    """A Trial inside a script process: reports go to the trial's report file, line by line."""
+
+    @classmethod
+    def from_env(cls) -> "_ScriptTrial":
+        env = os.environ
+        budget = env.get(ENV_BUDGET)
+        parent = env.get(ENV_PARENT_CHECKPOINT) or None
+        t = cls(
+            id=int(env.get(ENV_TRIAL_ID, "0")),
+            round=int(env.get(ENV_ROUND, "0")),
+            budget=float(budget) if budget not in (None, "") else None,
+            dir=env[ENV_TRIAL_DIR],
+            config=json.loads(env.get(ENV_CONFIG, "{}")),
+            metric=env.get(ENV_METRIC, "score"),
+            parent_checkpoint=parent,
+            start_step=int(env.get(ENV_START_STEP, "0") or 0),
+        )
+        t.reports = read_reports(Path(env[ENV_REPORT_FILE]))
+        return t
+
+    def report(self, metrics=None, checkpoint=None, step=None, **more):  # type: ignore[override]
+        n = len(self.reports)
+        super().report(metrics, checkpoint=checkpoint, step=step, **more)
+        path = Path(os.environ[ENV_REPORT_FILE])
+        with open(path, "a", encoding="utf-8") as f:
+            for entry in self.reports[n:]:
+                f.write(json.dumps(entry) + "\n")
+                f.flush()
+                os.fsync(f.fileno())
+
+
+def read_reports(path: Path) -> list[dict[str, Any]]:
+    """Reports a script trial wrote, skipping a torn last line (a process killed mid-write)."""
+    if not path.exists():
+        return []
+    out = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            out.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return out

@@ -1,0 +1,314 @@
+"""Runs one trial in the current process and turns whatever happens into a :class:`TrialOutcome`.
+
+Executors call :func:`run_trial` (in-process, or inside a reused Ray worker).  Everything a trial can
+do wrong -- raise, exit, report NaN, report nothing, fail to write its checkpoint -- ends here as a
+failed outcome with a reason and the tail of the trial's log; nothing escapes to stop the search.
+A planned parent checkpoint is verified against the hash recorded when its trial finished; a missing
+or corrupt one falls back to the next parent (or to scratch) and the outcome says so.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import math
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import Any, Iterator
+
+from .records import COMPLETED, FAILED, ParentRef, TrialOutcome, TrialSpec
+from .targets import CALLABLE, FUNCTION, SCRIPT, TrialTarget
+from .trial import (
+    ENV_BUDGET,
+    ENV_CONFIG,
+    ENV_METRIC,
+    ENV_PARENT_CHECKPOINT,
+    ENV_REPORT_FILE,
+    ENV_ROUND,
+    ENV_START_STEP,
+    ENV_TRIAL_DIR,
+    ENV_TRIAL_ID,
+    REPORT_FILE_NAME,
+    Trial,
+    _set_current,
+    parse_metric_value,
+    read_reports,
+)
+
+LOG_FILE_NAME = "trial.log"
+LOG_TAIL_LINES = 40
+CHECKPOINT_DIR_NAME = "checkpoint"
+
+
+def hash_path(path: Path) -> str:
+    """sha256 over a file, or over a folder's relative paths and contents in sorted order."""
+    h = hashlib.sha256()
+    if path.is_file():
+        files = [(path.name, path)]
+    else:
+        files = sorted((str(p.relative_to(path)), p) for p in path.rglob("*") if p.is_file())
+    for rel, p in files:
+        h.update(rel.encode())
+        h.update(b"\0")
+        with open(p, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                h.update(chunk)
+    return h.hexdigest()
+
+
+def log_tail(path: Path, lines: int = LOG_TAIL_LINES, max_chars: int = 8000) -> str | None:
+    """The last lines of a trial's log, for failed trials' records."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            size = f.tell()
+            f.seek(max(0, size - max_chars * 2))
+            text = f.read().decode("utf-8", "replace")
+    except OSError:
+        return None
+    return "\n".join(text.splitlines()[-lines:])[-max_chars:]
+
+
+def choose_parent(spec: TrialSpec, run_dir: Path) -> tuple[ParentRef | None, Path | None, str | None, str | None]:
+    """The first planned parent whose checkpoint exists and matches its recorded hash.
+
+    Returns (parent, path, hash of what will be loaded, note on any fall-back).
+    """
+    notes = []
+    for p in spec.parents:
+        path = run_dir / p.checkpoint
+        if not path.exists():
+            notes.append(f"parent trial {p.trial_id}: checkpoint missing")
+            continue
+        try:
+            digest = hash_path(path)
+        except OSError as e:
+            notes.append(f"parent trial {p.trial_id}: checkpoint unreadable ({e})")
+            continue
+        if p.hash and digest != p.hash:
+            notes.append(f"parent trial {p.trial_id}: checkpoint corrupt (hash mismatch)")
+            continue
+        note = "; ".join(notes) + f"; fell back to parent trial {p.trial_id}" if notes else None
+        return p, path, digest, note
+    if spec.parents:
+        return None, None, None, "; ".join(notes) + "; started from scratch"
+    return None, None, None, None
+
+
+@contextlib.contextmanager
+def _redirect_output(log_path: Path) -> Iterator[None]:
+    """Send this process's stdout/stderr (file descriptors too) to the trial log while it runs."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = os.dup(1), os.dup(2)
+    with open(log_path, "ab", buffering=0) as log:
+        os.dup2(log.fileno(), 1)
+        os.dup2(log.fileno(), 2)
+        try:
+            yield
+        finally:
+            with contextlib.suppress(Exception):
+                sys.stdout.flush()
+                sys.stderr.flush()
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            os.close(saved[0])
+            os.close(saved[1])
+
+
+def _signal_name(code: int) -> str:
+    try:
+        return signal.Signals(-code).name
+    except ValueError:
+        return f"signal {-code}"
+
+
+def run_trial(
+    target: TrialTarget,
+    spec: TrialSpec,
+    run_dir: str | os.PathLike[str],
+    metric: str,
+    node: str | None = None,
+    gpu_ids: list[Any] | None = None,
+) -> TrialOutcome:
+    """Run ``spec`` with ``target`` and return its outcome; never raises for a trial's own faults."""
+    run_dir = Path(run_dir)
+    trial_dir = run_dir / spec.trial_dir
+    shutil.rmtree(trial_dir, ignore_errors=True)  # a re-run after an interruption starts clean
+    trial_dir.mkdir(parents=True, exist_ok=True)
+    log_path = trial_dir / LOG_FILE_NAME
+    outcome = TrialOutcome(
+        trial_id=spec.trial_id,
+        status=FAILED,
+        started=time.time(),
+        node=node or socket.gethostname(),
+        gpu_ids=list(gpu_ids or []),
+    )
+    parent, parent_path, parent_hash, note = choose_parent(spec, run_dir)
+    outcome.parent_note = note
+    if parent is not None:
+        outcome.parent_id = parent.trial_id
+        outcome.parent_checkpoint = parent.checkpoint
+        outcome.parent_step = parent.step
+        outcome.parent_hash = parent_hash
+    with open(log_path, "a", encoding="utf-8") as log:
+        log.write(f"[autotune] trial {spec.trial_id} round {spec.round} config {json.dumps(spec.config)}\n")
+        if note:
+            log.write(f"[autotune] parent: {note}\n")
+    try:
+        if target.kind in (FUNCTION, CALLABLE):
+            reports, checkpoint, error = _run_function(target, spec, trial_dir, log_path, metric, parent, parent_path)
+        elif target.kind == SCRIPT:
+            reports, checkpoint, error = _run_script(target, spec, trial_dir, log_path, metric, parent, parent_path)
+        else:
+            raise ValueError(f"unknown target kind {target.kind!r}")
+    except Exception as e:  # autotune's own fault while running the trial: still a recorded failure
+        reports, checkpoint, error = [], None, f"{type(e).__name__}: {e}"
+        with open(log_path, "a", encoding="utf-8") as log:
+            log.write(traceback.format_exc())
+    outcome.reports = reports
+    outcome.ended = time.time()
+    _judge(outcome, metric, error)
+    if checkpoint is not None and outcome.status == COMPLETED:
+        try:
+            outcome.checkpoint = os.path.relpath(checkpoint, run_dir)
+            outcome.checkpoint_hash = hash_path(checkpoint)
+            outcome.checkpoint_step = next(
+                (r["step"] for r in reversed(reports) if r.get("checkpoint")), reports[-1]["step"] if reports else None
+            )
+        except OSError as e:
+            outcome.status, outcome.reason = FAILED, f"checkpoint unreadable: {e}"
+    if outcome.status != COMPLETED:
+        outcome.log_tail = log_tail(log_path)
+    return outcome
+
+
+def _judge(outcome: TrialOutcome, metric: str, error: str | None) -> None:
+    """Completed only with a finite value of the run metric and no error."""
+    values = [(r["step"], r["metrics"][metric]) for r in outcome.reports if metric in r.get("metrics", {})]
+    if values:
+        outcome.value = parse_metric_value(values[-1][1])
+    if error:
+        outcome.status, outcome.reason = FAILED, error
+    elif not outcome.reports:
+        outcome.status, outcome.reason = FAILED, "the trial reported no metrics"
+    elif not values:
+        seen = sorted({k for r in outcome.reports for k in r.get("metrics", {})})
+        outcome.status = FAILED
+        outcome.reason = f"metric {metric!r} was never reported (reported: {', '.join(seen) or 'nothing'})"
+    elif outcome.value is None or not math.isfinite(outcome.value):
+        outcome.status = FAILED
+        outcome.reason = f"metric {metric!r} was {outcome.value} at step {values[-1][0]}"
+        outcome.value = None
+    else:
+        outcome.status, outcome.reason = COMPLETED, None
+
+
+def _run_function(
+    target: TrialTarget,
+    spec: TrialSpec,
+    trial_dir: Path,
+    log_path: Path,
+    metric: str,
+    parent: ParentRef | None,
+    parent_path: Path | None,
+) -> tuple[list[dict[str, Any]], Path | None, str | None]:
+    trial = Trial(
+        id=spec.trial_id,
+        round=spec.round,
+        budget=spec.budget,
+        dir=trial_dir,
+        config=spec.config,
+        metric=metric,
+        parent_checkpoint=str(parent_path) if parent_path else None,
+        parent_id=parent.trial_id if parent else None,
+        start_step=(parent.step or 0) if parent else 0,
+    )
+    error = None
+    _set_current(trial)
+    try:
+        with _redirect_output(log_path):
+            try:
+                fn = target.load_function()
+                result = fn(dict(spec.config), trial)
+                if result is not None and not any(metric in r["metrics"] for r in trial.reports):
+                    if isinstance(result, dict):
+                        trial.report(result)
+                    else:
+                        trial.report({metric: result})
+            except BaseException as e:  # noqa: BLE001 - SystemExit and KeyboardInterrupt in a trial are its failure
+                if isinstance(e, KeyboardInterrupt):
+                    raise
+                traceback.print_exc()
+                error = f"{type(e).__name__}: {e}"
+    finally:
+        _set_current(None)
+    checkpoint = Path(trial.checkpoint) if trial.checkpoint else None
+    return trial.reports, checkpoint, error
+
+
+def _run_script(
+    target: TrialTarget,
+    spec: TrialSpec,
+    trial_dir: Path,
+    log_path: Path,
+    metric: str,
+    parent: ParentRef | None,
+    parent_path: Path | None,
+) -> tuple[list[dict[str, Any]], Path | None, str | None]:
+    saved = trial_dir / CHECKPOINT_DIR_NAME
+    saved.mkdir(exist_ok=True)
+    report_file = trial_dir / REPORT_FILE_NAME
+    argv = [target.python, target.ref, *target.args]
+    argv += [f"--{k}={v}" for k, v in spec.config.items()]
+    argv.append(f"--saved_params_dir={saved}")
+    if parent_path is not None:
+        argv.append(f"--model_path={parent_path}")
+    env = dict(os.environ)
+    env.update(
+        {
+            ENV_TRIAL_DIR: str(trial_dir),
+            ENV_REPORT_FILE: str(report_file),
+            ENV_TRIAL_ID: str(spec.trial_id),
+            ENV_ROUND: str(spec.round),
+            ENV_BUDGET: "" if spec.budget is None else str(spec.budget),
+            ENV_METRIC: metric,
+            ENV_PARENT_CHECKPOINT: str(parent_path or ""),
+            ENV_START_STEP: str((parent.step or 0) if parent else 0),
+            ENV_CONFIG: json.dumps(spec.config),
+            "PYTHONUNBUFFERED": "1",
+        }
+    )
+    error = None
+    with open(log_path, "ab") as log:
+        log.write(("[autotune] $ " + " ".join(argv) + "\n").encode())
+        log.flush()
+        proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=str(trial_dir),
+                                start_new_session=True)
+        try:
+            code = proc.wait(timeout=spec.timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+            error = f"timed out after {spec.timeout:g} s"
+            code = None
+        except BaseException:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+            raise
+    if code is not None and code != 0:
+        error = f"script exited with code {code}" if code > 0 else f"script killed by {_signal_name(code)}"
+    reports = read_reports(report_file)
+    checkpoint = saved if any(saved.iterdir()) else None
+    if checkpoint is not None and reports and not any(r.get("checkpoint") for r in reports):
+        reports[-1]["checkpoint"] = str(saved)
+    return reports, checkpoint, error
