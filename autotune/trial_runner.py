@@ -105,23 +105,28 @@ def choose_parent(spec: TrialSpec, run_dir: Path) -> tuple[ParentRef | None, Pat
 
 @contextlib.contextmanager
 def _redirect_output(log_path: Path) -> Iterator[None]:
-    """Send this process's stdout/stderr (file descriptors too) to the trial log while it runs."""
-    sys.stdout.flush()
-    sys.stderr.flush()
-    saved = os.dup(1), os.dup(2)
-    with open(log_path, "ab", buffering=0) as log:
+    """Send this process's output to the trial log while it runs: the file descriptors (C code,
+    child processes) and Python's ``sys.stdout``/``sys.stderr`` (which a host such as pytest may
+    have replaced)."""
+    with contextlib.suppress(Exception):
+        sys.stdout.flush()
+        sys.stderr.flush()
+    saved_fds = os.dup(1), os.dup(2)
+    saved_streams = sys.stdout, sys.stderr
+    with open(log_path, "a", buffering=1, encoding="utf-8", errors="replace") as log:
         os.dup2(log.fileno(), 1)
         os.dup2(log.fileno(), 2)
+        sys.stdout = sys.stderr = log
         try:
             yield
         finally:
             with contextlib.suppress(Exception):
-                sys.stdout.flush()
-                sys.stderr.flush()
-            os.dup2(saved[0], 1)
-            os.dup2(saved[1], 2)
-            os.close(saved[0])
-            os.close(saved[1])
+                log.flush()
+            sys.stdout, sys.stderr = saved_streams
+            os.dup2(saved_fds[0], 1)
+            os.dup2(saved_fds[1], 2)
+            os.close(saved_fds[0])
+            os.close(saved_fds[1])
 
 
 def _signal_name(code: int) -> str:

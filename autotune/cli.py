@@ -1,0 +1,278 @@
+"""The ``autotune`` command line: run, resume, show, export, dashboard.
+
+Every error a user can cause is one line on stderr and exit status 2; Ctrl-C leaves a resumable run
+and exits 130.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+from .errors import AutotuneError, RunInterrupted
+
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but its errors are one line like every other autotune error."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise AutotuneError(f"{self.prog}: {message}")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    return v
+
+
+def _number(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not math.isfinite(v):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+    return v
+
+
+def _resource(text: str) -> tuple[str, float]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected NAME=AMOUNT, got {text!r}")
+    return key, _number(value)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="autotune", description="Hyperparameter search for fine-tuning, on Ray.")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+
+    r = sub.add_parser("run", help="run a search")
+    r.add_argument("trial", nargs="?", help="trial: script.py, file.py:function or module:function "
+                   "(default: the space file's `trial:`)")
+    r.add_argument("--space", required=True, help="search space YAML (autotune or PaddleHub format)")
+    r.add_argument("--sampler", help="hazero|pshe2|bayes|bayes-gp|random (default pshe2)")
+    r.add_argument("--evaluator", help="full|pbt (default pbt)")
+    r.add_argument("--rounds", type=_positive_int, help="rounds (default 10)")
+    r.add_argument("--popsize", type=_positive_int, help="trials per round (default 5)")
+    r.add_argument("--metric", help="metric to optimise (default: the space file's, else 'score')")
+    r.add_argument("--mode", help="min|max (default: the space file's, else max)")
+    r.add_argument("--budget", type=_number, help="training units per trial (per round under pbt)")
+    r.add_argument("--output", default="runs", help="folder for run folders (default ./runs)")
+    r.add_argument("--name", help="run name (default SPACE-TIMESTAMP)")
+    r.add_argument("--seed", type=_positive_int, help="seed for the sampler")
+    r.add_argument("--address", help="Ray cluster: auto, HOST:PORT or ray://HOST:PORT (default: local Ray)")
+    r.add_argument("--cpus-per-trial", type=_number, help="CPUs per trial (default 1)")
+    r.add_argument("--gpus-per-trial", type=_number, help="GPUs per trial, fractions allowed (default 0)")
+    r.add_argument("--resource", type=_resource, action="append", default=[], metavar="NAME=AMOUNT",
+                   help="custom Ray resource per trial (repeatable)")
+    r.add_argument("--trial-timeout", type=_number, help="seconds before a trial is stopped and failed")
+    r.add_argument("--max-retries", type=_positive_int, default=1, help="retries of a trial whose node was lost")
+    r.add_argument("--storage", help="results database URL (default: SQLite in the run folder)")
+    r.add_argument("--executor", choices=["ray", "local"], default="ray", help=argparse.SUPPRESS)
+
+    rs = sub.add_parser("resume", help="continue an interrupted run")
+    rs.add_argument("run_dir")
+    rs.add_argument("--storage", help="results database URL, if not the run folder's")
+    rs.add_argument("--address", help="Ray cluster to continue on")
+    rs.add_argument("--executor", choices=["ray", "local"], default="ray", help=argparse.SUPPRESS)
+
+    sh = sub.add_parser("show", help="print a run's trials and best trial")
+    sh.add_argument("run_dir")
+    sh.add_argument("--json", action="store_true", help="print JSON ({best, trials}) for scripts")
+    sh.add_argument("--storage")
+
+    ex = sub.add_parser("export", help="export a run's trial table")
+    ex.add_argument("run_dir")
+    ex.add_argument("--format", choices=["csv", "parquet"], default="csv")
+    ex.add_argument("--output", help="file to write (default RUN_DIR/trials.FORMAT)")
+    ex.add_argument("--storage")
+
+    db = sub.add_parser("dashboard", help="serve the web dashboard of runs")
+    db.add_argument("run_dirs", nargs="*", help="run folders, or folders of run folders (default ./runs)")
+    db.add_argument("--storage", help="a database URL whose runs to serve")
+    db.add_argument("--host", default="127.0.0.1")
+    db.add_argument("--port", type=_positive_int, default=8080)
+    db.add_argument("--token", help="require this token (or AUTOTUNE_DASHBOARD_TOKEN)")
+    return p
+
+
+# -- progress --------------------------------------------------------------------------------------
+class Progress:
+    """A live line per round on a terminal; silent otherwise."""
+
+    def __init__(self, stream: Any = None, mode: str = "max") -> None:
+        self.stream = stream or sys.stderr
+        self.live = bool(getattr(self.stream, "isatty", lambda: False)())
+        self.mode = mode
+        self.t0 = time.time()
+        self.round = 0
+        self.rounds = 0
+        self.total = self.done = self.failed = 0
+        self.best: Any = None
+
+    def __call__(self, event: dict[str, Any]) -> None:
+        kind = event["event"]
+        if kind == "round_start":
+            self.round, self.rounds, self.total = event["round"], event["rounds"], event["trials"]
+            self.done = self.total - event["todo"]
+            self.failed = 0
+        elif kind == "trial_end":
+            rec = event["record"]
+            self.done += 1
+            self.failed += rec.status != "completed"
+            if rec.status == "completed" and rec.value is not None and (
+                self.best is None or (rec.value > self.best.value if self.mode == "max" else rec.value < self.best.value)
+            ):
+                self.best = rec
+        elif kind == "round_end":
+            self.best = event["best"] or self.best
+        if not self.live:
+            return
+        line = self._line()
+        if kind == "round_end":
+            self.stream.write("\r\033[K" + line + "\n")
+        else:
+            self.stream.write("\r\033[K" + line)
+        self.stream.flush()
+
+    def _line(self) -> str:
+        best = f"best {self.best.value:.4g} (trial {self.best.trial_id})" if self.best else "best -"
+        running = self.total - self.done
+        return (f"round {self.round + 1}/{self.rounds}  running {running}  done {self.done - self.failed}  "
+                f"failed {self.failed}  {best}  [{time.time() - self.t0:.0f}s]")
+
+
+# -- commands ------------------------------------------------------------------------------------
+def _cmd_run(a: argparse.Namespace) -> int:
+    from .api import run
+
+    resources: dict[str, float] = dict(a.resource)
+    if a.cpus_per_trial is not None:
+        resources["cpu"] = a.cpus_per_trial
+    if a.gpus_per_trial is not None:
+        resources["gpu"] = a.gpus_per_trial
+    progress = Progress(mode=a.mode or "max")
+    result = run(
+        a.trial, space=a.space, sampler=a.sampler, evaluator=a.evaluator, rounds=a.rounds, popsize=a.popsize,
+        metric=a.metric, mode=a.mode, output=a.output, name=a.name, seed=a.seed, budget=a.budget,
+        address=a.address, resources=resources, trial_timeout=a.trial_timeout, max_retries=a.max_retries,
+        storage=a.storage, executor=a.executor, progress=progress,
+    )
+    _summary(result)
+    return 0
+
+
+def _cmd_resume(a: argparse.Namespace) -> int:
+    from .api import resume
+
+    result = resume(a.run_dir, storage=a.storage, address=a.address, executor=a.executor, progress=Progress())
+    _summary(result)
+    return 0
+
+
+def _summary(result: Any) -> None:
+    recs = result.records
+    failed = sum(r.status != "completed" for r in recs)
+    print(f"run {result.name}: {len(recs)} trials ({failed} failed), status {result.status}")
+    b = result.best
+    if b is not None:
+        print(f"best {result.settings.metric} = {b.value:.6g} (trial {b.trial_id}, round {b.round}): "
+              + json.dumps(b.config))
+    print(f"results: {result.path}  (autotune show {result.path})")
+
+
+def _cmd_show(a: argparse.Namespace) -> int:
+    from .results import load_result
+
+    result = load_result(a.run_dir, a.storage)
+    if a.json:
+        best = result.best
+        print(json.dumps({"name": result.name, "status": result.status, "metric": result.settings.metric,
+                          "mode": result.settings.mode, "best": best.to_dict() if best else None,
+                          "trials": [r.to_dict() for r in result.records]}, default=str))
+        return 0
+    names = sorted({k for r in result.records for k in r.config})
+    header = ["trial", "round", "status", result.settings.metric, *names, "parent", "secs", "reason"]
+    rows = []
+    for r in result.records:
+        secs = f"{r.ended - r.started:.1f}" if r.started and r.ended else ""
+        rows.append([str(r.trial_id), str(r.round), r.status, "" if r.value is None else f"{r.value:.4g}",
+                     *[_fmt(r.config.get(n)) for n in names], "" if r.parent_id is None else str(r.parent_id),
+                     secs, (r.reason or "")[:60]])
+    widths = [max(len(h), *(len(row[i]) for row in rows)) if rows else len(h) for i, h in enumerate(header)]
+    print("  ".join(h.ljust(w) for h, w in zip(header, widths)))
+    for row in rows:
+        print("  ".join(c.ljust(w) for c, w in zip(row, widths)))
+    b = result.best
+    print(f"\nrun {result.name} ({result.status}): {len(result.records)} trials, "
+          f"{sum(r.status != 'completed' for r in result.records)} failed")
+    if b:
+        print(f"best: trial {b.trial_id} {result.settings.metric}={b.value:.6g} {json.dumps(b.config)}")
+    return 0
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    return str(v)
+
+
+def _cmd_export(a: argparse.Namespace) -> int:
+    from .results import load_result
+
+    result = load_result(a.run_dir, a.storage)
+    frame = result.trials
+    out = Path(a.output) if a.output else Path(a.run_dir) / f"trials.{a.format}"
+    try:
+        if a.format == "csv":
+            frame.to_csv(out, index=False)
+        else:
+            frame.to_parquet(out, index=False)
+    except OSError as e:
+        raise AutotuneError(f"cannot write {out}: {e.strerror or e}") from None
+    print(out)
+    return 0
+
+
+def _cmd_dashboard(a: argparse.Namespace) -> int:
+    try:
+        from .dashboard.server import serve
+    except ImportError as e:
+        raise AutotuneError(f"the dashboard is not available: {e}") from None
+    serve(run_dirs=a.run_dirs or ["runs"], storage=a.storage, host=a.host, port=a.port, token=a.token)
+    return 0
+
+
+COMMANDS = {"run": _cmd_run, "resume": _cmd_resume, "show": _cmd_show, "export": _cmd_export,
+            "dashboard": _cmd_dashboard}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+        return COMMANDS[args.command](args)
+    except RunInterrupted as e:
+        print(f"\nautotune: {e}", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except KeyboardInterrupt:
+        print("\nautotune: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except AutotuneError as e:
+        msg = str(e).strip().replace("\n", " ")
+        print(f"autotune: error: {msg}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+if __name__ == "__main__":
+    sys.exit(main())

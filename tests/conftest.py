@@ -1,0 +1,59 @@
+"""Shared fixtures: test objectives by file path, small spaces, run helpers."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+TESTS = Path(__file__).resolve().parent
+REPO = TESTS.parent
+PROGRAMS = TESTS / "programs"
+OBJECTIVES = PROGRAMS / "objectives.py"
+
+# Trials and CLI subprocesses must import this checkout's autotune.
+os.environ["PYTHONPATH"] = os.pathsep.join(p for p in [str(REPO), os.environ.get("PYTHONPATH", "")] if p)
+
+
+def objective(name: str) -> str:
+    """A trial target string for one of tests/programs/objectives.py's functions."""
+    return f"{OBJECTIVES}:{name}"
+
+
+@pytest.fixture
+def xy_space() -> dict:
+    return {
+        "metric": "score",
+        "mode": "max",
+        "params": {
+            "x": {"type": "float", "low": 0.0, "high": 1.0, "init": 0.9},
+            "lr": {"type": "float", "low": 1e-4, "high": 1.0, "log": True, "init": 0.5},
+        },
+    }
+
+
+@pytest.fixture
+def lr_space() -> dict:
+    return {
+        "metric": "neg_loss",
+        "mode": "max",
+        "budget": 2,
+        "params": {"lr": {"type": "float", "low": 0.01, "high": 0.5, "log": True, "init": 0.05}},
+    }
+
+
+@pytest.fixture
+def executions(tmp_path, monkeypatch) -> Path:
+    """A file every test objective appends 'start ID' / 'done ID' to, to count real executions."""
+    path = tmp_path / "executions.log"
+    monkeypatch.setenv("AUTOTUNE_TEST_EXECUTIONS", str(path))
+    return path
+
+
+def cli(*args: str, **kwargs) -> "subprocess.CompletedProcess[str]":  # noqa: F821
+    import subprocess
+
+    return subprocess.run([sys.executable, "-m", "autotune", *args], capture_output=True, text=True,
+                          timeout=kwargs.pop("timeout", 300), **kwargs)

@@ -1,0 +1,112 @@
+"""Objectives used by the tests: small, deterministic, and each misbehaving in one known way."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import time
+from pathlib import Path
+
+TARGET = [0.7, -0.2]
+
+
+def _log_execution(trial, what: str) -> None:
+    """Append to a run-wide execution log (outside trial dirs) so tests can count real executions."""
+    path = os.environ.get("AUTOTUNE_TEST_EXECUTIONS")
+    if path:
+        with open(path, "a") as f:
+            f.write(f"{what} {trial.id}\n")
+
+
+def quadratic(config, trial):
+    """A smooth bowl in (x, lr): value is highest (0) at x=0.3, lr=1e-2."""
+    _log_execution(trial, "start")
+    x = float(config.get("x", 0.0))
+    lr = float(config.get("lr", 1e-2))
+    value = -((x - 0.3) ** 2) - (math.log10(lr) + 2.0) ** 2 / 10.0
+    time.sleep(float(config.get("sleep", 0.0)))
+    trial.report({"score": value, "pid": os.getpid()})
+    _log_execution(trial, "done")
+
+
+def returns_number(config, trial):
+    return -((float(config["x"]) - 0.3) ** 2)
+
+
+def weights(config, trial):
+    """A toy 'fine-tune' with model and optimizer state, checkpointed as JSON.
+
+    Warm-started trials load w and the momentum buffer from the parent; ``loaded.json`` in the
+    trial folder records exactly what was loaded, for the tests to compare with the parent's file.
+    """
+    _log_execution(trial, "start")
+    lr = float(config.get("lr", 0.1))
+    w, momentum, step = [0.0, 0.0], [0.0, 0.0], 0
+    if trial.parent_checkpoint:
+        state = json.loads((Path(trial.parent_checkpoint) / "state.json").read_text())
+        w, momentum, step = state["w"], state["momentum"], state["step"]
+        (trial.dir / "loaded.json").write_text(json.dumps(state))
+    for _ in range(int(trial.budget or 1)):
+        grad = [wi - ti for wi, ti in zip(w, TARGET)]
+        momentum = [0.5 * m + g for m, g in zip(momentum, grad)]
+        w = [wi - lr * m for wi, m in zip(w, momentum)]
+        step += 1
+        ckpt = trial.dir / "checkpoint"
+        ckpt.mkdir(exist_ok=True)
+        (ckpt / "state.json").write_text(json.dumps({"w": w, "momentum": momentum, "step": step}))
+        loss = sum((wi - ti) ** 2 for wi, ti in zip(w, TARGET))
+        trial.report({"loss": loss, "neg_loss": -loss}, checkpoint=ckpt, step=step)
+    _log_execution(trial, "done")
+
+
+def raises(config, trial):
+    print("about to fail")
+    raise RuntimeError("boom in trial")
+
+
+def reports_nan(config, trial):
+    trial.report({"score": float("nan")})
+
+
+def reports_inf(config, trial):
+    trial.report({"score": float("inf")})
+
+
+def reports_nothing(config, trial):
+    print("training without reporting")
+
+
+def wrong_metric(config, trial):
+    trial.report({"accuracy": 0.5})
+
+
+def exits(config, trial):
+    print("exiting hard", flush=True)
+    os._exit(3)
+
+
+def killed(config, trial):
+    print("killed by a signal", flush=True)
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def hangs(config, trial):
+    print("hanging", flush=True)
+    time.sleep(3600)
+
+
+def bad_checkpoint(config, trial):
+    trial.report({"score": 1.0}, checkpoint=trial.dir / "does-not-exist")
+
+
+def mixed(config, trial):
+    """Fails for x < 0.2 (raising), NaN for 0.2 <= x < 0.3, else a value: a search with failures."""
+    x = float(config["x"])
+    if x < 0.2:
+        raise ValueError(f"x={x} too small")
+    if x < 0.3:
+        trial.report({"score": float("nan")})
+        return
+    trial.report({"score": -((x - 0.6) ** 2)})

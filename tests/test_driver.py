@@ -1,0 +1,193 @@
+"""The driver loop and both evaluators, on the in-process executor (no Ray)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import yaml
+
+import autotune
+from autotune.api import resume
+from autotune.errors import RunInterrupted
+from autotune.executors.local import LocalExecutor
+from conftest import objective
+
+
+def test_full_search_records_every_trial(tmp_path, xy_space):
+    result = autotune.run(objective("quadratic"), space=xy_space, sampler="random", evaluator="full", rounds=3,
+                          popsize=4, seed=1, output=tmp_path, name="full", executor="local")
+    assert len(result.records) == 12
+    assert [r.trial_id for r in result.records] == list(range(12))
+    assert [r.round for r in result.records] == [i // 4 for i in range(12)]
+    assert all(r.status == "completed" and r.parent_id is None for r in result.records)
+    assert all(r.started <= r.ended for r in result.records)
+    best = max(result.records, key=lambda r: r.value)
+    assert result.best_value == best.value and result.best_config == best.config
+    doc = yaml.safe_load((tmp_path / "full" / "best" / "config.yaml").read_text())
+    assert doc["trial_id"] == best.trial_id and doc["config"] == best.config
+    frame = result.trials
+    assert len(frame) == 12 and set(frame["status"]) == {"completed"}
+    assert "config.x" in frame.columns
+
+
+def test_min_mode_picks_lowest(tmp_path, lr_space):
+    lr_space["metric"], lr_space["mode"] = "loss", "min"
+    result = autotune.run(objective("weights"), space=lr_space, sampler="random", evaluator="full", rounds=2,
+                          popsize=3, seed=3, output=tmp_path, name="min", executor="local")
+    assert result.best_value == min(r.value for r in result.records)
+
+
+def test_returning_a_number_records_the_metric(tmp_path, xy_space):
+    result = autotune.run(objective("returns_number"), space=xy_space, sampler="random", evaluator="full",
+                          rounds=1, popsize=2, seed=0, output=tmp_path, name="ret", executor="local")
+    for r in result.records:
+        assert r.status == "completed"
+        assert r.value == pytest.approx(-((r.config["x"] - 0.3) ** 2))
+
+
+def test_pbt_children_start_from_their_parents_weights(tmp_path, lr_space):
+    result = autotune.run(objective("weights"), space=lr_space, sampler="random", evaluator="pbt", rounds=3,
+                          popsize=4, seed=2, output=tmp_path, name="pbt", executor="local")
+    run_dir = tmp_path / "pbt"
+    by_id = {r.trial_id: r for r in result.records}
+    assert all(r.parent_id is None for r in result.records if r.round == 0)
+    later = [r for r in result.records if r.round > 0]
+    assert later and all(r.parent_id is not None for r in later)
+    for child in later:
+        parent = by_id[child.parent_id]
+        assert parent.round < child.round
+        # the parent is from the top half of earlier rounds
+        earlier = sorted((r for r in result.records if r.round < child.round), key=lambda r: -r.value)
+        assert parent.trial_id in [r.trial_id for r in earlier[: max(1, -(-len(earlier) // 2))]]
+        # what the child loaded is exactly the parent's checkpoint: weights and optimizer state
+        loaded = json.loads((run_dir / child.trial_dir / "loaded.json").read_text())
+        saved = json.loads((run_dir / parent.checkpoint / "state.json").read_text())
+        assert loaded == saved
+        assert child.parent_step == parent.checkpoint_step == saved["step"]
+        assert child.parent_hash == parent.checkpoint_hash
+        # training continues from the parent's step
+        assert child.checkpoint_step == parent.checkpoint_step + 2
+    # round-robin, best first: in round 1 the two best of round 0 parent trials 4,5 and 6,7 in turn
+    r0 = sorted((r for r in result.records if r.round == 0), key=lambda r: (-r.value, r.trial_id))
+    r1 = [r for r in result.records if r.round == 1]
+    assert [c.parent_id for c in r1] == [r0[0].trial_id, r0[1].trial_id, r0[0].trial_id, r0[1].trial_id]
+
+
+def test_pbt_missing_parent_falls_back_and_says_so(tmp_path, lr_space):
+    import shutil
+
+    from autotune.evaluators import make_evaluator
+    from autotune.records import TrialRecord
+    from autotune.samplers import Candidate
+
+    ev = make_evaluator("pbt", budget=1, mode="max")
+    history = [
+        TrialRecord(trial_id=i, round=0, config={"lr": 0.1}, budget=1, status="completed", reason=None,
+                    value=float(i), reports=[], planned_parent_id=None, parent_id=None, parent_checkpoint=None,
+                    parent_step=None, parent_hash=None, parent_note=None, checkpoint=f"trials/{i:06d}/checkpoint",
+                    checkpoint_step=1, checkpoint_hash=None, started=0, ended=1, node=None, gpu_ids=[],
+                    log_tail=None, trial_dir=f"trials/{i:06d}")
+        for i in range(4)
+    ]
+    specs = ev.plan(1, [Candidate(id=10 + i, point=(0.5,), config={"lr": 0.1}) for i in range(3)], history)
+    assert [s.parent.trial_id for s in specs] == [3, 2, 3]
+    assert [p.trial_id for p in specs[0].parents] == [3, 2]
+
+    # Now really run: corrupt the best parent's checkpoint, remove the second's; children fall back.
+    from autotune.targets import parse_target
+    from autotune.trial_runner import run_trial
+
+    result = autotune.run(objective("weights"), space=lr_space, sampler="random", evaluator="pbt", rounds=1,
+                          popsize=3, seed=5, output=tmp_path, name="r0", executor="local")
+    run_dir = tmp_path / "r0"
+    ev = make_evaluator("pbt", budget=1, mode="max", top_fraction=1.0)
+    spec = ev.plan(1, [Candidate(id=99, point=(0.5,), config={"lr": 0.1})], result.records)[0]
+    first, second, third = spec.parents
+    (run_dir / first.checkpoint / "state.json").write_text('{"corrupt": true}')
+    shutil.rmtree(run_dir / second.checkpoint)
+    out = run_trial(parse_target(objective("weights")), spec, run_dir, "neg_loss")
+    assert out.status == "completed"
+    assert out.parent_id == third.trial_id and out.parent_hash == third.hash
+    assert f"parent trial {first.trial_id}: checkpoint corrupt" in out.parent_note
+    assert f"parent trial {second.trial_id}: checkpoint missing" in out.parent_note
+    # with every parent unusable the child starts from scratch, and says so
+    shutil.rmtree(run_dir / third.checkpoint)
+    out = run_trial(parse_target(objective("weights")), spec, run_dir, "neg_loss")
+    assert out.status == "completed" and out.parent_id is None
+    assert out.parent_note.endswith("started from scratch")
+    assert not (run_dir / spec.trial_dir / "loaded.json").exists()
+
+
+def test_failures_are_recorded_and_the_search_goes_on(tmp_path, xy_space):
+    result = autotune.run(objective("mixed"), space=xy_space, sampler="random", evaluator="full", rounds=3,
+                          popsize=5, seed=4, output=tmp_path, name="mixed", executor="local")
+    assert len(result.records) == 15
+    raised = [r for r in result.records if r.config["x"] < 0.2]
+    nan = [r for r in result.records if 0.2 <= r.config["x"] < 0.3]
+    good = [r for r in result.records if r.config["x"] >= 0.3]
+    assert raised and good
+    for r in raised:
+        assert r.status == "failed" and "ValueError" in r.reason and "too small" in r.log_tail
+    for r in nan:
+        assert r.status == "failed" and "nan" in r.reason and r.value is None
+    assert all(r.status == "completed" for r in good)
+    assert result.best_value == max(r.value for r in good)
+
+
+@pytest.mark.parametrize(
+    "name, reason",
+    [
+        ("raises", "RuntimeError: boom in trial"),
+        ("reports_nan", "was nan"),
+        ("reports_inf", "was inf"),
+        ("reports_nothing", "reported no metrics"),
+        ("wrong_metric", "metric 'score' was never reported (reported: accuracy)"),
+        ("bad_checkpoint", "does not exist"),
+    ],
+)
+def test_each_trial_fault_is_a_failed_trial(tmp_path, xy_space, name, reason):
+    result = autotune.run(objective(name), space=xy_space, sampler="random", evaluator="full", rounds=1,
+                          popsize=2, seed=0, output=tmp_path, name=name, executor="local")
+    assert len(result.records) == 2
+    for r in result.records:
+        assert r.status == "failed" and reason in r.reason and r.value is None
+        assert r.log_tail and f"trial {r.trial_id}" in r.log_tail
+    assert result.best is None
+
+
+class _InterruptingExecutor(LocalExecutor):
+    """Raises KeyboardInterrupt (as Ctrl-C would) once ``after`` trials have finished."""
+
+    def __init__(self, after: int) -> None:
+        self.after = after
+        self.count = 0
+
+    def run(self, specs):
+        from autotune.trial_runner import run_trial
+
+        for spec in specs:
+            if self.count == self.after:
+                raise KeyboardInterrupt
+            self.count += 1
+            yield run_trial(self.target, spec, self.run_dir, self.metric)
+
+
+def test_interrupt_then_resume_loses_nothing_and_repeats_nothing(tmp_path, xy_space, executions):
+    with pytest.raises(RunInterrupted):
+        autotune.run(objective("quadratic"), space=xy_space, sampler="hazero", evaluator="full", rounds=3,
+                     popsize=4, seed=7, output=tmp_path, name="int", executor=_InterruptingExecutor(6))
+    partial = autotune.load(tmp_path / "int")
+    assert partial.status == "interrupted"
+    assert len([r for r in partial.records if r.status == "completed"]) == 6
+    result = resume(tmp_path / "int", executor="local")
+    assert result.status == "completed"
+    assert [r.trial_id for r in result.records] == list(range(12))
+    assert all(r.status == "completed" for r in result.records)
+    done = [line.split()[1] for line in executions.read_text().splitlines() if line.startswith("done")]
+    assert sorted(done, key=int) == [str(i) for i in range(12)]  # every trial completed exactly once
+
+    # An uninterrupted run with the same seed proposes exactly the same configs.
+    straight = autotune.run(objective("quadratic"), space=xy_space, sampler="hazero", evaluator="full", rounds=3,
+                            popsize=4, seed=7, output=tmp_path, name="straight", executor="local")
+    assert [r.config for r in straight.records] == [r.config for r in result.records]
