@@ -29,6 +29,7 @@ from .settings import RunSettings
 from .space import SearchSpace
 from .store import Store
 from .targets import TrialTarget
+from .trial_runner import finished_outcome
 
 STATE_KEY = "driver_state"
 PLANNED, TOLD = "planned", "told"
@@ -142,16 +143,18 @@ class Driver:
     def _run_round(self, rnd: int, specs: list[TrialSpec]) -> None:
         s = self.ctx.settings
         finished = {r.trial_id: r for r in self.records() if r.status in (COMPLETED, FAILED)}
-        todo = [x for x in specs if x.trial_id not in finished]
         by_id = {x.trial_id: x for x in specs}
+        for spec in specs:  # trials that ended after the last driver stopped listening
+            if spec.trial_id not in finished:
+                left = finished_outcome(self.ctx.run_dir, spec)
+                if left is not None:
+                    finished[spec.trial_id] = self._record(spec, left)
+        todo = [x for x in specs if x.trial_id not in finished]
         self.progress({"event": "round_start", "round": rnd, "rounds": s.rounds, "trials": len(specs),
                        "todo": len(todo), "slots": self.executor.slots})
-        done_ids: set[int] = set()
         try:
             for outcome in self.executor.run(todo):
-                record = TrialRecord.from_parts(by_id[outcome.trial_id], outcome)
-                self.ctx.store.record_trial(self.ctx.run_id, record, self._distributions)
-                done_ids.add(outcome.trial_id)
+                record = self._record(by_id[outcome.trial_id], outcome)
                 finished[record.trial_id] = record
                 self.progress({"event": "trial_end", "round": rnd, "record": record})
         except KeyboardInterrupt:
@@ -159,8 +162,7 @@ class Driver:
                 spec = by_id[tid]
                 outcome = TrialOutcome(trial_id=tid, status=STOPPED, reason="stopped by the user (Ctrl-C)",
                                        ended=time.time())
-                self.ctx.store.record_trial(self.ctx.run_id, TrialRecord.from_parts(spec, outcome),
-                                            self._distributions)
+                self._record(spec, outcome)
             raise
         observations = [Observation(id=x.trial_id, loss=loss_of(finished[x.trial_id], s.mode)) for x in specs]
         self.sampler.tell(observations)
@@ -170,6 +172,11 @@ class Driver:
         self._write_best(best)
         self.progress({"event": "round_end", "round": rnd, "rounds": s.rounds, "best": best,
                        "records": [finished[x.trial_id] for x in specs]})
+
+    def _record(self, spec: TrialSpec, outcome: TrialOutcome) -> TrialRecord:
+        record = TrialRecord.from_parts(spec, outcome)
+        self.ctx.store.record_trial(self.ctx.run_id, record, self._distributions)
+        return record
 
     def _write_best(self, best: TrialRecord | None) -> None:
         """``best/``: the best config as YAML and a copy of its checkpoint, replaced atomically."""

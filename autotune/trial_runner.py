@@ -44,6 +44,7 @@ from .trial import (
 )
 
 LOG_FILE_NAME = "trial.log"
+OUTCOME_FILE_NAME = "outcome.json"
 LOG_TAIL_LINES = 40
 CHECKPOINT_DIR_NAME = "checkpoint"
 
@@ -193,7 +194,27 @@ def run_trial(
             outcome.status, outcome.reason = FAILED, f"checkpoint unreadable: {e}"
     if outcome.status != COMPLETED:
         outcome.log_tail = log_tail(log_path)
+    _write_outcome(trial_dir, outcome)
     return outcome
+
+
+def _write_outcome(trial_dir: Path, outcome: TrialOutcome) -> None:
+    """Persist the outcome beside the trial, atomically, so a driver killed before recording it
+    adopts the finished trial on resume instead of running it again."""
+    tmp = trial_dir / (OUTCOME_FILE_NAME + ".tmp")
+    with contextlib.suppress(OSError):
+        tmp.write_text(json.dumps(outcome.to_dict()))
+        os.replace(tmp, trial_dir / OUTCOME_FILE_NAME)
+
+
+def finished_outcome(run_dir: Path, spec: TrialSpec) -> TrialOutcome | None:
+    """The outcome a worker left for ``spec``, if its trial ran to the end."""
+    path = Path(run_dir) / spec.trial_dir / OUTCOME_FILE_NAME
+    try:
+        outcome = TrialOutcome.from_dict(json.loads(path.read_text()))
+    except (OSError, ValueError, TypeError):
+        return None
+    return outcome if outcome.trial_id == spec.trial_id else None
 
 
 def _judge(outcome: TrialOutcome, metric: str, error: str | None) -> None:

@@ -191,3 +191,27 @@ def test_interrupt_then_resume_loses_nothing_and_repeats_nothing(tmp_path, xy_sp
     straight = autotune.run(objective("quadratic"), space=xy_space, sampler="hazero", evaluator="full", rounds=3,
                             popsize=4, seed=7, output=tmp_path, name="straight", executor="local")
     assert [r.config for r in straight.records] == [r.config for r in result.records]
+
+
+class _DiesAfterTrialExecutor(LocalExecutor):
+    """A trial finishes, then the driver is interrupted before it could record it."""
+
+    def run(self, specs):
+        from autotune.trial_runner import run_trial
+
+        for i, spec in enumerate(specs):
+            outcome = run_trial(self.target, spec, self.run_dir, self.metric)
+            if i == 2:
+                raise KeyboardInterrupt
+            yield outcome
+
+
+def test_a_trial_finished_but_unrecorded_is_adopted_not_rerun(tmp_path, xy_space, executions):
+    with pytest.raises(RunInterrupted):
+        autotune.run(objective("quadratic"), space=xy_space, sampler="random", evaluator="full", rounds=2,
+                     popsize=4, seed=1, output=tmp_path, name="adopt", executor=_DiesAfterTrialExecutor())
+    assert len(autotune.load(tmp_path / "adopt").records) == 2
+    result = resume(tmp_path / "adopt", executor="local")
+    assert [r.trial_id for r in result.records] == list(range(8))
+    lines = executions.read_text().splitlines()
+    assert lines.count("start 2") == 1 and lines.count("done 2") == 1  # adopted from its outcome file

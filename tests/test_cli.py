@@ -1,0 +1,118 @@
+"""The command line: one-line errors, show/export, and resume after a SIGKILLed driver."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import yaml
+
+from conftest import REPO, cli, objective
+
+
+def _space_file(tmp_path, space, name="space.yaml"):
+    path = tmp_path / name
+    path.write_text(yaml.safe_dump(space))
+    return path
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["run", "--space", "missing.yaml"], "missing.yaml"),
+        (["run", "--space", "{space}", "--sampler", "nope"], "unknown sampler 'nope'"),
+        (["run", "--space", "{space}", "--evaluator", "nope"], "unknown evaluator 'nope'"),
+        (["run", "--space", "{space}", "--popsize", "0"], "popsize must be an integer >= 1"),
+        (["run", "--space", "{space}", "--rounds", "0"], "rounds must be an integer >= 1"),
+        (["run", "--space", "{space}", "--mode", "up"], "mode must be 'min' or 'max'"),
+        (["run", "--space", "{space}", "--rounds", "many"], "expected an integer"),
+        (["run", "--space", "{bare}"], "no trial to run"),
+        (["run", "nowhere.py", "--space", "{space}"], "nowhere.py does not exist"),
+        (["run", "{objectives}:absent", "--space", "{space}"], "defines no function 'absent'"),
+        (["show", "{tmp}"], "is not an autotune run folder"),
+        (["resume", "{tmp}/none"], "is not an autotune run folder"),
+        (["frobnicate"], "invalid choice"),
+    ],
+)
+def test_user_errors_are_one_line_and_leave_nothing(tmp_path, xy_space, args, message):
+    bare = _space_file(tmp_path, xy_space, "bare.yaml")
+    space = _space_file(tmp_path, {**xy_space, "trial": objective("quadratic")})
+    fmt = {"space": str(space), "bare": str(bare), "tmp": str(tmp_path), "objectives": str(objective("x").rsplit(":", 1)[0])}
+    args = [a.format(**fmt) for a in args]
+    proc = cli(*args, "--output", str(tmp_path / "runs"), cwd=tmp_path) if args[0] == "run" else cli(*args, cwd=tmp_path)
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("autotune: error:"), proc.stderr
+    assert message in lines[0]
+    assert "Traceback" not in proc.stderr
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+
+
+def test_show_and_export(tmp_path, xy_space):
+    space = _space_file(tmp_path, xy_space)
+    proc = cli("run", objective("quadratic"), "--space", str(space), "--sampler", "random", "--evaluator", "full",
+               "--rounds", "2", "--popsize", "2", "--seed", "1", "--output", str(tmp_path), "--name", "r",
+               "--executor", "local")
+    assert proc.returncode == 0, proc.stderr
+    assert "best score" in proc.stdout
+    shown = json.loads(cli("show", str(tmp_path / "r"), "--json").stdout)
+    assert len(shown["trials"]) == 4
+    assert shown["best"]["value"] == max(t["value"] for t in shown["trials"])
+    table = cli("show", str(tmp_path / "r")).stdout
+    assert table.splitlines()[0].split()[:4] == ["trial", "round", "status", "score"]
+    out = cli("export", str(tmp_path / "r"), "--format", "csv").stdout.strip()
+    import pandas as pd
+
+    frame = pd.read_csv(out)
+    assert len(frame) == 4 and set(frame["status"]) == {"completed"}
+    parquet = cli("export", str(tmp_path / "r"), "--format", "parquet").stdout.strip()
+    assert len(pd.read_parquet(parquet)) == 4
+
+
+@pytest.mark.slow
+def test_resume_after_sigkill_runs_each_trial_once(tmp_path, xy_space):
+    xy_space["fixed"] = {"sleep": 0.4}
+    space = _space_file(tmp_path, xy_space)
+    log = tmp_path / "executions.log"
+    env = dict(os.environ, AUTOTUNE_TEST_EXECUTIONS=str(log))
+    run_dir = tmp_path / "k"
+    argv = [sys.executable, "-m", "autotune", "run", objective("quadratic"), "--space", str(space), "--sampler",
+            "hazero", "--evaluator", "full", "--rounds", "4", "--popsize", "3", "--seed", "3", "--output",
+            str(tmp_path), "--name", "k"]
+    proc = subprocess.Popen(argv, env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            start_new_session=True)
+    deadline = time.time() + 120
+    while time.time() < deadline:  # kill mid-round 1, after some trials finished
+        done = log.read_text().count("done") if log.exists() else 0
+        if done >= 4:
+            break
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    shown = json.loads(cli("show", str(run_dir), "--json").stdout)
+    before = {t["trial_id"] for t in shown["trials"]}
+    assert 4 <= len(before) < 12
+    res = subprocess.run([sys.executable, "-m", "autotune", "resume", str(run_dir)], env=env, cwd=REPO,
+                         capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr
+    shown = json.loads(cli("show", str(run_dir), "--json").stdout)
+    assert sorted(t["trial_id"] for t in shown["trials"]) == list(range(12))
+    assert all(t["status"] == "completed" for t in shown["trials"])
+    runs = [line.split() for line in log.read_text().splitlines()]
+    for tid in before:  # trials finished before the kill never ran again
+        assert runs.count(["start", str(tid)]) == 1 and runs.count(["done", str(tid)]) == 1, tid
+    assert {int(t) for what, t in runs if what == "done"} == set(range(12))
+    # every finished trial is stored once in the database
+    import optuna
+
+    storage = optuna.storages.RDBStorage(f"sqlite:///{run_dir / 'autotune.db'}")
+    study = optuna.load_study(study_name="k", storage=storage)
+    completed = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    assert len(completed) == 12
+    assert sorted(t.user_attrs["trial_id"] for t in completed) == list(range(12))

@@ -1,0 +1,85 @@
+"""The Ray executor on a real local Ray: parallel slots, worker reuse, and every way a trial can die."""
+
+from __future__ import annotations
+
+import pytest
+
+import autotune
+from autotune.evaluators import trial_dir_name
+from autotune.executors.ray_executor import RayExecutor
+from autotune.records import TrialSpec
+from autotune.targets import parse_target
+from conftest import objective
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def ray_local():
+    import ray
+
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield
+    ray.shutdown()
+
+
+def _specs(n, config=None, timeout=None):
+    return [TrialSpec(trial_id=i, round=0, config=dict(config or {"x": 0.5}), budget=1,
+                      trial_dir=trial_dir_name(i), timeout=timeout) for i in range(n)]
+
+
+def _run(target_name, specs, tmp_path, metric="score", **kwargs):
+    ex = RayExecutor(cpus_per_trial=1, **kwargs)
+    ex.open(tmp_path, parse_target(objective(target_name)), metric)
+    try:
+        return {o.trial_id: o for o in ex.run(specs)}, ex
+    finally:
+        ex.close()
+
+
+def test_trials_run_in_parallel_on_reused_workers(ray_local, tmp_path):
+    outs, ex = _run("quadratic", _specs(6, {"x": 0.5, "sleep": 0.3}), tmp_path)
+    assert ex.slots == 2
+    assert sorted(outs) == list(range(6)) and all(o.status == "completed" for o in outs.values())
+    pids = {o.reports[-1]["metrics"]["pid"] for o in outs.values()}
+    assert len(pids) == 2  # two workers ran all six trials
+    assert all(o.node for o in outs.values())
+    # two slots: the six 0.3 s trials overlap in time
+    spans = sorted((o.started, o.ended) for o in outs.values())
+    assert any(b[0] < a[1] for a, b in zip(spans, spans[1:]))
+
+
+@pytest.mark.parametrize(
+    "name, reason",
+    [("exits", "worker process died"), ("killed", "worker process died"), ("raises", "RuntimeError: boom")],
+)
+def test_a_dying_trial_fails_alone(ray_local, tmp_path, name, reason):
+    specs = _specs(1)
+    outs, _ = _run(name, specs, tmp_path)
+    assert outs[0].status == "failed" and reason in outs[0].reason
+    assert outs[0].log_tail and "trial 0" in outs[0].log_tail
+    # the pool replaced the dead worker: a healthy trial still runs afterwards
+    good, _ = _run("quadratic", _specs(2), tmp_path / "after")
+    assert all(o.status == "completed" for o in good.values())
+
+
+def test_a_hanging_trial_times_out(ray_local, tmp_path):
+    outs, _ = _run("hangs", _specs(1, timeout=2.0), tmp_path)
+    assert outs[0].status == "failed" and outs[0].reason == "timed out after 2 s"
+    assert "hanging" in outs[0].log_tail
+
+
+def test_impossible_resources_are_refused_before_any_trial(ray_local, tmp_path):
+    from autotune.errors import ConfigError
+
+    ex = RayExecutor(cpus_per_trial=1, gpus_per_trial=1)
+    with pytest.raises(ConfigError, match="no Ray node can hold one trial"):
+        ex.open(tmp_path, parse_target(objective("quadratic")), "score")
+
+
+def test_search_on_ray_end_to_end(ray_local, tmp_path, lr_space):
+    result = autotune.run(objective("weights"), space=lr_space, sampler="pshe2", evaluator="pbt", rounds=2,
+                          popsize=3, seed=1, output=tmp_path, name="ray")
+    assert len(result.records) == 6 and all(r.status == "completed" for r in result.records)
+    assert all(r.parent_id is not None for r in result.records if r.round == 1)
+    assert all(r.node for r in result.records)
