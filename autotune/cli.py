@@ -188,7 +188,7 @@ def _summary(result: Any) -> None:
     b = result.best
     if b is not None:
         print(f"best {result.settings.metric} = {b.value:.6g} (trial {b.trial_id}, round {b.round}): "
-              + json.dumps(b.config))
+              + json.dumps({k: b.config[k] for k in result.param_names if k in b.config}))
     print(f"results: {result.path}  (autotune show {result.path})")
 
 
@@ -202,7 +202,7 @@ def _cmd_show(a: argparse.Namespace) -> int:
                           "mode": result.settings.mode, "best": best.to_dict() if best else None,
                           "trials": [r.to_dict() for r in result.records]}, default=str))
         return 0
-    names = sorted({k for r in result.records for k in r.config})
+    names = result.param_names
     header = ["trial", "round", "status", result.settings.metric, *names, "parent", "secs", "reason"]
     rows = []
     for r in result.records:
@@ -218,7 +218,8 @@ def _cmd_show(a: argparse.Namespace) -> int:
     print(f"\nrun {result.name} ({result.status}): {len(result.records)} trials, "
           f"{sum(r.status != 'completed' for r in result.records)} failed")
     if b:
-        print(f"best: trial {b.trial_id} {result.settings.metric}={b.value:.6g} {json.dumps(b.config)}")
+        print(f"best: trial {b.trial_id} {result.settings.metric}={b.value:.6g} "
+              + json.dumps({k: b.config[k] for k in names if k in b.config}))
     return 0
 
 

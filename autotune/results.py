@@ -12,6 +12,7 @@ import pandas as pd
 from .errors import StoreError
 from .records import TrialRecord
 from .settings import RunSettings
+from .space import SearchSpace
 from .store import Store, sqlite_url
 
 RUN_FILE = "run.json"
@@ -86,6 +87,12 @@ class Result:
     settings: RunSettings
     records: list[TrialRecord]
     status: str
+    space: SearchSpace
+
+    @property
+    def param_names(self) -> list[str]:
+        """The searched parameters (a trial's config also holds the space's fixed values)."""
+        return list(self.space.names)
 
     @property
     def best(self) -> TrialRecord | None:
@@ -121,4 +128,4 @@ def load_result(run_dir: str | Path, storage: str | None = None) -> Result:
     attrs = store.attrs(run_id)
     settings = RunSettings.from_dict(attrs["settings"])
     return Result(path=Path(run_dir), name=name, settings=settings, records=store.trials(run_id),
-                  status=attrs.get("status", "unknown"))
+                  status=attrs.get("status", "unknown"), space=SearchSpace.from_dict(attrs["space"]))

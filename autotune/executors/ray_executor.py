@@ -75,7 +75,8 @@ class RayExecutor(Executor):
             kwargs: dict[str, Any] = dict(
                 include_dashboard=False,
                 log_to_driver=False,
-                logging_level=logging.WARNING,
+                # An embedded local Ray is ours: keep its start-up chatter off the user's terminal.
+                logging_level=logging.WARNING if self.address else logging.ERROR,
                 configure_logging=True,
             )
             if self.address:
