@@ -1,0 +1,192 @@
+"""The bundled image-classification trial: reports, checkpoints, warm starts, script mode.
+
+Tiny settings (10 labels per class, 100 validation images) keep every training run well under a second.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from autotune.records import COMPLETED, ParentRef, TrialSpec
+from autotune.targets import parse_target
+from autotune.trial import Trial
+from autotune.trial_runner import run_trial
+
+REPO = Path(__file__).resolve().parents[1]
+TRIAL_FILE = REPO / "trials" / "image_classification.py"
+TINY = {"labels_per_class": 10, "val_size": 100, "batch_size": 16, "learning_rate": 1e-3, "seed": 7}
+
+
+@pytest.fixture(scope="module")
+def ic():
+    """The trial module, loaded from its file the way autotune loads it."""
+    target = parse_target(f"{TRIAL_FILE}:objective")
+    fn = target.load_function()
+    return sys.modules[fn.__module__]
+
+
+def run_objective(ic, tmp_path: Path, name: str, config: dict, budget, parent: Trial | None = None,
+                  trial_id: int = 0) -> Trial:
+    trial = Trial(
+        id=trial_id, round=0 if parent is None else 1, budget=budget, dir=tmp_path / name, config=config,
+        metric="val_accuracy", parent_checkpoint=parent.checkpoint if parent else None,
+        parent_id=parent.id if parent else None, start_step=parent.checkpoint_step if parent else 0,
+    )
+    trial.dir.mkdir(parents=True)
+    ic.objective(dict(config), trial)
+    return trial
+
+
+def test_reports_each_epoch_with_cumulative_steps_and_a_checkpoint(ic, tmp_path):
+    parent = run_objective(ic, tmp_path, "p", TINY, budget=2)
+    assert [r["step"] for r in parent.reports] == [1, 2]
+    for r in parent.reports:
+        assert 0.0 <= r["metrics"]["val_accuracy"] <= 1.0
+        assert r["metrics"]["val_loss"] > 0
+    assert Path(parent.checkpoint) == (tmp_path / "p" / "checkpoint").resolve()
+    assert (Path(parent.checkpoint) / "state.pt").is_file()
+    assert parent.checkpoint_step == 2
+
+    child = run_objective(ic, tmp_path, "c", {**TINY, "learning_rate": 5e-4}, budget=1.4, parent=parent, trial_id=1)
+    assert [r["step"] for r in child.reports] == [3]  # starts at the parent's step; budget rounds to 1
+    assert ic.load_checkpoint(child.checkpoint)["epoch"] == 3
+
+
+def test_no_budget_trains_the_configured_epochs(ic, tmp_path):
+    trial = run_objective(ic, tmp_path, "t", {**TINY, "epochs": 3, "max_batches": 1}, budget=None)
+    assert [r["step"] for r in trial.reports] == [1, 2, 3]
+
+
+def test_resumed_training_equals_uninterrupted_training(ic, tmp_path):
+    """2 epochs in one go == 1 epoch, checkpoint, 1 more epoch in a child (same seed, same config)."""
+    straight = run_objective(ic, tmp_path, "straight", TINY, budget=2)
+    first = run_objective(ic, tmp_path, "first", TINY, budget=1)
+    second = run_objective(ic, tmp_path, "second", TINY, budget=1, parent=first)
+    a, b = ic.load_checkpoint(straight.checkpoint), ic.load_checkpoint(second.checkpoint)
+    assert a["epoch"] == b["epoch"] == 2
+    for k in a["model"]:
+        assert torch.equal(a["model"][k], b["model"][k]), k
+    sa, sb = a["optimizer"]["state"], b["optimizer"]["state"]
+    assert sa.keys() == sb.keys()
+    for i in sa:
+        for k in ("exp_avg", "exp_avg_sq", "step"):
+            assert torch.equal(sa[i][k], sb[i][k]), (i, k)
+    assert straight.reports[-1]["metrics"] == second.reports[-1]["metrics"]
+
+
+def test_restore_loads_parent_state_and_applies_the_new_hyperparameters(ic, tmp_path):
+    parent = run_objective(ic, tmp_path, "p", {**TINY, "max_batches": 2}, budget=1)
+    saved = ic.load_checkpoint(parent.checkpoint)
+    assert saved["optimizer"]["param_groups"][0]["lr"] == pytest.approx(1e-3)
+    new = ic.resolve_config({**TINY, "learning_rate": 3e-4, "weight_decay": 0.05, "head_lr_mult": 10})
+    state = ic.make_state(new, 10, torch.device("cpu"), parent.checkpoint, epochs=1, seed=0)
+    assert state.epoch == 1
+    for k, v in state.model.state_dict().items():
+        assert torch.equal(v, saved["model"][k]), k
+    restored = state.optimizer.state_dict()
+    for i, s in saved["optimizer"]["state"].items():
+        assert torch.equal(restored["state"][i]["exp_avg"], s["exp_avg"])
+    lrs = {g["name"]: g["lr"] for g in state.optimizer.param_groups}
+    assert lrs == {"backbone": pytest.approx(3e-4), "head": pytest.approx(3e-3)}
+    assert all(g["weight_decay"] == 0.05 for g in state.optimizer.param_groups)
+
+
+def test_restored_schedule_scales_the_new_learning_rate(ic, tmp_path):
+    cfg = {**TINY, "max_batches": 1, "lr_schedule": "cosine", "schedule_epochs": 4, "min_lr_factor": 0.0}
+    parent = run_objective(ic, tmp_path, "p", cfg, budget=2)
+    new = ic.resolve_config({**cfg, "learning_rate": 1e-2})
+    state = ic.make_state(new, 10, torch.device("cpu"), parent.checkpoint, epochs=1, seed=0)
+    # epoch 2 of a 4-epoch cosine: factor 0.5, on top of the child's own base lr
+    assert state.optimizer.param_groups[0]["lr"] == pytest.approx(1e-2 * 0.5)
+
+
+def test_changed_optimizer_starts_fresh_optimizer_state(ic, tmp_path):
+    parent = run_objective(ic, tmp_path, "p", {**TINY, "max_batches": 1}, budget=1)
+    new = ic.resolve_config({**TINY, "optimizer": "sgd"})
+    state = ic.make_state(new, 10, torch.device("cpu"), parent.checkpoint, epochs=1, seed=0)
+    assert isinstance(state.optimizer, torch.optim.SGD)
+    assert state.optimizer.state_dict()["state"] == {}
+    assert "optimizer changed" in state.note
+
+
+def test_freeze_epochs_trains_only_the_head(ic, tmp_path):
+    base = ic.resolve_config({**TINY, "max_batches": 3})
+    before = ic.make_state(base, 10, torch.device("cpu"), None, epochs=1, seed=0).model.state_dict()
+    trial = run_objective(ic, tmp_path, "f", {**TINY, "max_batches": 3, "freeze_epochs": 1, "seed": 0}, budget=1)
+    after = ic.load_checkpoint(trial.checkpoint)["model"]
+    assert torch.equal(after["features.0.weight"], before["features.0.weight"])
+    assert torch.equal(after["features.10.weight"], before["features.10.weight"])
+    assert not torch.equal(after["fc.weight"], before["fc.weight"])
+
+
+def test_pretrained_backbone_is_loaded_and_head_is_new(ic):
+    cfg = ic.resolve_config(TINY)
+    state = ic.make_state(cfg, 4, torch.device("cpu"), None, epochs=1, seed=0)
+    bundled = torch.load(REPO / "trials" / "weights" / "mnist_cnn.pt", weights_only=True)
+    assert torch.equal(state.model.state_dict()["features.0.weight"], bundled["features.0.weight"])
+    assert state.head.out_features == 4
+
+
+def test_bundled_subset_is_balanced(ic):
+    import _common
+
+    data = _common.load_data("fashion-mnist-small")
+    tx, ty, vx, vy = _common.select_subset(data, 10, 100)
+    assert tx.shape == (100, 1, 28, 28) and tx.dtype == torch.uint8
+    assert torch.bincount(ty, minlength=10).tolist() == [10] * 10
+    assert len(vy) == 100 and len(data.val_y) == 2000
+
+
+def test_bad_settings_are_rejected(ic):
+    with pytest.raises(ValueError, match="optimizer must be one of"):
+        ic.resolve_config({"optimizer": "rmsprop"})
+    with pytest.raises(ValueError, match="learning_rate must be > 0"):
+        ic.resolve_config({"learning_rate": 0})
+
+
+SCRIPT_FLAGS = ["--labels_per_class=5", "--val_size=50", "--batch_size=16", "--epochs=1"]
+
+
+def test_script_mode_by_hand_writes_a_checkpoint_and_warm_starts(tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AUTOTUNE_")}
+    env["OMP_NUM_THREADS"] = "1"
+    first = subprocess.run([sys.executable, str(TRIAL_FILE), "--learning_rate=0.001", *SCRIPT_FLAGS,
+                            f"--saved_params_dir={tmp_path / 'a'}"], capture_output=True, text=True, env=env,
+                           cwd=tmp_path, timeout=120)
+    assert first.returncode == 0, first.stderr
+    assert "step 1: val_accuracy=" in first.stdout
+    assert (tmp_path / "a" / "state.pt").is_file()
+    second = subprocess.run([sys.executable, str(TRIAL_FILE), "--learning_rate=0.0005", *SCRIPT_FLAGS,
+                             f"--saved_params_dir={tmp_path / 'b'}", f"--model_path={tmp_path / 'a'}"],
+                            capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120)
+    assert second.returncode == 0, second.stderr
+    assert "step 2: val_accuracy=" in second.stdout
+    ckpt = torch.load(tmp_path / "b" / "state.pt", weights_only=False)
+    assert ckpt["epoch"] == 2 and ckpt["config"]["learning_rate"] == 0.0005
+
+
+def test_script_mode_under_the_runner_reports_through_autotune(tmp_path, monkeypatch):
+    """PaddleHub-style run: the runner passes --NAME=VALUE flags and --saved_params_dir / --model_path."""
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    target = parse_target(str(TRIAL_FILE), script_args=tuple(SCRIPT_FLAGS[:2]))
+    spec = TrialSpec(trial_id=0, round=0, config={"learning_rate": 0.001, "batch_size": 16}, budget=1,
+                     trial_dir="t0")
+    out = run_trial(target, spec, tmp_path, "val_accuracy")
+    assert out.status == COMPLETED, (out.reason, out.log_tail)
+    assert [r["step"] for r in out.reports] == [1]
+    assert out.checkpoint == os.path.join("t0", "checkpoint") and out.checkpoint_step == 1
+    parent = ParentRef(trial_id=0, checkpoint=out.checkpoint, step=1, hash=out.checkpoint_hash)
+    spec2 = TrialSpec(trial_id=1, round=1, config={"learning_rate": 0.0005, "batch_size": 32}, budget=2,
+                      trial_dir="t1", parents=(parent,))
+    out2 = run_trial(target, spec2, tmp_path, "val_accuracy")
+    assert out2.status == COMPLETED, (out2.reason, out2.log_tail)
+    assert out2.parent_id == 0
+    assert [r["step"] for r in out2.reports] == [2, 3]
+    assert json.loads(json.dumps(out2.reports[-1]["metrics"]))["val_loss"] > 0
