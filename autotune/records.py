@@ -86,6 +86,8 @@ class TrialOutcome:
     gpu_ids: list[Any] = field(default_factory=list)
     log_tail: str | None = None
     attempts: int = 1
+    node_id: str | None = None  # the Ray node (several nodes may share one host address)
+    retry_note: str | None = None  # why an earlier attempt was retried
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -123,6 +125,8 @@ class TrialRecord:
     log_tail: str | None
     trial_dir: str
     attempts: int = 1
+    node_id: str | None = None
+    retry_note: str | None = None
 
     @classmethod
     def from_parts(cls, spec: TrialSpec, outcome: TrialOutcome) -> "TrialRecord":
@@ -151,6 +155,8 @@ class TrialRecord:
             log_tail=outcome.log_tail,
             trial_dir=spec.trial_dir,
             attempts=outcome.attempts,
+            node_id=outcome.node_id,
+            retry_note=outcome.retry_note,
         )
 
     def to_dict(self) -> dict[str, Any]:

@@ -144,6 +144,7 @@ def run_trial(
     metric: str,
     node: str | None = None,
     gpu_ids: list[Any] | None = None,
+    node_id: str | None = None,
 ) -> TrialOutcome:
     """Run ``spec`` with ``target`` and return its outcome; never raises for a trial's own faults."""
     run_dir = Path(run_dir)
@@ -157,6 +158,7 @@ def run_trial(
         started=time.time(),
         node=node or socket.gethostname(),
         gpu_ids=list(gpu_ids or []),
+        node_id=node_id,
     )
     parent, parent_path, parent_hash, note = choose_parent(spec, run_dir)
     outcome.parent_note = note

@@ -28,6 +28,14 @@ from ..trial_runner import LOG_FILE_NAME, log_tail, run_trial
 from .base import Executor
 
 POLL_S = 0.5
+TOKEN_FILE = Path.home() / ".ray" / "auth_token"
+
+
+def _enable_token_auth() -> None:
+    """Joining a cluster: Ray 2.60 heads authenticate by token.  When the user has the token (in
+    RAY_AUTH_TOKEN or the file ``ray start --head`` writes) and chose no mode, use token mode."""
+    if "RAY_AUTH_MODE" not in os.environ and (os.environ.get("RAY_AUTH_TOKEN") or TOKEN_FILE.exists()):
+        os.environ["RAY_AUTH_MODE"] = "token"
 
 
 class _TrialWorker:
@@ -40,7 +48,8 @@ class _TrialWorker:
     def run(self, target: Any, spec: TrialSpec, run_dir: str, metric: str) -> TrialOutcome:
         node = ray.util.get_node_ip_address()
         gpus = [str(g) for g in ray.get_gpu_ids()]
-        return run_trial(target, spec, run_dir, metric, node=node, gpu_ids=gpus)
+        node_id = ray.get_runtime_context().get_node_id()
+        return run_trial(target, spec, run_dir, metric, node=node, gpu_ids=gpus, node_id=node_id)
 
 
 class RayExecutor(Executor):
@@ -66,6 +75,8 @@ class RayExecutor(Executor):
         self._started_ray = False
         self._workers: list[Any] = []
         self._running: dict[Any, tuple[Any, TrialSpec, float, int]] = {}
+        self._ready: dict[Any, Any] = {}
+        self._retry_notes: dict[int, str] = {}  # worker -> ref of its ready() call (gives its node)
         self._slots = 0
 
     # -- lifecycle -------------------------------------------------------------------------------
@@ -81,13 +92,18 @@ class RayExecutor(Executor):
             )
             if self.address:
                 kwargs["address"] = self.address
+                _enable_token_auth()
             elif self.num_cpus is not None:
                 kwargs["num_cpus"] = self.num_cpus
             try:
                 ray.init(**kwargs)
             except (ConnectionError, RuntimeError, ValueError) as e:
                 where = self.address or "a local Ray"
-                raise ExecutorError(f"cannot start or join Ray at {where}: {e}") from None
+                hint = ""
+                if self.address and not os.environ.get("RAY_AUTH_TOKEN") and not TOKEN_FILE.exists():
+                    hint = (" (a Ray 2.60 cluster authenticates by token: set RAY_AUTH_TOKEN, or copy the head's"
+                            f" ~/.ray/auth_token to {TOKEN_FILE})")
+                raise ExecutorError(f"cannot start or join Ray at {where}: {e}{hint}") from None
             self._started_ray = True
         self._slots = self._compute_slots()
 
@@ -122,13 +138,21 @@ class RayExecutor(Executor):
 
     def _new_worker(self) -> Any:
         cls = ray.remote(_TrialWorker)
-        return cls.options(
+        worker = cls.options(
             num_cpus=self.cpus_per_trial,
             num_gpus=self.gpus_per_trial or None,
             resources=self.resources_per_trial or None,
             max_restarts=0,
             max_task_retries=0,
         ).remote()
+        self._ready[worker] = worker.ready.remote()
+        return worker
+
+    def _worker_node(self, worker: Any) -> str | None:
+        try:
+            return ray.get(self._ready[worker], timeout=1.0)["node_id"]
+        except Exception:  # noqa: BLE001 - the worker never started, or is gone with its node
+            return None
 
     # -- running ---------------------------------------------------------------------------------
     def run(self, specs: Sequence[TrialSpec]) -> Iterator[TrialOutcome]:
@@ -149,9 +173,10 @@ class RayExecutor(Executor):
             done, _ = ray.wait(list(self._running), num_returns=1, timeout=POLL_S)
             for ref in done:
                 worker, spec, started, attempt = self._running.pop(ref)
-                outcome, worker_ok = self._collect(ref, spec, started, attempt)
+                outcome, worker_ok = self._collect(ref, worker, spec, started, attempt)
                 if outcome is None:  # node lost: retry elsewhere
                     queue.append((spec, attempt + 1))
+                    self._retry_notes[spec.trial_id] = f"attempt {attempt} lost its node; retried"
                 if worker_ok:
                     idle.append(worker)
                 else:
@@ -166,25 +191,33 @@ class RayExecutor(Executor):
                     idle.append(self._replace(worker))
                     yield self._failed(spec, started, attempt, f"timed out after {spec.timeout:g} s")
 
-    def _collect(self, ref: Any, spec: TrialSpec, started: float, attempt: int) -> tuple[TrialOutcome | None, bool]:
+    def _collect(self, ref: Any, worker: Any, spec: TrialSpec, started: float,
+                 attempt: int) -> tuple[TrialOutcome | None, bool]:
         try:
             outcome = ray.get(ref)
             outcome.attempts = attempt
+            outcome.retry_note = self._retry_notes.pop(spec.trial_id, None)
             return outcome, True
         except RayActorError as e:
-            if self._node_lost(e) and attempt <= self.max_retries:
+            lost = self._node_lost(e, self._worker_node(worker))
+            if lost and attempt <= self.max_retries:
                 return None, False
-            return self._failed(spec, started, attempt, _death_reason(e)), False
+            reason = f"its node was lost ({attempt} attempts)" if lost else _death_reason(e)
+            return self._failed(spec, started, attempt, reason), False
         except RayTaskError as e:  # autotune's own bug inside the worker; keep the search going
             return self._failed(spec, started, attempt, f"worker error: {e}"), True
         except (RayError, GetTimeoutError) as e:
             return self._failed(spec, started, attempt, f"Ray error: {type(e).__name__}: {e}"), False
 
-    def _node_lost(self, err: RayActorError) -> bool:
-        text = str(err).lower()
+    def _node_lost(self, err: RayActorError, node_id: str | None) -> bool:
+        """A dead node (not a trial that crashed its own process) is worth a retry elsewhere."""
         if getattr(err, "preempted", False):
             return True
-        return "node" in text and ("died" in text or "dead" in text or "removed" in text)
+        if node_id is not None:
+            time.sleep(1.0)  # let the cluster notice the node's death
+            alive = {n["NodeID"] for n in ray.nodes() if n.get("Alive")}
+            return node_id not in alive
+        return False
 
     def _failed(self, spec: TrialSpec, started: float, attempt: int, reason: str) -> TrialOutcome:
         return TrialOutcome(
@@ -195,11 +228,13 @@ class RayExecutor(Executor):
             ended=time.time(),
             log_tail=log_tail(self.run_dir / spec.trial_dir / LOG_FILE_NAME),
             attempts=attempt,
+            retry_note=self._retry_notes.pop(spec.trial_id, None),
         )
 
     def _replace(self, worker: Any) -> Any:
         if worker in self._workers:
             self._workers.remove(worker)
+        self._ready.pop(worker, None)
         try:
             ray.kill(worker, no_restart=True)
         except Exception:  # noqa: BLE001 - already gone
