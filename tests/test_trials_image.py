@@ -144,6 +144,24 @@ def test_bundled_subset_is_balanced(ic):
     assert len(vy) == 100 and len(data.val_y) == 2000
 
 
+def test_image_folder_data(ic, tmp_path):
+    """An ImageFolder tree (train/, val/) of RGB images of another size: resized, made grey, 2 classes."""
+    from PIL import Image
+
+    g = torch.Generator().manual_seed(0)
+    for split, n in (("train", 6), ("val", 3)):
+        for c, name in enumerate(("cats", "dogs")):
+            (tmp_path / "imgs" / split / name).mkdir(parents=True)
+            for i in range(n):
+                img = torch.randint(0, 100, (3, 20, 20), generator=g, dtype=torch.uint8) + 150 * c
+                Image.fromarray(img.permute(1, 2, 0).numpy()).save(tmp_path / "imgs" / split / name / f"{i}.png")
+    cfg = {"data": str(tmp_path / "imgs"), "labels_per_class": 4, "val_size": None, "batch_size": 4}
+    trial = run_objective(ic, tmp_path, "t", cfg, budget=1)
+    assert [r["step"] for r in trial.reports] == [1]
+    ckpt = ic.load_checkpoint(trial.checkpoint)
+    assert ckpt["classes"] == ["cats", "dogs"] and ckpt["num_classes"] == 2 and ckpt["image_size"] == 28
+
+
 def test_bad_settings_are_rejected(ic):
     with pytest.raises(ValueError, match="optimizer must be one of"):
         ic.resolve_config({"optimizer": "rmsprop"})
@@ -178,9 +196,10 @@ def test_script_mode_under_the_runner_reports_through_autotune(tmp_path, monkeyp
     target = parse_target(str(TRIAL_FILE), script_args=tuple(SCRIPT_FLAGS[:2]))
     spec = TrialSpec(trial_id=0, round=0, config={"learning_rate": 0.001, "batch_size": 16}, budget=1,
                      trial_dir="t0")
-    out = run_trial(target, spec, tmp_path, "val_accuracy")
+    out = run_trial(target, spec, tmp_path, "score")  # a PaddleHub file names no metric: the run's is 'score'
     assert out.status == COMPLETED, (out.reason, out.log_tail)
     assert [r["step"] for r in out.reports] == [1]
+    assert out.reports[0]["metrics"]["score"] == out.reports[0]["metrics"]["val_accuracy"]
     assert out.checkpoint == os.path.join("t0", "checkpoint") and out.checkpoint_step == 1
     parent = ParentRef(trial_id=0, checkpoint=out.checkpoint, step=1, hash=out.checkpoint_hash)
     spec2 = TrialSpec(trial_id=1, round=1, config={"learning_rate": 0.0005, "batch_size": 32}, budget=2,

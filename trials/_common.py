@@ -57,7 +57,7 @@ def read_idx(path: str | os.PathLike[str]) -> np.ndarray:
     if zero != 0 or dtype_code != 0x08:
         raise ValueError(f"{path}: not an unsigned-byte idx file")
     shape = struct.unpack(">" + "I" * ndim, data[4:4 + 4 * ndim])
-    return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim).reshape(shape)
+    return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim).reshape(shape).copy()
 
 
 @dataclass
@@ -119,10 +119,11 @@ def _load_full(name: str, root: str | None) -> ImageData:
     return _from_arrays(arrays, classes, f"{name} idx files in {found}")
 
 
-def _load_image_folder(path: Path) -> ImageData:
-    """An ImageFolder tree with train/ and val/, decoded once to uint8 RGB tensors (all the same size)."""
+def _load_image_folder(path: Path, size: int | None) -> ImageData:
+    """An ImageFolder tree with train/ and val/, decoded once to uint8 RGB tensors, all ``size`` x ``size``
+    (the model's input size, so big photos are not kept at full resolution), else the first image's size."""
     import torchvision
-    from torchvision.transforms import v2
+    from PIL import Image
 
     parts = {}
     for split in ("train", "val"):
@@ -130,13 +131,14 @@ def _load_image_folder(path: Path) -> ImageData:
             raise FileNotFoundError(f"data {str(path)!r}: expected an ImageFolder tree with {split}/ inside")
         ds = torchvision.datasets.ImageFolder(str(path / split))
         xs, ys = [], []
-        size = None
+        wh = (size, size) if size else None
         for img_path, label in ds.samples:
-            img = torchvision.io.decode_image(img_path, mode=torchvision.io.ImageReadMode.RGB)
-            size = size or tuple(img.shape[1:])
-            if tuple(img.shape[1:]) != size:
-                img = v2.functional.resize(img, list(size), antialias=True)
-            xs.append(img)
+            with Image.open(img_path) as im:
+                im = im.convert("RGB")
+                wh = wh or im.size
+                if im.size != wh:
+                    im = im.resize(wh, Image.BILINEAR)
+                xs.append(torch.from_numpy(np.asarray(im, dtype=np.uint8).copy()).permute(2, 0, 1))
             ys.append(label)
         parts[split] = (torch.stack(xs), torch.tensor(ys, dtype=torch.int64), ds.classes)
     if parts["train"][2] != parts["val"][2]:
@@ -145,9 +147,11 @@ def _load_image_folder(path: Path) -> ImageData:
                      list(parts["train"][2]), f"ImageFolder {path}")
 
 
-def load_data(name: str = "fashion-mnist-small", root: str | None = None) -> ImageData:
-    """``fashion-mnist-small`` (bundled), ``fashion-mnist`` / ``mnist`` (full idx files) or an ImageFolder path."""
-    key = (name, root)
+def load_data(name: str = "fashion-mnist-small", root: str | None = None, size: int | None = None) -> ImageData:
+    """``fashion-mnist-small`` (bundled), ``fashion-mnist`` / ``mnist`` (full idx files) or an ImageFolder path
+    (its images decoded at ``size`` x ``size`` when given)."""
+    is_folder = name not in ("fashion-mnist-small", "fashion-mnist", "mnist")
+    key = (name, root, size if is_folder else None)
     if key not in _DATA_CACHE:
         if name == "fashion-mnist-small":
             with np.load(BUNDLED_DATA) as z:
@@ -157,7 +161,7 @@ def load_data(name: str = "fashion-mnist-small", root: str | None = None) -> Ima
         elif name in ("fashion-mnist", "mnist"):
             _DATA_CACHE[key] = _load_full(name, root)
         elif Path(name).expanduser().is_dir():
-            _DATA_CACHE[key] = _load_image_folder(Path(name).expanduser())
+            _DATA_CACHE[key] = _load_image_folder(Path(name).expanduser(), size)
         else:
             raise ValueError(f"data must be fashion-mnist-small, fashion-mnist, mnist or an ImageFolder "
                              f"directory with train/ and val/, got {name!r}")
