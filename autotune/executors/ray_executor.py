@@ -20,22 +20,33 @@ from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 import ray
-from ray.exceptions import GetTimeoutError, RayActorError, RayError, RayTaskError
+from ray.exceptions import ActorUnavailableError, GetTimeoutError, RayActorError, RayError, RayTaskError
 
 from ..errors import ConfigError, ExecutorError
-from ..records import FAILED, STOPPED, TrialOutcome, TrialSpec
+from ..records import FAILED, TrialOutcome, TrialSpec
 from ..trial_runner import LOG_FILE_NAME, log_tail, run_trial
 from .base import Executor
 
 POLL_S = 0.5
+NODE_VERDICT_S = 60.0  # how long to wait for the cluster to call a silent node dead
 TOKEN_FILE = Path.home() / ".ray" / "auth_token"
 
 
 def _enable_token_auth() -> None:
-    """Joining a cluster: Ray 2.60 heads authenticate by token.  When the user has the token (in
-    RAY_AUTH_TOKEN or the file ``ray start --head`` writes) and chose no mode, use token mode."""
-    if "RAY_AUTH_MODE" not in os.environ and (os.environ.get("RAY_AUTH_TOKEN") or TOKEN_FILE.exists()):
-        os.environ["RAY_AUTH_MODE"] = "token"
+    """Joining a cluster: Ray 2.60 heads authenticate by token, but Ray turns token mode on by itself
+    only for ``address=auto``.  When the user has the token (RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH or
+    the file ``ray start --head`` writes) and chose no mode, use token mode, the way Ray does."""
+    if "RAY_AUTH_MODE" in os.environ:
+        return
+    try:
+        from ray._private.authentication.authentication_token_setup import (
+            maybe_enable_token_auth_if_token_available,
+        )
+    except ImportError:  # another Ray version: the environment variable alone, before ray.init
+        if os.environ.get("RAY_AUTH_TOKEN") or TOKEN_FILE.exists():
+            os.environ["RAY_AUTH_MODE"] = "token"
+        return
+    maybe_enable_token_auth_if_token_available(warn_if_disabled=False)
 
 
 class _TrialWorker:
@@ -64,6 +75,7 @@ class RayExecutor(Executor):
         max_workers: int | None = None,
         max_retries: int = 1,
         num_cpus: int | None = None,
+        start_timeout: float = 600.0,
     ) -> None:
         self.address = address or os.environ.get("RAY_ADDRESS") or None
         self.cpus_per_trial = cpus_per_trial
@@ -76,7 +88,11 @@ class RayExecutor(Executor):
         self._workers: list[Any] = []
         self._running: dict[Any, tuple[Any, TrialSpec, float, int]] = {}
         self._ready: dict[Any, Any] = {}
-        self._retry_notes: dict[int, str] = {}  # worker -> ref of its ready() call (gives its node)
+        self._retry_notes: dict[int, str] = {}
+        self._starting: dict[Any, Any] = {}  # ready() ref -> worker not yet placed and started
+        self._idle: list[Any] = []
+        self._start_failures = 0
+        self.start_timeout = start_timeout  # worker -> ref of its ready() call (gives its node)
         self._slots = 0
 
     # -- lifecycle -------------------------------------------------------------------------------
@@ -156,40 +172,75 @@ class RayExecutor(Executor):
 
     # -- running ---------------------------------------------------------------------------------
     def run(self, specs: Sequence[TrialSpec]) -> Iterator[TrialOutcome]:
+        """Dispatch specs to started workers only: a worker Ray cannot place (its node is gone, the
+        cluster shrank) waits in ``_starting`` and never holds a trial hostage."""
         queue: deque[tuple[TrialSpec, int]] = deque((s, 1) for s in specs)
-        idle: list[Any] = []
-        want = min(self._slots, len(specs))
-        while len(self._workers) < want:
-            w = self._new_worker()
-            self._workers.append(w)
-            idle.append(w)
-        idle = [w for w in self._workers if w not in {v[0] for v in self._running.values()}]
+        while len(self._workers) < min(self._slots, len(specs)):
+            self._spawn()
+        stalled_since: float | None = None
         while queue or self._running:
-            while queue and idle:
+            self._promote_started()
+            while queue and self._idle:
                 spec, attempt = queue.popleft()
-                worker = idle.pop()
+                worker = self._idle.pop()
                 ref = worker.run.remote(self.target, spec, str(self.run_dir), self.metric)
                 self._running[ref] = (worker, spec, time.time(), attempt)
-            done, _ = ray.wait(list(self._running), num_returns=1, timeout=POLL_S)
+            if queue and not self._running and not self._idle:
+                if not self._starting:
+                    self._spawn()
+                stalled_since = stalled_since or time.time()
+                if time.time() - stalled_since > self.start_timeout:
+                    while queue:
+                        spec, attempt = queue.popleft()
+                        yield self._failed(spec, time.time(), attempt,
+                                           f"no Ray node could start a worker within {self.start_timeout:g} s")
+                    return
+            else:
+                stalled_since = None
+            done, _ = ray.wait([*self._running, *self._starting], num_returns=1, timeout=POLL_S)
             for ref in done:
+                if ref not in self._running:
+                    continue  # a worker finished starting: promoted at the top of the loop
                 worker, spec, started, attempt = self._running.pop(ref)
                 outcome, worker_ok = self._collect(ref, worker, spec, started, attempt)
                 if outcome is None:  # node lost: retry elsewhere
                     queue.append((spec, attempt + 1))
                     self._retry_notes[spec.trial_id] = f"attempt {attempt} lost its node; retried"
                 if worker_ok:
-                    idle.append(worker)
+                    self._idle.append(worker)
                 else:
-                    idle.append(self._replace(worker))
+                    self._replace(worker)
                 if outcome is not None:
                     yield outcome
             now = time.time()
             for ref, (worker, spec, started, attempt) in list(self._running.items()):
                 if spec.timeout and now - started > spec.timeout:
                     del self._running[ref]
-                    ray.kill(worker, no_restart=True)
-                    idle.append(self._replace(worker))
+                    self._replace(worker)
                     yield self._failed(spec, started, attempt, f"timed out after {spec.timeout:g} s")
+
+    def _spawn(self) -> None:
+        worker = self._new_worker()
+        self._workers.append(worker)
+        self._starting[self._ready[worker]] = worker
+
+    def _promote_started(self) -> None:
+        if not self._starting:
+            return
+        ready, _ = ray.wait(list(self._starting), num_returns=len(self._starting), timeout=0)
+        for ref in ready:
+            worker = self._starting.pop(ref)
+            try:
+                ray.get(ref)
+            except RayError as e:
+                self._start_failures += 1
+                self._workers.remove(worker)
+                self._ready.pop(worker, None)
+                if self._start_failures >= 3:
+                    raise ExecutorError(f"Ray workers fail to start: {e}") from None
+                continue
+            self._start_failures = 0
+            self._idle.append(worker)
 
     def _collect(self, ref: Any, worker: Any, spec: TrialSpec, started: float,
                  attempt: int) -> tuple[TrialOutcome | None, bool]:
@@ -210,14 +261,23 @@ class RayExecutor(Executor):
             return self._failed(spec, started, attempt, f"Ray error: {type(e).__name__}: {e}"), False
 
     def _node_lost(self, err: RayActorError, node_id: str | None) -> bool:
-        """A dead node (not a trial that crashed its own process) is worth a retry elsewhere."""
+        """A dead node (not a trial that crashed its own process) is worth a retry elsewhere.
+
+        A worker whose connection broke (``ActorUnavailableError``) may have lost its node; the
+        cluster marks a node dead only after its health checks fail, so wait for that verdict."""
         if getattr(err, "preempted", False):
             return True
-        if node_id is not None:
-            time.sleep(1.0)  # let the cluster notice the node's death
+        if node_id is None:
+            return False
+        patience = NODE_VERDICT_S if isinstance(err, ActorUnavailableError) else 1.0
+        deadline = time.time() + patience
+        while True:
             alive = {n["NodeID"] for n in ray.nodes() if n.get("Alive")}
-            return node_id not in alive
-        return False
+            if node_id not in alive:
+                return True
+            if time.time() >= deadline:
+                return False
+            time.sleep(0.5)
 
     def _failed(self, spec: TrialSpec, started: float, attempt: int, reason: str) -> TrialOutcome:
         return TrialOutcome(
@@ -231,7 +291,7 @@ class RayExecutor(Executor):
             retry_note=self._retry_notes.pop(spec.trial_id, None),
         )
 
-    def _replace(self, worker: Any) -> Any:
+    def _replace(self, worker: Any) -> None:
         if worker in self._workers:
             self._workers.remove(worker)
         self._ready.pop(worker, None)
@@ -239,9 +299,7 @@ class RayExecutor(Executor):
             ray.kill(worker, no_restart=True)
         except Exception:  # noqa: BLE001 - already gone
             pass
-        new = self._new_worker()
-        self._workers.append(new)
-        return new
+        self._spawn()
 
     def stop(self) -> list[int]:
         stopped = []
@@ -254,9 +312,6 @@ class RayExecutor(Executor):
         self._running.clear()
         return stopped
 
-    def stopped_outcome(self, spec: TrialSpec) -> TrialOutcome:
-        return TrialOutcome(trial_id=spec.trial_id, status=STOPPED, reason="stopped by the user", ended=time.time())
-
     def close(self) -> None:
         for w in self._workers:
             try:
@@ -264,6 +319,9 @@ class RayExecutor(Executor):
             except Exception:  # noqa: BLE001
                 pass
         self._workers.clear()
+        self._idle.clear()
+        self._starting.clear()
+        self._ready.clear()
         if self._started_ray and ray.is_initialized():
             ray.shutdown()
 

@@ -43,6 +43,7 @@ def weights(config, trial):
     """
     _log_execution(trial, "start")
     lr = float(config.get("lr", 0.1))
+    time.sleep(float(config.get("sleep", 0.0)))
     w, momentum, step = [0.0, 0.0], [0.0, 0.0], 0
     if trial.parent_checkpoint:
         state = json.loads((Path(trial.parent_checkpoint) / "state.json").read_text())
