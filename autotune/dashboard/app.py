@@ -1,0 +1,228 @@
+"""The dashboard web app: a JSON API under ``/api`` and the static page that draws it.
+
+``create_app(sources, token=None)`` builds it.  Runs are addressed by name only, names are checked
+against the rules run names follow (no ``/ \\ : * ? " < > |``, at most 200 characters; a bad one is a
+422, an unknown one a 404), and the one file a request can read is the ``trial.log`` of a trial the run
+has (see :func:`autotune.dashboard.views.read_log`).  With a token, every request needs it: as
+``Authorization: Bearer TOKEN``, an ``X-Autotune-Token`` header, or ``?token=TOKEN`` once in the page
+address (the page then keeps it in an HttpOnly cookie and drops it from the address bar).
+"""
+
+from __future__ import annotations
+
+import hmac
+import os
+from pathlib import Path as FilePath
+from typing import Annotated, Any, Callable, Sequence
+
+from fastapi import FastAPI, HTTPException, Path, Query, Request
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, PlainTextResponse, RedirectResponse, Response
+
+from .. import __version__
+from ..errors import AutotuneError
+from . import views
+from .catalog import Catalog, RunRef, Snapshot
+from .models import ErrorBody, Lineage, LogText, RunDetail, RunList, TrialDetail, TrialList, Version
+
+STATIC_DIR = FilePath(__file__).resolve().parent / "static"
+TOKEN_HEADER = "x-autotune-token"
+MAX_LOG_TAIL = 4 * 1024 * 1024
+DEFAULT_LOG_TAIL = 256 * 1024
+RUN_NAME_PATTERN = r'^[^\x00-\x1f/\\:*?"<>|]+$'
+CSP = ("default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data: blob:; "
+       "connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'none'")
+LOOPBACK_NAMES = frozenset({"127.0.0.1", "localhost", "::1"})
+
+RunName = Annotated[str, Path(min_length=1, max_length=200, pattern=RUN_NAME_PATTERN,
+                              description="the run's name, as listed by /api/runs", examples=["demo"])]
+TrialId = Annotated[int, Path(ge=0, le=2**31 - 1, description="the trial's id within the run")]
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {"model": ErrorBody, "description": "a token is required and was missing or wrong"},
+    404: {"model": ErrorBody, "description": "no such run or trial"},
+    503: {"model": ErrorBody, "description": "the run's database cannot be read just now"},
+}
+
+
+def _host_name(host_header: str) -> str:
+    host = host_header.strip().lower()
+    if host.startswith("["):  # [::1]:8080
+        return host[1:].split("]", 1)[0]
+    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+
+
+def _same(a: str, b: str) -> bool:
+    return hmac.compare_digest(a.encode("utf-8", "replace"), b.encode("utf-8", "replace"))
+
+
+def create_app(
+    sources: Sequence[str | os.PathLike[str]],
+    token: str | None = None,
+    *,
+    allowed_hosts: Sequence[str] | None = None,
+) -> FastAPI:
+    """The dashboard of the runs in ``sources`` (run folders, folders of run folders, database URLs).
+
+    ``token``: require it on every request.  ``allowed_hosts``: accept only requests whose Host header
+    names one of these (the server passes the loopback names when it binds to loopback, so a web page
+    on another site cannot reach the dashboard through DNS rebinding).
+    """
+    catalog = Catalog(sources)
+    hosts = frozenset(h.lower() for h in allowed_hosts) if allowed_hosts else None
+    app = FastAPI(title="autotune dashboard", version=__version__, openapi_url="/api/openapi.json",
+                  docs_url=None, redoc_url=None,
+                  description="Read-only JSON API of autotune runs, behind the dashboard page.")
+    app.state.catalog = catalog
+
+    @app.middleware("http")
+    async def guard(request: Request, call_next: Callable[[Request], Any]) -> Response:
+        if hosts is not None and _host_name(request.headers.get("host", "")) not in hosts:
+            return PlainTextResponse("invalid Host header", status_code=400)
+        if token:
+            cookie = f"autotune_token_{request.url.port or 0}"
+            auth = request.headers.get("authorization", "")
+            given = [auth[7:].strip() if auth.lower().startswith("bearer ") else "",
+                     request.headers.get(TOKEN_HEADER, ""), request.cookies.get(cookie, "")]
+            query_token = request.query_params.get("token", "")
+            if not any(g and _same(g, token) for g in [*given, query_token]):
+                return _unauthorized(request)
+            if query_token and _same(query_token, token) and request.url.path == "/":
+                response: Response = RedirectResponse("/", status_code=303)
+                response.set_cookie(cookie, token, httponly=True, samesite="strict", path="/")
+                return _secure(response)
+        return _secure(await call_next(request))
+
+    @app.exception_handler(AutotuneError)
+    async def store_error(request: Request, exc: AutotuneError) -> JSONResponse:
+        return _secure(JSONResponse({"detail": str(exc)}, status_code=503))
+
+    def run_ref(run: str) -> RunRef:
+        ref = catalog.get(run)
+        if ref is None:
+            raise HTTPException(404, f"no run named {run!r}")
+        return ref
+
+    def snap(ref: RunRef) -> Snapshot:
+        try:
+            return catalog.snapshot(ref)
+        except KeyError:
+            raise HTTPException(404, f"run {ref.key!r} is gone from its database") from None
+        except AutotuneError:
+            raise
+        except Exception as e:  # noqa: BLE001 - a database error is the database's state, not a bug here
+            if type(e).__module__.startswith("sqlalchemy"):
+                raise HTTPException(503, f"cannot read run {ref.key!r}: {type(e).__name__}") from None
+            raise
+
+    # -- API -------------------------------------------------------------------------------------
+    @app.get("/api/runs", response_model=RunList, responses=ERRORS, tags=["runs"])
+    def list_runs() -> dict[str, Any]:
+        """Every served run, newest first."""
+        refs, problems = catalog.runs()
+        runs = []
+        for ref in refs:
+            try:
+                runs.append(views.summary(ref, catalog.snapshot(ref)))
+            except Exception as e:  # noqa: BLE001 - one unreadable run must not hide the others
+                problems.append(f"{ref.key}: {type(e).__name__}: {e}")
+        runs.sort(key=lambda r: (r["started"] or 0.0, r["id"]), reverse=True)
+        return {"runs": runs, "problems": problems}
+
+    @app.get("/api/runs/{run}", response_model=RunDetail, responses=ERRORS, tags=["runs"])
+    def get_run(run: RunName) -> dict[str, Any]:
+        """One run: its summary, settings, searched parameters and best config."""
+        ref = run_ref(run)
+        return views.detail(ref, snap(ref))
+
+    @app.get("/api/runs/{run}/version", response_model=Version, responses=ERRORS, tags=["runs"])
+    def get_version(run: RunName) -> dict[str, Any]:
+        """A cheap string that changes whenever the run's data does (the page polls it)."""
+        ref = run_ref(run)
+        try:
+            version, attrs = catalog.version(ref)
+        except KeyError:
+            raise HTTPException(404, f"run {ref.key!r} is gone from its database") from None
+        return {"run": ref.key, "version": version, "status": str(attrs.get("status", "unknown"))}
+
+    @app.get("/api/runs/{run}/trials", response_model=TrialList, responses=ERRORS, tags=["trials"])
+    def list_trials(run: RunName) -> dict[str, Any]:
+        """Every trial with every report, then the planned trials that have not finished yet."""
+        ref = run_ref(run)
+        s = snap(ref)
+        head = views.summary(ref, s)
+        return {"run": ref.key, "metric": head["metric"], "mode": head["mode"], "version": s.version,
+                "trials": views.trials(ref, s)}
+
+    @app.get("/api/runs/{run}/trials/{trial_id}", response_model=TrialDetail, responses=ERRORS, tags=["trials"])
+    def get_trial(run: RunName, trial_id: TrialId) -> dict[str, Any]:
+        """One trial, with the end of its log as stored and its checkpoint hashes."""
+        ref = run_ref(run)
+        s = snap(ref)
+        record = views.find(s, trial_id)
+        if record is not None:
+            return views.trial_detail(ref, record)
+        for spec in s.pending:
+            if spec.get("trial_id") == trial_id:
+                row = views.pending_row(spec, s.attrs.get("status") == "running")
+                row.update(log_tail=None, trial_dir=None, parent_checkpoint=None, parent_hash=None,
+                           checkpoint_hash=None)
+                return row
+        raise HTTPException(404, f"run {ref.key!r} has no trial {trial_id}")
+
+    @app.get("/api/runs/{run}/trials/{trial_id}/log", response_model=LogText, responses=ERRORS, tags=["trials"])
+    def get_log(run: RunName, trial_id: TrialId,
+                tail: Annotated[int, Query(ge=1, le=MAX_LOG_TAIL, description="bytes from the end")] = DEFAULT_LOG_TAIL,
+                ) -> dict[str, Any]:
+        """The end of the trial's ``trial.log`` in its run folder (or the tail kept in the database)."""
+        ref = run_ref(run)
+        record = views.find(snap(ref), trial_id)
+        if record is None:
+            raise HTTPException(404, f"run {ref.key!r} has no finished trial {trial_id}")
+        return views.read_log(ref, record, tail)
+
+    @app.get("/api/runs/{run}/lineage", response_model=Lineage, responses=ERRORS, tags=["trials"])
+    def get_lineage(run: RunName) -> dict[str, Any]:
+        """Which trial started from which parent's checkpoint, as a forest (Population-Based runs)."""
+        ref = run_ref(run)
+        return views.lineage(ref, snap(ref))
+
+    # -- page ------------------------------------------------------------------------------------
+    files = {p.name: p for p in STATIC_DIR.iterdir() if p.is_file()} if STATIC_DIR.is_dir() else {}
+
+    @app.get("/", include_in_schema=False)
+    def index() -> Response:
+        return _static(files, "index.html")
+
+    @app.get("/static/{name}", include_in_schema=False)
+    def static(name: str) -> Response:
+        return _static(files, name)
+
+    return app
+
+
+def _static(files: dict[str, FilePath], name: str) -> Response:
+    path = files.get(name)  # a fixed set of names: nothing from the request becomes a path
+    if path is None:
+        return JSONResponse({"detail": "not found"}, status_code=404)
+    cache = "public, max-age=86400" if name.startswith("echarts") else "no-cache"
+    return FileResponse(path, headers={"Cache-Control": cache})
+
+
+def _unauthorized(request: Request) -> Response:
+    msg = ("this dashboard needs a token: open the address `autotune dashboard` printed (…/?token=…), "
+           "or send Authorization: Bearer TOKEN")
+    if request.url.path.startswith("/api"):
+        response: Response = JSONResponse({"detail": msg}, status_code=401,
+                                          headers={"WWW-Authenticate": "Bearer"})
+    else:
+        response = HTMLResponse(f"<!doctype html><title>autotune dashboard</title><p>{msg}</p>", status_code=401)
+    return _secure(response)
+
+
+def _secure(response: Response) -> Response:
+    h = response.headers
+    h.setdefault("Content-Security-Policy", CSP)
+    h.setdefault("X-Content-Type-Options", "nosniff")
+    h.setdefault("X-Frame-Options", "DENY")
+    h.setdefault("Referrer-Policy", "no-referrer")
+    return response

@@ -1,0 +1,339 @@
+/* autotune dashboard: ECharts options built from the API's data.  No state; app.js owns the charts.
+ *
+ * Every point of a trial carries `trial` (its id) so a click on it selects that trial.  Series ids are
+ * stable ("trials", "best", "failed", "box", "strip", "trial-<id>", "lineage") for the browser tests.
+ */
+(function () {
+  "use strict";
+
+  // viridis, dark to bright: the best value is always the brightest
+  const PALETTE = ["#440154", "#482878", "#3e4989", "#31688e", "#26828e", "#1f9e89", "#35b779", "#6ece58",
+    "#b5de2b", "#fde725"];
+  const FAILED = "#c8372d";
+  const GREY = "#9aa4b2";
+
+  function esc(s) {
+    return String(s).replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" })[c]);
+  }
+
+  function fmt(v) {
+    if (v === null || v === undefined || v === "") return "–";
+    if (typeof v !== "number") return String(v);
+    if (!isFinite(v)) return String(v);
+    const a = Math.abs(v);
+    if (a !== 0 && (a >= 1e5 || a < 1e-3)) return v.toExponential(3);
+    return String(Number(v.toPrecision(5)));
+  }
+
+  function fmtDuration(s) {
+    if (s === null || s === undefined) return "–";
+    s = Math.max(0, s);
+    if (s < 60) return s.toFixed(s < 1 ? 2 : s < 10 ? 1 : 0) + " s";
+    const m = Math.floor(s / 60), r = Math.round(s % 60);
+    if (m < 60) return m + ":" + String(r).padStart(2, "0");
+    return Math.floor(m / 60) + "h" + String(m % 60).padStart(2, "0");
+  }
+
+  function better(a, b, mode) { return mode === "min" ? a < b : a > b; }
+
+  function completed(trials) {
+    return trials.filter((t) => t.status === "completed" && typeof t.value === "number");
+  }
+
+  function extent(values) {
+    let lo = Infinity, hi = -Infinity;
+    for (const v of values) { if (v < lo) lo = v; if (v > hi) hi = v; }
+    if (!isFinite(lo)) return [0, 1];
+    if (lo === hi) { const d = Math.abs(lo) * 0.05 || 1; return [lo - d, hi + d]; }
+    return [lo, hi];
+  }
+
+  function colorScale(values, mode) {
+    const [lo, hi] = extent(values);
+    return function (v) {
+      if (typeof v !== "number") return GREY;
+      let t = (v - lo) / (hi - lo);
+      if (mode === "min") t = 1 - t;
+      t = Math.min(1, Math.max(0, t));
+      return PALETTE[Math.min(PALETTE.length - 1, Math.floor(t * PALETTE.length))];
+    };
+  }
+
+  function paletteFor(mode) { return mode === "min" ? PALETTE.slice().reverse() : PALETTE; }
+
+  function configLines(config, names) {
+    const keys = names && names.length ? names : Object.keys(config || {});
+    return keys.filter((k) => config && k in config)
+      .map((k) => esc(k) + ": " + esc(fmt(config[k]))).join("<br>");
+  }
+
+  function trialTip(t, run) {
+    let s = "<b>trial " + esc(t.trial_id) + "</b> · round " + esc(t.round) + " · " + esc(t.status);
+    if (typeof t.value === "number") s += "<br>" + esc(run.metric) + " = " + esc(fmt(t.value));
+    if (t.reason) s += "<br><span style=\"color:" + FAILED + "\">" + esc(t.reason.slice(0, 200)) + "</span>";
+    const names = (run.params || []).map((p) => p.name);
+    const c = configLines(t.config, names);
+    return c ? s + "<br>" + c : s;
+  }
+
+  function base(extra) {
+    return Object.assign({
+      animation: false,
+      textStyle: { fontFamily: "system-ui, sans-serif" },
+      tooltip: { trigger: "item", confine: true },
+    }, extra);
+  }
+
+  // -- best so far ---------------------------------------------------------------------------
+  function bestSoFar(run, trials, byTime) {
+    const mode = run.mode;
+    const t0 = run.started || 0;
+    const x = (t) => byTime ? (t.ended || t0) - t0 : t.trial_id;
+    const done = completed(trials).slice().sort((a, b) => x(a) - x(b) || a.trial_id - b.trial_id);
+    const failed = trials.filter((t) => t.status === "failed" || t.status === "stopped");
+    let best = null;
+    const line = [];
+    for (const t of done) {
+      if (best === null || better(t.value, best, mode)) best = t.value;
+      line.push([x(t), best]);
+    }
+    const [lo, hi] = extent(done.map((t) => t.value));
+    const floor = lo - (hi - lo) * 0.06;
+    const xAxis = byTime
+      ? { type: "value", name: "wall time", nameLocation: "middle", nameGap: 26, min: 0,
+          axisLabel: { formatter: (v) => fmtDuration(v) } }
+      : { type: "value", name: "trial", nameLocation: "middle", nameGap: 26, minInterval: 1, min: 0 };
+    return base({
+      grid: { left: 64, right: 16, top: 28, bottom: 44 },
+      legend: { top: 0, right: 8, itemWidth: 12, textStyle: { fontSize: 11 } },
+      xAxis: xAxis,
+      yAxis: { type: "value", scale: true, name: run.metric, nameTextStyle: { align: "left" } },
+      tooltip: {
+        trigger: "item", confine: true,
+        formatter: (p) => p.data && p.data.t ? trialTip(p.data.t, run)
+          : esc(p.seriesName) + ": " + esc(fmt(p.value[1])) + (byTime ? " at " + fmtDuration(p.value[0]) : " after trial " + esc(p.value[0])),
+      },
+      series: [
+        { id: "trials", name: "trial", type: "scatter", symbolSize: 7, itemStyle: { color: "#8aa4d6" },
+          data: done.map((t) => ({ value: [x(t), t.value], trial: t.trial_id, t: t })) },
+        { id: "best", name: "best so far", type: "line", step: "end", showSymbol: false, lineStyle: { width: 2 },
+          itemStyle: { color: "#2f6fdf" }, data: line, z: 3 },
+        { id: "failed", name: "failed", type: "scatter", symbol: "triangle", symbolSize: 8,
+          itemStyle: { color: FAILED }, data: failed.map((t) => ({ value: [x(t), floor], trial: t.trial_id, t: t })) },
+      ],
+    });
+  }
+
+  // -- rounds --------------------------------------------------------------------------------
+  function quantile(sorted, q) {
+    const pos = (sorted.length - 1) * q, lo = Math.floor(pos), hi = Math.ceil(pos);
+    return sorted[lo] + (sorted[hi] - sorted[lo]) * (pos - lo);
+  }
+
+  function jitter(id) { return ((id * 0.6180339887) % 1 - 0.5) * 0.5; }
+
+  function rounds(run, trials) {
+    const done = completed(trials);
+    let last = 0;
+    for (const t of trials) last = Math.max(last, t.round);
+    const cats = [];
+    const boxes = [];
+    for (let r = 0; r <= last; r++) {
+      cats.push(String(r));
+      const vs = done.filter((t) => t.round === r).map((t) => t.value).sort((a, b) => a - b);
+      boxes.push(vs.length ? [vs[0], quantile(vs, 0.25), quantile(vs, 0.5), quantile(vs, 0.75), vs[vs.length - 1]] : []);
+    }
+    const color = colorScale(done.map((t) => t.value), run.mode);
+    return base({
+      grid: { left: 64, right: 16, top: 16, bottom: 44 },
+      xAxis: [
+        { type: "category", data: cats, name: "round", nameLocation: "middle", nameGap: 26 },
+        { type: "value", min: -0.5, max: last + 0.5, show: false },
+      ],
+      yAxis: { type: "value", scale: true, name: run.metric, nameTextStyle: { align: "left" } },
+      tooltip: {
+        trigger: "item", confine: true,
+        formatter: (p) => p.data && p.data.t ? trialTip(p.data.t, run)
+          : "round " + esc(p.name) + "<br>max " + esc(fmt(p.value[5])) + "<br>median " + esc(fmt(p.value[3])) + "<br>min " + esc(fmt(p.value[1])),
+      },
+      series: [
+        { id: "box", name: "round", type: "boxplot", data: boxes, itemStyle: { color: "#eef3fc", borderColor: "#6d8fd0" } },
+        { id: "strip", name: "trial", type: "scatter", xAxisIndex: 1, symbolSize: 7, z: 3,
+          data: done.map((t) => ({ value: [t.round + jitter(t.trial_id), t.value], trial: t.trial_id, t: t,
+            itemStyle: { color: color(t.value), borderColor: "#fff", borderWidth: 0.5 } })) },
+      ],
+    });
+  }
+
+  // -- parallel coordinates ------------------------------------------------------------------
+  function axisFor(p) {
+    if (p.type === "categorical") return { type: "category", data: (p.choices || []).map(String) };
+    if (p.log && p.low > 0) return { type: "log", min: p.low, max: p.high };
+    const a = { type: "value" };
+    if (typeof p.low === "number") a.min = p.low;
+    if (typeof p.high === "number") a.max = p.high;
+    return a;
+  }
+
+  function paramValue(p, t) {
+    const v = t.config ? t.config[p.name] : undefined;
+    if (v === undefined || v === null) return null;
+    return p.type === "categorical" ? String(v) : v;
+  }
+
+  function parallel(run, trials) {
+    const params = run.params || [];
+    const done = completed(trials);
+    const n = params.length;
+    const [lo, hi] = extent(done.map((t) => t.value));
+    const axes = params.map((p, i) => Object.assign({ dim: i, name: p.name }, axisFor(p)));
+    axes.push({ dim: n, name: run.metric, type: "value", scale: true });
+    return base({
+      parallel: { left: 48, right: 150, top: 40, bottom: 24, parallelAxisDefault: { nameTextStyle: { fontSize: 12 } } },
+      parallelAxis: axes,
+      visualMap: { type: "continuous", dimension: n, min: lo, max: hi, calculable: true, right: 8, top: 30,
+        itemHeight: 200, precision: 4, text: [run.mode === "min" ? "worse" : "better", run.mode === "min" ? "better" : "worse"],
+        inRange: { color: paletteFor(run.mode) } },
+      tooltip: { trigger: "item", confine: true, formatter: (p) => p.data && p.data.t ? trialTip(p.data.t, run) : "" },
+      series: [{ id: "trials", type: "parallel", lineStyle: { width: 1.5, opacity: 0.75 }, emphasis: { lineStyle: { width: 3 } },
+        data: done.map((t) => ({ value: params.map((p) => paramValue(p, t)).concat([t.value]), trial: t.trial_id, t: t })) }],
+    });
+  }
+
+  // -- parameters against the metric ---------------------------------------------------------
+  const PARAM_COLS = 3;
+  function paramsLayout(run) {
+    const n = Math.max(1, (run.params || []).length);
+    const cols = Math.min(n, PARAM_COLS);
+    return { cols: cols, rows: Math.ceil(n / cols), height: Math.ceil(n / cols) * 230 + 16 };
+  }
+
+  function params(run, trials) {
+    const ps = run.params || [];
+    const done = completed(trials);
+    const { cols } = paramsLayout(run);
+    const [lo, hi] = extent(done.map((t) => t.value));
+    const grids = [], xAxes = [], yAxes = [], series = [];
+    ps.forEach((p, i) => {
+      const col = i % cols, row = Math.floor(i / cols);
+      const w = 100 / cols;
+      grids.push({ left: (col * w + 6) + "%", width: (w - 10) + "%", top: row * 230 + 20, height: 170 });
+      const ax = axisFor(p);
+      delete ax.min; delete ax.max;
+      xAxes.push(Object.assign(ax, { gridIndex: i, name: p.name, nameLocation: "middle", nameGap: 24, scale: true }));
+      yAxes.push({ gridIndex: i, type: "value", scale: true, name: col === 0 ? run.metric : "", splitNumber: 4 });
+      series.push({ id: "param-" + p.name, name: p.name, type: "scatter", xAxisIndex: i, yAxisIndex: i, symbolSize: 7,
+        data: done.filter((t) => paramValue(p, t) !== null)
+          .map((t) => ({ value: [paramValue(p, t), t.value], trial: t.trial_id, t: t })) });
+    });
+    return base({
+      grid: grids.length ? grids : [{}], xAxis: xAxes.length ? xAxes : [{ type: "value" }],
+      yAxis: yAxes.length ? yAxes : [{ type: "value" }],
+      visualMap: { show: false, dimension: 1, min: lo, max: hi, inRange: { color: paletteFor(run.mode) },
+        seriesIndex: series.map((_, i) => i) },
+      tooltip: { trigger: "item", confine: true, formatter: (p) => p.data && p.data.t ? trialTip(p.data.t, run) : "" },
+      series: series,
+    });
+  }
+
+  // -- learning curves -----------------------------------------------------------------------
+  function metricNames(trials, preferred) {
+    const names = new Set();
+    for (const t of trials) for (const r of t.reports || []) for (const k of Object.keys(r.metrics || {})) {
+      if (typeof r.metrics[k] === "number") names.add(k);
+    }
+    const out = Array.from(names).sort();
+    if (preferred && names.has(preferred)) { out.splice(out.indexOf(preferred), 1); out.unshift(preferred); }
+    return out;
+  }
+
+  function pointsOf(t, metric) {
+    const pts = [];
+    (t.reports || []).forEach((r, i) => {
+      const v = r.metrics ? r.metrics[metric] : undefined;
+      if (typeof v === "number") pts.push([r.step === null ? i + 1 : r.step, v]);
+    });
+    return pts;
+  }
+
+  function curves(run, trials, metric) {
+    const byId = new Map(trials.map((t) => [t.trial_id, t]));
+    const color = colorScale(completed(trials).map((t) => t.value), run.mode);
+    const best = run.best_trial;
+    const series = [];
+    const links = [];
+    for (const t of trials) {
+      const pts = pointsOf(t, metric);
+      if (!pts.length) continue;
+      const isBest = t.trial_id === best;
+      series.push({ id: "trial-" + t.trial_id, name: "trial " + t.trial_id, type: "line", data: pts.map((p) => ({ value: p, trial: t.trial_id, t: t })),
+        showSymbol: true, symbolSize: 4, z: isBest ? 5 : 2,
+        lineStyle: { width: isBest ? 3 : 1.2, opacity: isBest ? 1 : 0.75 },
+        itemStyle: { color: t.status === "completed" ? color(t.value) : FAILED } });
+      const parent = t.parent_id !== null ? byId.get(t.parent_id) : null;
+      if (parent && t.parent_step !== null) {
+        const pp = pointsOf(parent, metric).filter((p) => p[0] === t.parent_step);
+        if (pp.length) links.push({ coords: [pp[pp.length - 1], pts[0]], trial: t.trial_id });
+      }
+    }
+    series.push({ id: "warmstarts", name: "warm start", type: "lines", coordinateSystem: "cartesian2d", silent: true,
+      lineStyle: { type: "dashed", width: 1, color: GREY, opacity: 0.8 }, data: links, z: 1 });
+    return base({
+      grid: { left: 64, right: 16, top: 28, bottom: 44 },
+      xAxis: { type: "value", name: "step", nameLocation: "middle", nameGap: 26, minInterval: 1, scale: true },
+      yAxis: { type: "value", scale: true, name: metric, nameTextStyle: { align: "left" } },
+      tooltip: { trigger: "item", confine: true,
+        formatter: (p) => p.data && p.data.t ? trialTip(p.data.t, run) + "<br>step " + esc(p.value[0]) + ": " + esc(metric) + " = " + esc(fmt(p.value[1])) : "" },
+      series: series,
+    });
+  }
+
+  // -- lineage -------------------------------------------------------------------------------
+  function lineageTree(run, lineage, trials) {
+    const color = colorScale(completed(trials).map((t) => t.value), run.mode);
+    let leaves = 0;
+    function node(n) {
+      const kids = (n.children || []).map(node);
+      if (!kids.length) leaves += 1;
+      const failed = n.status === "failed" || n.status === "stopped";
+      const pending = n.status === "running" || n.status === "pending";
+      return {
+        name: "#" + n.trial_id, value: n.value, trial: n.trial_id, t: n, children: kids,
+        itemStyle: { color: failed ? "#fff" : pending ? "#fff" : color(n.value),
+          borderColor: failed ? FAILED : pending ? "#2f6fdf" : "#555", borderWidth: failed || pending ? 2 : 1,
+          borderType: pending ? "dashed" : "solid" },
+        label: { formatter: "#" + n.trial_id + (typeof n.value === "number" ? "  " + fmt(n.value) : failed ? "  failed" : "") },
+      };
+    }
+    const roots = (lineage.roots || []).map(node);
+    const root = { name: run.name, children: roots, itemStyle: { color: "#1d2430" }, label: { formatter: "run" } };
+    const option = base({
+      tooltip: { trigger: "item", confine: true, formatter: (p) => {
+        const t = p.data && p.data.t;
+        if (!t) return esc(run.name);
+        let s = "<b>trial " + esc(t.trial_id) + "</b> · round " + esc(t.round) + " · " + esc(t.status);
+        if (typeof t.value === "number") s += "<br>" + esc(run.metric) + " = " + esc(fmt(t.value));
+        s += "<br>" + (t.parent_id !== null ? "from trial " + esc(t.parent_id) : "from scratch");
+        if (t.note) s += "<br>" + esc(t.note);
+        const c = configLines(t.config, (run.params || []).map((p) => p.name));
+        return c ? s + "<br>" + c : s;
+      } },
+      series: [{ id: "lineage", type: "tree", data: [root], orient: "LR", layout: "orthogonal",
+        left: 40, right: 120, top: 16, bottom: 16, symbol: "circle", symbolSize: 10,
+        initialTreeDepth: -1, expandAndCollapse: false, roam: false,
+        label: { position: "top", fontSize: 11, distance: 4 },
+        leaves: { label: { position: "right", verticalAlign: "middle", align: "left" } },
+        lineStyle: { color: "#b8c2d0", width: 1.2, curveness: 0.4 } }],
+    });
+    return { option: option, leaves: leaves, depth: depthOf(lineage.roots || []) };
+  }
+
+  function depthOf(nodes) {
+    let d = 0;
+    for (const n of nodes) d = Math.max(d, 1 + depthOf(n.children || []));
+    return d;
+  }
+
+  window.AutotuneCharts = { esc, fmt, fmtDuration, bestSoFar, rounds, parallel, params, paramsLayout, curves,
+    metricNames, lineageTree, completed };
+})();

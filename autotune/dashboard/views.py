@@ -1,0 +1,287 @@
+"""What the API returns, built from a :class:`~autotune.dashboard.catalog.Snapshot` as plain data.
+
+JSON has no NaN or infinity: a non-finite number becomes ``null`` where a number is expected (a
+trial's value) and the string ``"nan"``/``"inf"``/``"-inf"`` inside free-form data (configs and
+reported metrics), the same spelling the records use.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ..driver import best_record
+from ..records import COMPLETED, FAILED, STOPPED, TrialRecord
+from .catalog import RunRef, Snapshot
+
+LOG_FILE = "trial.log"
+MAX_DEPTH = 64  # nesting kept in configs and metrics; deeper values are cut
+
+
+def number(x: Any) -> float | None:
+    """A finite float, or None."""
+    if isinstance(x, bool) or not isinstance(x, (int, float)):
+        return None
+    f = float(x)
+    return f if math.isfinite(f) else None
+
+
+def integer(x: Any) -> int | None:
+    if isinstance(x, bool):
+        return None
+    if isinstance(x, int):
+        return x
+    if isinstance(x, float) and math.isfinite(x) and x == int(x):
+        return int(x)
+    return None
+
+
+def plain(x: Any, depth: int = 0) -> Any:
+    """``x`` as JSON-safe data: non-finite floats spelled as strings, unknown objects as str."""
+    if depth > MAX_DEPTH:
+        return None
+    if x is None or isinstance(x, (bool, int, str)):
+        return x
+    if isinstance(x, float):
+        if math.isfinite(x):
+            return x
+        return "nan" if math.isnan(x) else ("inf" if x > 0 else "-inf")
+    if isinstance(x, dict):
+        return {str(k): plain(v, depth + 1) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [plain(v, depth + 1) for v in x]
+    return str(x)
+
+
+def _text(x: Any) -> str | None:
+    return None if x is None else str(x)
+
+
+# -- runs ------------------------------------------------------------------------------------------
+def summary(ref: RunRef, snap: Snapshot) -> dict[str, Any]:
+    a = snap.attrs
+    settings = a.get("settings") if isinstance(a.get("settings"), dict) else {}
+    mode = settings.get("mode") if settings.get("mode") in ("min", "max") else "max"
+    counts = {COMPLETED: 0, FAILED: 0, STOPPED: 0}
+    for r in snap.records:
+        counts[r.status] = counts.get(r.status, 0) + 1
+    best = best_record(snap.records, mode)
+    ended = [r.ended for r in snap.records if number(r.ended) is not None]
+    status = str(a.get("status", "unknown"))
+    return {
+        "id": ref.key,
+        "name": ref.name,
+        "status": status,
+        "sampler": _text(settings.get("sampler")),
+        "evaluator": _text(settings.get("evaluator")),
+        "metric": str(settings.get("metric", "")),
+        "mode": mode,
+        "rounds": integer(settings.get("rounds")),
+        "popsize": integer(settings.get("popsize")),
+        "round": snap.state_round,
+        "trials_total": len(snap.records),
+        "trials_done": counts[COMPLETED],
+        "trials_failed": counts[FAILED],
+        "trials_stopped": counts[STOPPED],
+        "trials_running": len(snap.pending) if status == "running" else 0,
+        "best_value": number(best.value) if best else None,
+        "best_trial": best.trial_id if best else None,
+        "started": number(a.get("created")),
+        "finished": number(a.get("finished")),
+        "updated": max(ended) if ended else None,
+        "source": ref.source,
+    }
+
+
+def _params(space: Any) -> list[dict[str, Any]]:
+    params = space.get("params") if isinstance(space, dict) else None
+    out = []
+    for name, p in (params or {}).items() if isinstance(params, dict) else []:
+        p = p if isinstance(p, dict) else {}
+        choices = p.get("choices")
+        out.append({
+            "name": str(name),
+            "type": str(p.get("type", "float")),
+            "low": number(p.get("low")),
+            "high": number(p.get("high")),
+            "log": bool(p.get("log", False)),
+            "choices": plain(list(choices)) if isinstance(choices, (list, tuple)) else None,
+        })
+    return out
+
+
+def detail(ref: RunRef, snap: Snapshot) -> dict[str, Any]:
+    out = summary(ref, snap)
+    settings = snap.attrs.get("settings") if isinstance(snap.attrs.get("settings"), dict) else {}
+    space = snap.attrs.get("space") if isinstance(snap.attrs.get("space"), dict) else {}
+    out.update({
+        "settings": plain(settings),
+        "params": _params(space),
+        "fixed": plain(space.get("fixed") or {}) if isinstance(space.get("fixed") or {}, dict) else {},
+        "best": best_config(ref, snap),
+        "version": snap.version,
+    })
+    return out
+
+
+def best_config(ref: RunRef, snap: Snapshot) -> dict[str, Any] | None:
+    settings = snap.attrs.get("settings") if isinstance(snap.attrs.get("settings"), dict) else {}
+    mode = settings.get("mode") if settings.get("mode") in ("min", "max") else "max"
+    best = best_record(snap.records, mode)
+    if best is None:
+        return None
+    config = plain(best.config)
+    head = (f"# best trial {best.trial_id} (round {best.round}) of run {ref.name}: "
+            f"{settings.get('metric', 'value')} = {best.value!r}\n")
+    head = head.replace("\r", " ").replace("\n", " ").rstrip() + "\n"
+    text = head + yaml.safe_dump(config, sort_keys=False, default_flow_style=False, allow_unicode=True)
+    return {"trial_id": best.trial_id, "round": best.round, "value": number(best.value), "config": config,
+            "yaml": text}
+
+
+# -- trials ----------------------------------------------------------------------------------------
+def _reports(reports: Any) -> list[dict[str, Any]]:
+    out = []
+    for rep in reports if isinstance(reports, list) else []:
+        if not isinstance(rep, dict):
+            continue
+        metrics = rep.get("metrics")
+        out.append({"step": integer(rep.get("step")), "time": number(rep.get("time")),
+                    "metrics": plain(metrics) if isinstance(metrics, dict) else {}})
+    return out
+
+
+def trial_row(ref: RunRef, r: TrialRecord) -> dict[str, Any]:
+    started, ended = number(r.started), number(r.ended)
+    parent = r.parent_id if r.parent_id is not None else r.planned_parent_id
+    return {
+        "trial_id": r.trial_id,
+        "round": r.round,
+        "status": str(r.status),
+        "reason": _text(r.reason),
+        "value": number(r.value),
+        "config": plain(r.config) if isinstance(r.config, dict) else {},
+        "budget": number(r.budget),
+        "parent_id": integer(parent),
+        "planned_parent_id": integer(r.planned_parent_id),
+        "parent_note": _text(r.parent_note),
+        "parent_step": integer(r.parent_step),
+        "checkpoint": _text(r.checkpoint),
+        "checkpoint_step": integer(r.checkpoint_step),
+        "started": started,
+        "ended": ended,
+        "duration_s": (ended - started) if started is not None and ended is not None else None,
+        "node": _text(r.node),
+        "gpu_ids": [str(g) for g in (r.gpu_ids or [])],
+        "attempts": integer(r.attempts) or 1,
+        "retry_note": _text(r.retry_note),
+        "reports": _reports(r.reports),
+        "has_log": bool(r.log_tail) or ref.run_dir is not None,
+    }
+
+
+def pending_row(spec: dict[str, Any], running: bool) -> dict[str, Any]:
+    parents = spec.get("parents") or []
+    parent = parents[0].get("trial_id") if parents and isinstance(parents[0], dict) else None
+    return {
+        "trial_id": integer(spec.get("trial_id")) or 0, "round": integer(spec.get("round")) or 0,
+        "status": "running" if running else "pending", "reason": None, "value": None,
+        "config": plain(spec.get("config")) if isinstance(spec.get("config"), dict) else {},
+        "budget": number(spec.get("budget")), "parent_id": integer(parent), "planned_parent_id": integer(parent),
+        "parent_note": None, "parent_step": None, "checkpoint": None, "checkpoint_step": None,
+        "started": None, "ended": None, "duration_s": None, "node": None, "gpu_ids": [], "attempts": 1,
+        "retry_note": None, "reports": [], "has_log": False,
+    }
+
+
+def trials(ref: RunRef, snap: Snapshot) -> list[dict[str, Any]]:
+    running = snap.attrs.get("status") == "running"
+    rows = [trial_row(ref, r) for r in snap.records]
+    rows += [pending_row(s, running) for s in snap.pending]
+    return rows
+
+
+def find(snap: Snapshot, trial_id: int) -> TrialRecord | None:
+    for r in snap.records:
+        if r.trial_id == trial_id:
+            return r
+    return None
+
+
+def trial_detail(ref: RunRef, r: TrialRecord) -> dict[str, Any]:
+    out = trial_row(ref, r)
+    out.update({
+        "log_tail": _text(r.log_tail),
+        "trial_dir": _text(r.trial_dir),
+        "parent_checkpoint": _text(r.parent_checkpoint),
+        "parent_hash": _text(r.parent_hash),
+        "checkpoint_hash": _text(r.checkpoint_hash),
+    })
+    return out
+
+
+# -- lineage ---------------------------------------------------------------------------------------
+def lineage(ref: RunRef, snap: Snapshot) -> dict[str, Any]:
+    """The Population-Based family tree: each trial under the trial whose checkpoint it started from.
+
+    A parent must be an earlier trial of the run (a smaller id), so a damaged database cannot make a
+    cycle; a trial whose parent is unknown is a root.
+    """
+    nodes: dict[int, dict[str, Any]] = {}
+    for row in trials(ref, snap):
+        nodes[row["trial_id"]] = {
+            "trial_id": row["trial_id"], "round": row["round"], "status": row["status"],
+            "value": row["value"], "parent_id": row["parent_id"], "note": row["parent_note"],
+            "config": row["config"], "children": [],
+        }
+    roots, edges = [], 0
+    for tid in sorted(nodes):
+        node = nodes[tid]
+        parent = node["parent_id"]
+        if parent is not None and parent in nodes and parent < tid:
+            nodes[parent]["children"].append(node)
+            edges += 1
+        else:
+            roots.append(node)
+    return {"run": ref.key, "roots": roots, "edges": edges, "nodes": len(nodes)}
+
+
+# -- logs ------------------------------------------------------------------------------------------
+def read_log(ref: RunRef, r: TrialRecord, tail: int) -> dict[str, Any]:
+    """The end of ``<run folder>/<trial dir>/trial.log`` (the trial's own folder only), else the tail
+    stored with the record."""
+    path = _log_path(ref, r)
+    if path is not None:
+        try:
+            fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+        except OSError:
+            fd = -1
+        if fd >= 0:
+            with os.fdopen(fd, "rb") as f:
+                size = os.fstat(f.fileno()).st_size
+                f.seek(max(0, size - tail))
+                data = f.read(tail)
+            return {"trial_id": r.trial_id, "source": "file", "text": data.decode("utf-8", "replace"),
+                    "truncated": size > tail, "size": size}
+    if r.log_tail:
+        text = str(r.log_tail)
+        return {"trial_id": r.trial_id, "source": "record", "text": text[-tail:], "truncated": len(text) > tail,
+                "size": None}
+    return {"trial_id": r.trial_id, "source": "none", "text": "", "truncated": False, "size": None}
+
+
+def _log_path(ref: RunRef, r: TrialRecord) -> Path | None:
+    if ref.run_dir is None or not isinstance(r.trial_dir, str) or not r.trial_dir or "\0" in r.trial_dir:
+        return None
+    root = ref.run_dir.resolve()
+    try:
+        path = (root / r.trial_dir / LOG_FILE).resolve()
+    except (OSError, RuntimeError):
+        return None
+    if not path.is_relative_to(root) or path == root or path.name != LOG_FILE or not path.is_file():
+        return None
+    return path

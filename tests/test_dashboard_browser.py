@@ -1,0 +1,307 @@
+"""The dashboard page in real headless Chromium (Debian's package, driven by Playwright).
+
+Runs here without the browser are skipped, except under CI (the variable CI set), where a missing
+browser fails.  Screenshots are kept in tests/artifacts/.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+import autotune
+from autotune.results import load_result
+from conftest import objective
+
+CHROMIUM = os.environ.get("AUTOTUNE_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
+LR_SPACE = {"metric": "neg_loss", "mode": "max", "budget": 2,
+            "params": {"lr": {"type": "float", "low": 0.01, "high": 0.5, "log": True, "init": 0.05}}}
+X_SPACE = {"metric": "score", "mode": "max", "params": {"x": {"type": "float", "low": 0.0, "high": 1.0}}}
+CHARTS = ["chart-best-trial", "chart-best-time", "chart-rounds", "chart-parallel", "chart-params", "chart-curves",
+          "chart-lineage"]
+
+# Series data lengths of every chart, by series id.
+SERIES_SIZES = """(ids) => Object.fromEntries(ids.map((id) => {
+  const chart = echarts.getInstanceByDom(document.getElementById(id));
+  return [id, Object.fromEntries(chart.getOption().series.map((s) => [s.id, (s.data || []).length]))];
+}))"""
+
+# Trials and parent-child links drawn in the lineage tree.
+TREE_SIZE = """() => {
+  const chart = echarts.getInstanceByDom(document.getElementById('chart-lineage'));
+  let nodes = 0, links = 0;
+  const walk = (n, depth) => { for (const c of n.children || []) { nodes++; if (depth > 0) links++; walk(c, depth + 1); } };
+  walk(chart.getOption().series[0].data[0], 0);
+  return {nodes, links};
+}"""
+
+# Page coordinates of a trial's node in the lineage tree, from the chart's own layout.
+TREE_NODE_XY = """(tid) => {
+  const node = document.getElementById('chart-lineage');
+  const chart = echarts.getInstanceByDom(node);
+  const data = chart.getModel().getSeriesByIndex(0).getData();
+  for (let i = 0; i < data.count(); i++) {
+    const opt = data.tree.getNodeByDataIndex(i).getModel().option;
+    if (opt && opt.trial === tid) {
+      const [x, y] = data.getItemGraphicEl(i).transformCoordToGlobal(0, 0);
+      const r = node.getBoundingClientRect();
+      return {x: r.left + x, y: r.top + y};
+    }
+  }
+  return null;
+}"""
+
+
+def _browser_or_skip():
+    problem = None
+    try:
+        from playwright.sync_api import sync_playwright  # noqa: F401
+    except ImportError:
+        problem = "playwright is not installed (pip install playwright)"
+    if problem is None and not Path(CHROMIUM).exists():
+        problem = f"no Chromium at {CHROMIUM} (apt-get install chromium)"
+    if problem:
+        if os.environ.get("CI"):
+            pytest.fail(f"browser tests cannot run under CI: {problem}")
+        pytest.skip(problem)
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("dash") / "runs"
+    autotune.run(objective("weights"), space=LR_SPACE, sampler="random", evaluator="pbt", rounds=3, popsize=4,
+                 seed=0, output=root, name="demo", executor="local")
+    autotune.run(objective("mixed"), space=X_SPACE, sampler="random", evaluator="full", rounds=2, popsize=6,
+                 seed=1, output=root, name="mixed", executor="local")
+    return root
+
+
+@pytest.fixture(scope="module")
+def live_root(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("live")
+
+
+@pytest.fixture(scope="module")
+def base_url(runs, live_root):
+    import uvicorn
+
+    from autotune.dashboard.app import create_app
+
+    app = create_app([runs, live_root], allowed_hosts=["127.0.0.1", "localhost"])
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.time() + 20
+    while not server.started and time.time() < deadline:
+        time.sleep(0.02)
+    assert server.started, "the dashboard server did not start"
+    yield f"http://127.0.0.1:{server.servers[0].sockets[0].getsockname()[1]}"
+    server.should_exit = True
+    thread.join(10)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    _browser_or_skip()
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def page(browser, base_url):
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    context.grant_permissions(["clipboard-read", "clipboard-write"], origin=base_url)
+    pg = context.new_page()
+    errors: list[str] = []
+    pg.on("pageerror", lambda e: errors.append(str(e)))
+    pg.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    pg.errors = errors
+    yield pg
+    context.close()
+    assert not errors, f"the page logged errors: {errors}"
+
+
+def _open_run(page, base_url: str, name: str, query: str = "") -> None:
+    page.goto(f"{base_url}/{query}#/run/{name}")
+    page.wait_for_function("() => Number(document.body.dataset.renders || 0) >= 1", timeout=20_000)
+
+
+def _finite(v) -> bool:
+    return isinstance(v, (int, float)) and math.isfinite(v)
+
+
+def _screenshot(page, name: str) -> Path:
+    ARTIFACTS.mkdir(exist_ok=True)
+    path = ARTIFACTS / name
+    page.screenshot(path=str(path), full_page=True)
+    assert path.stat().st_size > 10_000
+    return path
+
+
+# -- tests -----------------------------------------------------------------------------------------
+def test_runs_list_links_to_each_run(page, base_url):
+    page.goto(base_url + "/")
+    page.wait_for_selector("[data-testid=run-row][data-run=demo]")
+    rows = {r.get_attribute("data-run"): r.inner_text() for r in page.query_selector_all("[data-testid=run-row]")}
+    assert {"demo", "mixed"} <= set(rows)
+    assert "pbt" in rows["demo"] and "completed" in rows["demo"] and "neg_loss (max)" in rows["demo"]
+    page.click("[data-testid=run-row][data-run=mixed] a")
+    page.wait_for_function("() => document.getElementById('run-title').textContent === 'mixed'")
+    assert page.url.endswith("#/run/mixed")
+
+
+def test_charts_draw_one_point_per_trial(page, base_url, runs):
+    records = load_result(runs / "demo").records
+    done = [r for r in records if r.status == "completed" and _finite(r.value)]
+    reports = sum(_finite(rep["metrics"].get("neg_loss")) for r in records for rep in r.reports)
+    _open_run(page, base_url, "demo")
+    sizes = page.evaluate(SERIES_SIZES, CHARTS)
+    n = len(done)
+    assert n == 12
+    assert sizes["chart-best-trial"] == {"trials": n, "best": n, "failed": 0}
+    assert sizes["chart-best-time"] == {"trials": n, "best": n, "failed": 0}
+    assert sizes["chart-rounds"] == {"box": 3, "strip": n}
+    assert sizes["chart-parallel"] == {"trials": n}
+    assert sizes["chart-params"] == {"param-lr": n}
+    curves = {k: v for k, v in sizes["chart-curves"].items() if k.startswith("trial-")}
+    assert len(curves) == len(records) and sum(curves.values()) == reports == 24
+    assert sizes["chart-curves"]["warmstarts"] == sum(r.parent_id is not None for r in records)
+    assert page.evaluate(TREE_SIZE) == {"nodes": 12, "links": 8}
+    # best so far is monotone and ends at the run's best value
+    best = page.evaluate("""() => echarts.getInstanceByDom(document.getElementById('chart-best-trial'))
+        .getOption().series.find((s) => s.id === 'best').data.map((p) => p[1])""")
+    assert best == sorted(best) and best[-1] == pytest.approx(max(r.value for r in done))
+    # every chart really drew on its canvas
+    for chart in CHARTS:
+        box = page.locator(f"#{chart} canvas").first.bounding_box()
+        assert box and box["width"] > 200 and box["height"] > 150, chart
+    assert page.locator("[data-testid=trial-row]").count() == 12
+    _screenshot(page, "dashboard-demo.png")
+
+
+def test_failed_trial_shows_its_reason_and_log(page, base_url, runs):
+    records = load_result(runs / "mixed").records
+    failed = [r for r in records if r.status == "failed"]
+    done = [r for r in records if r.status == "completed"]
+    assert failed, "the mixed run needs a failed trial"
+    _open_run(page, base_url, "mixed")
+    sizes = page.evaluate(SERIES_SIZES, ["chart-best-trial"])
+    assert sizes["chart-best-trial"] == {"trials": len(done), "best": len(done), "failed": len(failed)}
+    assert page.locator("[data-testid=trial-row][data-status=failed]").count() == len(failed)
+    assert page.is_hidden("#chart-lineage") and "no warm starts" in page.text_content("[data-testid=lineage-note]")
+    bad = failed[0]
+    page.click(f"[data-testid=trial-row][data-trial-id='{bad.trial_id}']")
+    page.wait_for_selector("[data-testid=trial-detail]:not([hidden])")
+    assert page.text_content("[data-testid=detail-id]") == str(bad.trial_id)
+    assert page.text_content("[data-testid=detail-status]") == "failed"
+    assert page.text_content("[data-testid=trial-reason]") == bad.reason
+    page.click("[data-testid=load-log]")
+    page.wait_for_function("() => document.getElementById('detail-log').dataset.source === 'file'")
+    log = page.text_content("[data-testid=trial-log]")
+    assert log == (runs / "mixed" / bad.trial_dir / "trial.log").read_text()
+    assert "Traceback" in log and bad.reason in log
+    _screenshot(page, "dashboard-failed-trial.png")
+
+
+def test_lineage_tree_leads_back_to_round_zero(page, base_url, runs):
+    records = {r.trial_id: r for r in load_result(runs / "demo").records}
+    leaf = max((r for r in records.values() if r.round == 2), key=lambda r: r.value)
+    _open_run(page, base_url, "demo")
+    page.locator("#chart-lineage").scroll_into_view_if_needed()
+    xy = page.evaluate(TREE_NODE_XY, leaf.trial_id)
+    assert xy is not None
+    page.mouse.click(xy["x"], xy["y"])  # a real click on the tree's canvas
+    page.wait_for_function(f"() => document.getElementById('detail-id').textContent === '{leaf.trial_id}'")
+    chain = [leaf.trial_id]
+    while page.locator("[data-testid=detail-parent]").count():
+        parent = int(page.get_attribute("[data-testid=detail-parent]", "data-trial-id"))
+        assert parent == records[chain[-1]].parent_id
+        page.click("[data-testid=detail-parent]")
+        page.wait_for_function(f"() => document.getElementById('detail-id').textContent === '{parent}'")
+        children = [int(b.get_attribute("data-trial-id")) for b in page.query_selector_all("[data-testid=detail-child]")]
+        assert chain[-1] in children
+        chain.append(parent)
+    assert [records[t].round for t in chain] == [2, 1, 0]
+    assert "started from scratch" in page.text_content("[data-testid=detail-family]")
+
+
+def test_trial_table_sorts_by_a_column(page, base_url, runs):
+    records = load_result(runs / "mixed").records
+    _open_run(page, base_url, "mixed")
+    ids = lambda: [int(r.get_attribute("data-trial-id")) for r in page.query_selector_all("[data-testid=trial-row]")]  # noqa: E731
+    assert ids() == sorted(r.trial_id for r in records)
+    page.click("#trials-table th[data-sort=value]")  # mode max: best first
+    valued = sorted((r for r in records if r.value is not None), key=lambda r: (-r.value, r.trial_id))
+    missing = sorted(r.trial_id for r in records if r.value is None)
+    assert ids() == [r.trial_id for r in valued] + missing
+    assert page.get_attribute("#trials-table th[data-sort=value]", "aria-sort") == "descending"
+    page.click("#trials-table th[data-sort=value]")
+    assert ids() == [r.trial_id for r in reversed(valued)] + missing
+
+
+def test_best_config_copies_as_yaml(page, base_url, runs):
+    import yaml
+
+    result = load_result(runs / "demo")
+    _open_run(page, base_url, "demo")
+    shown = page.text_content("[data-testid=best-yaml]")
+    assert yaml.safe_load(shown) == result.best_config
+    page.click("[data-testid=copy-yaml]")
+    page.wait_for_function("() => document.getElementById('copy-status').textContent === 'copied'")
+    assert page.evaluate("() => navigator.clipboard.readText()") == shown
+
+
+def _api(base_url: str, path: str):
+    try:
+        with urllib.request.urlopen(base_url + path, timeout=5) as r:
+            return json.loads(r.read())
+    except urllib.error.HTTPError:
+        return None
+
+
+def test_a_running_search_updates_without_reload(page, base_url, live_root):
+    space = {"metric": "score", "mode": "max", "fixed": {"sleep": 0.5},
+             "params": {"x": {"type": "float", "low": 0.0, "high": 1.0}}}
+    code = (f"import autotune; autotune.run({objective('quadratic')!r}, space={space!r}, sampler='random', "
+            f"evaluator='full', rounds=4, popsize=2, seed=0, output={str(live_root)!r}, name='live', executor='local')")
+    driver = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.time() + 60
+        while _api(base_url, "/api/runs/live") is None:
+            assert driver.poll() is None, driver.stderr.read().decode()
+            assert time.time() < deadline, "the live run never appeared"
+            time.sleep(0.1)
+        _open_run(page, base_url, "live", "?poll=250")
+        page.evaluate("() => { window.__notReloaded = true; }")
+        first = page.evaluate("() => autotuneDashboard.trials.filter((t) => t.status === 'completed').length")
+        assert first < 8
+        page.wait_for_selector("[data-testid=live-indicator]:not([hidden])", timeout=10_000)
+        page.wait_for_function("() => document.getElementById('run-status').textContent === 'completed'",
+                               timeout=60_000)
+        page.wait_for_function("() => document.querySelectorAll('[data-testid=trial-row]').length === 8")
+        assert page.evaluate("() => window.__notReloaded") is True
+        assert int(page.evaluate("() => document.body.dataset.renders")) > 1
+        assert page.evaluate(SERIES_SIZES, ["chart-best-trial"])["chart-best-trial"]["trials"] == 8
+        assert page.is_hidden("[data-testid=live-indicator]")
+        assert driver.wait(30) == 0
+    finally:
+        if driver.poll() is None:
+            driver.kill()
+            driver.wait()
