@@ -186,7 +186,7 @@ def test_script_mode_by_hand_writes_a_checkpoint_and_warm_starts(tmp_path):
                             capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120)
     assert second.returncode == 0, second.stderr
     assert "step 2: val_accuracy=" in second.stdout
-    ckpt = torch.load(tmp_path / "b" / "state.pt", weights_only=False)
+    ckpt = torch.load(tmp_path / "b" / "state.pt", weights_only=True)
     assert ckpt["epoch"] == 2 and ckpt["config"]["learning_rate"] == 0.0005
 
 

@@ -251,7 +251,7 @@ def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
     f = checkpoint_file(path)
     if not f.exists():
         raise FileNotFoundError(f"no checkpoint at {f}")
-    ckpt = torch.load(f, map_location="cpu", weights_only=False)
+    ckpt = torch.load(f, map_location="cpu", weights_only=True)  # plain containers and tensors only
     if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
         raise ValueError(f"{f} is not an image_classification checkpoint")
     return ckpt
