@@ -20,7 +20,7 @@ from typing import Any, Callable, Sequence
 
 import yaml
 
-from .errors import RunInterrupted
+from .errors import ConfigError, DiskFullError, RunInterrupted
 from .evaluators import Evaluator
 from .executors.base import Executor
 from .records import COMPLETED, FAILED, STOPPED, TrialOutcome, TrialRecord, TrialSpec
@@ -29,7 +29,7 @@ from .settings import RunSettings
 from .space import SearchSpace
 from .store import Store
 from .targets import TrialTarget
-from .trial_runner import finished_outcome
+from .trial_runner import DISK_FULL, finished_outcome
 
 STATE_KEY = "driver_state"
 PLANNED, TOLD = "planned", "told"
@@ -125,7 +125,10 @@ class Driver:
                 f"run stopped; continue it with: autotune resume {self.ctx.run_dir}"
             ) from None
         except BaseException:
-            store.set_attr(run_id, "status", "failed")
+            try:  # best effort: the database itself may be what failed
+                store.set_attr(run_id, "status", "failed")
+            except Exception:  # noqa: BLE001
+                pass
             raise
         finally:
             self.executor.close()
@@ -154,6 +157,13 @@ class Driver:
                        "todo": len(todo), "slots": self.executor.slots})
         try:
             for outcome in self.executor.run(todo):
+                if outcome.status == STOPPED and (outcome.reason or "").startswith(DISK_FULL):
+                    self.executor.stop()
+                    raise DiskFullError(
+                        f"no space left on device while trial {outcome.trial_id} saved its results "
+                        f"({outcome.reason}); finished trials are safe in the database: free some space, "
+                        f"then run: autotune resume {self.ctx.run_dir}"
+                    )
                 record = self._record(by_id[outcome.trial_id], outcome)
                 finished[record.trial_id] = record
                 self.progress({"event": "trial_end", "round": rnd, "record": record})
@@ -164,6 +174,8 @@ class Driver:
                                        ended=time.time())
                 self._record(spec, outcome)
             raise
+        if rnd == 0:
+            self._check_metric_exists([finished[x.trial_id] for x in specs])
         observations = [Observation(id=x.trial_id, loss=loss_of(finished[x.trial_id], s.mode)) for x in specs]
         self.sampler.tell(observations)
         self._save_state({"phase": TOLD, "round": rnd, "sampler": self.sampler.state_dict()})
@@ -172,6 +184,18 @@ class Driver:
         self._write_best(best)
         self.progress({"event": "round_end", "round": rnd, "rounds": s.rounds, "best": best,
                        "records": [finished[x.trial_id] for x in specs]})
+
+    def _check_metric_exists(self, records: list[TrialRecord]) -> None:
+        """A metric no trial of the first round reported is a setting error: stop rather than burn
+        every round on trials that cannot be scored."""
+        metric = self.ctx.settings.metric
+        missing = [r for r in records if (r.reason or "").startswith(f"metric {metric!r} was never reported")]
+        if records and len(missing) == len(records):
+            reported = sorted({k for r in records for rep in r.reports for k in rep.get("metrics", {})})
+            raise ConfigError(
+                f"no trial of round 0 reported the metric {metric!r}; they reported: "
+                f"{', '.join(reported) or 'nothing'} (choose one with --metric or `metric:` in the space file)"
+            )
 
     def _record(self, spec: TrialSpec, outcome: TrialOutcome) -> TrialRecord:
         record = TrialRecord.from_parts(spec, outcome)

@@ -35,6 +35,10 @@ class StoreError(AutotuneError):
     """The results database cannot be opened or read, or a run cannot be found in it."""
 
 
+class DiskFullError(StoreError):
+    """No space left for results or checkpoints; the run stops, resumable once space is freed."""
+
+
 class ExecutorError(AutotuneError):
     """Trials cannot be executed (cannot join the Ray cluster, resources no node has, ...)."""
 

@@ -26,7 +26,7 @@ from optuna.distributions import BaseDistribution
 from optuna.storages import RDBStorage
 from optuna.trial import FrozenTrial, TrialState
 
-from .errors import StoreError
+from .errors import DiskFullError, StoreError
 from .records import COMPLETED, TrialRecord
 
 DB_FILE_NAME = "autotune.db"
@@ -52,6 +52,26 @@ def _enable_wal(url: str) -> None:
         con.execute("PRAGMA journal_mode=WAL")
     finally:
         con.close()
+
+
+def _storage_errors(method):  # type: ignore[no-untyped-def]
+    """Database failures become one clear StoreError (DiskFullError when the disk is full)."""
+    import functools
+
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        try:
+            return method(self, *args, **kwargs)
+        except (StoreError, KeyError):
+            raise
+        except Exception as e:  # noqa: BLE001 - sqlalchemy / optuna storage errors
+            text = f"{type(e).__name__}: {e}".splitlines()[0]
+            if "disk is full" in text or "No space left" in text:
+                raise DiskFullError(f"the results database {redact_url(self.url)} is on a full disk: {text}; "
+                                    "free some space, then run: autotune resume RUN_DIR") from None
+            raise StoreError(f"results database {redact_url(self.url)} failed: {text}") from None
+
+    return wrapper
 
 
 def redact_url(url: str) -> str:
@@ -82,6 +102,7 @@ class Store:
             raise StoreError(f"cannot open results database {redact_url(url)}: {type(e).__name__}: {e}") from None
 
     # -- runs ------------------------------------------------------------------------------------
+    @_storage_errors
     def create_run(self, name: str, mode: str, attrs: dict[str, Any]) -> int:
         direction = optuna.study.StudyDirection.MAXIMIZE if mode == "max" else optuna.study.StudyDirection.MINIMIZE
         try:
@@ -103,13 +124,16 @@ class Store:
     def run_names(self) -> list[str]:
         return [s.study_name for s in self.storage.get_all_studies()]
 
+    @_storage_errors
     def set_attr(self, run_id: int, key: str, value: Any) -> None:
         self.storage.set_study_user_attr(run_id, _PREFIX + key, value)
 
+    @_storage_errors
     def attrs(self, run_id: int) -> dict[str, Any]:
         raw = self.storage.get_study_user_attrs(run_id)
         return {k[len(_PREFIX):]: v for k, v in raw.items() if k.startswith(_PREFIX) and ":blob:" not in k}
 
+    @_storage_errors
     def put_blob(self, run_id: int, key: str, value: Any) -> None:
         """Store a large JSON value atomically: chunks first, then one pointer write commits it."""
         text = json.dumps(value, separators=(",", ":"))
@@ -120,6 +144,7 @@ class Store:
         self.set_attr(run_id, key + ":pointer", {"digest": digest, "chunks": len(chunks)})
         self._drop_old_chunks(run_id, key, digest)
 
+    @_storage_errors
     def get_blob(self, run_id: int, key: str) -> Any | None:
         raw = self.storage.get_study_user_attrs(run_id)
         pointer = raw.get(f"{_PREFIX}{key}:pointer")
@@ -192,6 +217,7 @@ class Store:
             self._metric_cache[run_id] = self.attrs(run_id).get("settings", {}).get("metric", "")
         return self._metric_cache[run_id]
 
+    @_storage_errors
     def trials(self, run_id: int) -> list[TrialRecord]:
         """Finished trials of a run, the latest attempt of each trial id, in id order."""
         latest: dict[int, TrialRecord] = {}

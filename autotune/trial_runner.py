@@ -10,6 +10,7 @@ or corrupt one falls back to the next parent (or to scratch) and the outcome say
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import math
@@ -24,7 +25,7 @@ import traceback
 from pathlib import Path
 from typing import Any, Iterator
 
-from .records import COMPLETED, FAILED, ParentRef, TrialOutcome, TrialSpec
+from .records import COMPLETED, FAILED, STOPPED, ParentRef, TrialOutcome, TrialSpec
 from .targets import CALLABLE, FUNCTION, SCRIPT, TrialTarget
 from .trial import (
     ENV_BUDGET,
@@ -47,6 +48,18 @@ LOG_FILE_NAME = "trial.log"
 OUTCOME_FILE_NAME = "outcome.json"
 LOG_TAIL_LINES = 40
 CHECKPOINT_DIR_NAME = "checkpoint"
+DISK_FULL = "disk full"
+
+
+def is_disk_full(exc: BaseException | None) -> bool:
+    """True when ``exc`` (or what caused it) is 'no space left on device'."""
+    seen = 0
+    while exc is not None and seen < 10:
+        if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        exc = exc.__cause__ or exc.__context__
+        seen += 1
+    return False
 
 
 def hash_path(path: Path) -> str:
@@ -146,8 +159,29 @@ def run_trial(
     gpu_ids: list[Any] | None = None,
     node_id: str | None = None,
 ) -> TrialOutcome:
-    """Run ``spec`` with ``target`` and return its outcome; never raises for a trial's own faults."""
-    run_dir = Path(run_dir)
+    """Run ``spec`` with ``target`` and return its outcome; never raises for a trial's own faults.
+
+    A full disk is not the trial's fault: the outcome is ``stopped`` with a reason starting
+    ``disk full``, so the driver halts the run and ``resume`` runs the trial again."""
+    started = time.time()
+    try:
+        return _run_trial(target, spec, Path(run_dir), metric, node, gpu_ids, node_id)
+    except OSError as e:
+        if not is_disk_full(e):
+            raise
+        return TrialOutcome(trial_id=spec.trial_id, status=STOPPED, reason=f"{DISK_FULL}: {e}", started=started,
+                            ended=time.time(), node=node or socket.gethostname(), node_id=node_id)
+
+
+def _run_trial(
+    target: TrialTarget,
+    spec: TrialSpec,
+    run_dir: Path,
+    metric: str,
+    node: str | None,
+    gpu_ids: list[Any] | None,
+    node_id: str | None,
+) -> TrialOutcome:
     trial_dir = run_dir / spec.trial_dir
     shutil.rmtree(trial_dir, ignore_errors=True)  # a re-run after an interruption starts clean
     trial_dir.mkdir(parents=True, exist_ok=True)
@@ -179,6 +213,8 @@ def run_trial(
         else:
             raise ValueError(f"unknown target kind {target.kind!r}")
     except Exception as e:  # autotune's own fault while running the trial: still a recorded failure
+        if is_disk_full(e):
+            raise
         reports, checkpoint, error = [], None, f"{type(e).__name__}: {e}"
         with open(log_path, "a", encoding="utf-8") as log:
             log.write(traceback.format_exc())
@@ -204,9 +240,8 @@ def _write_outcome(trial_dir: Path, outcome: TrialOutcome) -> None:
     """Persist the outcome beside the trial, atomically, so a driver killed before recording it
     adopts the finished trial on resume instead of running it again."""
     tmp = trial_dir / (OUTCOME_FILE_NAME + ".tmp")
-    with contextlib.suppress(OSError):
-        tmp.write_text(json.dumps(outcome.to_dict()))
-        os.replace(tmp, trial_dir / OUTCOME_FILE_NAME)
+    tmp.write_text(json.dumps(outcome.to_dict()))
+    os.replace(tmp, trial_dir / OUTCOME_FILE_NAME)
 
 
 def finished_outcome(run_dir: Path, spec: TrialSpec) -> TrialOutcome | None:
@@ -273,7 +308,7 @@ def _run_function(
                     else:
                         trial.report({metric: result})
             except BaseException as e:  # noqa: BLE001 - SystemExit and KeyboardInterrupt in a trial are its failure
-                if isinstance(e, KeyboardInterrupt):
+                if isinstance(e, KeyboardInterrupt) or is_disk_full(e):
                     raise
                 traceback.print_exc()
                 error = f"{type(e).__name__}: {e}"

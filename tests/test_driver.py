@@ -142,7 +142,6 @@ def test_failures_are_recorded_and_the_search_goes_on(tmp_path, xy_space):
         ("reports_nan", "was nan"),
         ("reports_inf", "was inf"),
         ("reports_nothing", "reported no metrics"),
-        ("wrong_metric", "metric 'score' was never reported (reported: accuracy)"),
         ("bad_checkpoint", "does not exist"),
     ],
 )
@@ -154,6 +153,17 @@ def test_each_trial_fault_is_a_failed_trial(tmp_path, xy_space, name, reason):
         assert r.status == "failed" and reason in r.reason and r.value is None
         assert r.log_tail and f"trial {r.trial_id}" in r.log_tail
     assert result.best is None
+
+
+def test_a_metric_no_trial_reports_stops_the_run_after_round_0(tmp_path, xy_space):
+    from autotune.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="no trial of round 0 reported the metric 'score'; they reported: accuracy"):
+        autotune.run(objective("wrong_metric"), space=xy_space, sampler="random", evaluator="full", rounds=5,
+                     popsize=2, seed=0, output=tmp_path, name="wm", executor="local")
+    result = autotune.load(tmp_path / "wm")
+    assert len(result.records) == 2 and result.status == "failed"  # round 1 never started
+    assert all("metric 'score' was never reported (reported: accuracy)" in r.reason for r in result.records)
 
 
 class _InterruptingExecutor(LocalExecutor):

@@ -111,3 +111,12 @@ def mixed(config, trial):
         trial.report({"score": float("nan")})
         return
     trial.report({"score": -((x - 0.6) ** 2)})
+
+
+def big_checkpoint(config, trial):
+    """Writes a checkpoint of ``mb`` megabytes: fills a small disk quickly."""
+    ckpt = trial.dir / "checkpoint"
+    ckpt.mkdir(exist_ok=True)
+    with open(ckpt / "weights.bin", "wb") as f:
+        f.write(os.urandom(int(float(config.get("mb", 1.0)) * 2**20)))
+    trial.report({"score": -((float(config["x"]) - 0.3) ** 2)}, checkpoint=ckpt)

@@ -1,0 +1,90 @@
+"""Faults a run must survive that the other suites do not already cover: a full disk and Ctrl-C."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import yaml
+
+from conftest import REPO, cli, objective
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 6 MiB tmpfs: room for the database and a few checkpoints, not for the whole run."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=6m", "tmpfs", str(mount)], check=True)
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def test_a_full_disk_stops_cleanly_and_resumes_after_space_is_freed(tmp_path, small_disk, xy_space):
+    xy_space["fixed"] = {"mb": 1.0}
+    space = tmp_path / "space.yaml"
+    space.write_text(yaml.safe_dump(xy_space))
+    proc = cli("run", objective("big_checkpoint"), "--space", str(space), "--sampler", "random", "--evaluator",
+               "full", "--rounds", "5", "--popsize", "2", "--seed", "0", "--output", str(small_disk), "--name", "d")
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "no space left on device" in lines[0] and "autotune resume" in lines[0], proc.stderr
+    run_dir = small_disk / "d"
+    shown = cli("show", str(run_dir), "--json")
+    assert shown.returncode == 0, shown.stderr  # the database is intact and readable
+    before = json.loads(shown.stdout)["trials"]
+    assert 0 < len(before) < 10 and all(t["status"] == "completed" for t in before)
+    subprocess.run(["mount", "-o", "remount,size=64m", str(small_disk)], check=True)  # free space
+    res = cli("resume", str(run_dir))
+    assert res.returncode == 0, res.stderr
+    after = json.loads(cli("show", str(run_dir), "--json").stdout)["trials"]
+    assert sorted(t["trial_id"] for t in after) == list(range(10))
+    assert all(t["status"] == "completed" for t in after)
+    assert {t["trial_id"]: t["value"] for t in after if t["trial_id"] in {b["trial_id"] for b in before}} == {
+        t["trial_id"]: t["value"] for t in before}
+
+
+def test_ctrl_c_stops_the_run_and_resume_finishes_it(tmp_path, xy_space):
+    xy_space["fixed"] = {"sleep": 1.0}
+    space = tmp_path / "space.yaml"
+    space.write_text(yaml.safe_dump(xy_space))
+    log = tmp_path / "executions.log"
+    env = dict(os.environ, AUTOTUNE_TEST_EXECUTIONS=str(log))
+    argv = [sys.executable, "-m", "autotune", "run", objective("quadratic"), "--space", str(space), "--sampler",
+            "pshe2", "--evaluator", "full", "--rounds", "3", "--popsize", "4", "--seed", "1", "--output",
+            str(tmp_path), "--name", "c"]
+    # A terminal's Ctrl-C reaches the whole foreground process group: the driver and the Ray it started.
+    proc = subprocess.Popen(argv, env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and (not log.exists() or log.read_text().count("done") < 5):
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "autotune resume" in err and "Traceback" not in err
+    shown = json.loads(cli("show", str(tmp_path / "c"), "--json").stdout)
+    assert shown["status"] == "interrupted"
+    finished = {t["trial_id"] for t in shown["trials"] if t["status"] in ("completed", "failed")}
+    assert all(t["status"] in ("completed", "stopped") for t in shown["trials"])
+    res = subprocess.run([sys.executable, "-m", "autotune", "resume", str(tmp_path / "c")], env=env, cwd=REPO,
+                         capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr
+    shown = json.loads(cli("show", str(tmp_path / "c"), "--json").stdout)
+    assert shown["status"] == "completed"
+    assert sorted(t["trial_id"] for t in shown["trials"]) == list(range(12))
+    assert all(t["status"] == "completed" for t in shown["trials"])
+    runs = [line.split() for line in log.read_text().splitlines()]
+    for tid in finished:
+        assert runs.count(["done", str(tid)]) == 1, f"trial {tid} ran again after it had finished"
