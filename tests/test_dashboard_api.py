@@ -14,23 +14,20 @@ import time
 from pathlib import Path
 
 import pytest
+import schemathesis
 import yaml
+from conftest import REPO, objective
+from fastapi.testclient import TestClient
+from hypothesis import HealthCheck, settings
 
-fastapi = pytest.importorskip("fastapi")
-schemathesis = pytest.importorskip("schemathesis")
-
-from fastapi.testclient import TestClient  # noqa: E402
-from hypothesis import HealthCheck, settings  # noqa: E402
-
-import autotune  # noqa: E402
-from autotune.dashboard import views  # noqa: E402
-from autotune.dashboard.app import create_app  # noqa: E402
-from autotune.dashboard.catalog import RunRef  # noqa: E402
-from autotune.dashboard.server import is_loopback, resolve_sources  # noqa: E402
-from autotune.errors import ConfigError  # noqa: E402
-from autotune.records import TrialRecord  # noqa: E402
-from autotune.results import load_result  # noqa: E402
-from conftest import REPO, objective  # noqa: E402
+import autotune
+from autotune.dashboard import views
+from autotune.dashboard.app import create_app
+from autotune.dashboard.catalog import RunRef
+from autotune.dashboard.server import is_loopback, resolve_sources
+from autotune.errors import ConfigError
+from autotune.records import TrialRecord
+from autotune.results import load_result
 
 LR_SPACE = {"metric": "neg_loss", "mode": "max", "budget": 2,
             "params": {"lr": {"type": "float", "low": 0.01, "high": 0.5, "log": True, "init": 0.05}}}
@@ -201,6 +198,35 @@ def test_runs_sharing_one_database_are_found_by_name(tmp_path, runs):
     assert ids["demo"]["trials_total"] == 12 and ids["demo~2"]["trials_total"] == 2
     assert both.get("/api/runs/demo~2/trials").json()["trials"][0]["config"]["x"] == pytest.approx(
         load_result(tmp_path / "out" / "demo", url).records[0].config["x"])
+
+
+def test_planned_trials_of_a_live_run_show_as_running(tmp_path):
+    """The driver's plan for the current round names the trials that have not finished yet."""
+    from autotune.records import ParentRef, TrialSpec
+    from autotune.results import locate_run
+
+    autotune.run(objective("quadratic"), space=X_SPACE, sampler="random", evaluator="full", rounds=1, popsize=2,
+                 seed=0, output=tmp_path, name="busy", executor="local")
+    store, run_id, _ = locate_run(tmp_path / "busy")
+    done = store.trials(run_id)[0]
+    planned = [TrialSpec(trial_id=done.trial_id, round=0, config=done.config, budget=None, trial_dir=done.trial_dir),
+               TrialSpec(trial_id=7, round=1, config={"x": 0.25}, budget=None, trial_dir="trials/000007",
+                         parents=(ParentRef(trial_id=done.trial_id, checkpoint="trials/000000/checkpoint"),))]
+    store.put_blob(run_id, "driver_state", {"phase": "planned", "round": 1, "specs": [s.to_dict() for s in planned]})
+    store.set_attr(run_id, "status", "running")
+    c = TestClient(create_app([tmp_path]))
+    run = c.get("/api/runs/busy").json()
+    assert run["status"] == "running" and run["round"] == 1 and run["trials_running"] == 1 and run["trials_total"] == 2
+    rows = {t["trial_id"]: t for t in c.get("/api/runs/busy/trials").json()["trials"]}
+    assert rows[7]["status"] == "running" and rows[7]["parent_id"] == done.trial_id and rows[7]["value"] is None
+    assert rows[done.trial_id]["status"] == "completed"  # a planned trial that finished is not running
+    assert c.get("/api/runs/busy/trials/7").json()["config"] == {"x": 0.25}
+    assert c.get("/api/runs/busy/trials/7/log").status_code == 404
+    lin = c.get("/api/runs/busy/lineage").json()
+    parent = next(n for n in lin["roots"] if n["trial_id"] == done.trial_id)
+    assert [ch["trial_id"] for ch in parent["children"]] == [7]
+    store.set_attr(run_id, "status", "interrupted")  # a stopped driver: the plan waits for `autotune resume`
+    assert c.get("/api/runs/busy/trials").json()["trials"][-1]["status"] == "pending"
 
 
 # -- files: only trial.log inside the run folder ---------------------------------------------------
@@ -375,7 +401,8 @@ def test_real_responses_conform_to_the_document(api_schema, path, params):
 
 
 # -- the command -------------------------------------------------------------------------------------
-def test_sources_are_checked(tmp_path, runs):
+def test_sources_are_checked(tmp_path, runs, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # no ./runs here
     assert resolve_sources([runs], None) == [str(runs.resolve())]
     with pytest.raises(ConfigError, match="no such run folder: .*nope"):
         resolve_sources([tmp_path / "nope"], None)
@@ -383,7 +410,11 @@ def test_sources_are_checked(tmp_path, runs):
         resolve_sources(["sqlite:///x.db"], None)
     with pytest.raises(ConfigError, match="must be a database URL"):
         resolve_sources([], "not-a-url")
-    assert resolve_sources(["runs"], "sqlite:////tmp/x.db") == ["sqlite:////tmp/x.db"]  # default runs/ optional
+    with pytest.raises(ConfigError, match="no results database at"):  # never creates an empty one
+        resolve_sources([], f"sqlite:///{tmp_path / 'typo.db'}")
+    assert not (tmp_path / "typo.db").exists()
+    db = runs / "demo" / "autotune.db"
+    assert resolve_sources(["runs"], f"sqlite:///{db}") == [f"sqlite:///{db}"]  # the default runs/ is optional
     assert is_loopback("127.0.0.1") and is_loopback("localhost") and is_loopback("::1") and is_loopback("127.0.0.2")
     assert not is_loopback("0.0.0.0") and not is_loopback("192.168.1.5") and not is_loopback("example.com")
 
@@ -442,12 +473,12 @@ def test_command_on_loopback_by_default_with_env_token(runs):
 
 def test_command_errors_are_one_line(tmp_path, runs):
     r = subprocess.run([sys.executable, "-m", "autotune", "dashboard", str(tmp_path / "missing")],
-                       capture_output=True, text=True, cwd=REPO, timeout=60)
+                       check=False, capture_output=True, text=True, cwd=REPO, timeout=60)
     assert r.returncode == 2 and r.stderr.strip().count("\n") == 0 and "no such run folder" in r.stderr
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
         busy.listen(1)
         port = busy.getsockname()[1]
         r = subprocess.run([sys.executable, "-m", "autotune", "dashboard", str(runs), "--port", str(port)],
-                           capture_output=True, text=True, cwd=REPO, timeout=60)
+                           check=False, capture_output=True, text=True, cwd=REPO, timeout=60)
     assert r.returncode == 2 and "cannot listen on 127.0.0.1" in r.stderr and "Traceback" not in r.stderr

@@ -18,10 +18,10 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from conftest import objective
 
 import autotune
 from autotune.results import load_result
-from conftest import objective
 
 CHROMIUM = os.environ.get("AUTOTUNE_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -245,7 +245,10 @@ def test_lineage_tree_leads_back_to_round_zero(page, base_url, runs):
 def test_trial_table_sorts_by_a_column(page, base_url, runs):
     records = load_result(runs / "mixed").records
     _open_run(page, base_url, "mixed")
-    ids = lambda: [int(r.get_attribute("data-trial-id")) for r in page.query_selector_all("[data-testid=trial-row]")]  # noqa: E731
+
+    def ids() -> list[int]:
+        return [int(r.get_attribute("data-trial-id")) for r in page.query_selector_all("[data-testid=trial-row]")]
+
     assert ids() == sorted(r.trial_id for r in records)
     page.click("#trials-table th[data-sort=value]")  # mode max: best first
     valued = sorted((r for r in records if r.value is not None), key=lambda r: (-r.value, r.trial_id))

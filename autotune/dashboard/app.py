@@ -12,17 +12,34 @@ from __future__ import annotations
 
 import hmac
 import os
+from collections.abc import Callable, Sequence
 from pathlib import Path as FilePath
-from typing import Annotated, Any, Callable, Sequence
+from typing import Annotated, Any
 
 from fastapi import FastAPI, HTTPException, Path, Query, Request
-from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, PlainTextResponse, RedirectResponse, Response
+from fastapi.responses import (
+    FileResponse,
+    HTMLResponse,
+    JSONResponse,
+    PlainTextResponse,
+    RedirectResponse,
+    Response,
+)
 
 from .. import __version__
 from ..errors import AutotuneError
 from . import views
 from .catalog import Catalog, RunRef, Snapshot
-from .models import ErrorBody, Lineage, LogText, RunDetail, RunList, TrialDetail, TrialList, Version
+from .models import (
+    ErrorBody,
+    Lineage,
+    LogText,
+    RunDetail,
+    RunList,
+    TrialDetail,
+    TrialList,
+    Version,
+)
 
 STATIC_DIR = FilePath(__file__).resolve().parent / "static"
 TOKEN_HEADER = "x-autotune-token"
@@ -93,7 +110,7 @@ def create_app(
         return _secure(await call_next(request))
 
     @app.exception_handler(AutotuneError)
-    async def store_error(request: Request, exc: AutotuneError) -> JSONResponse:
+    async def store_error(request: Request, exc: AutotuneError) -> Response:
         return _secure(JSONResponse({"detail": str(exc)}, status_code=503))
 
     def run_ref(run: str) -> RunRef:
@@ -109,7 +126,7 @@ def create_app(
             raise HTTPException(404, f"run {ref.key!r} is gone from its database") from None
         except AutotuneError:
             raise
-        except Exception as e:  # noqa: BLE001 - a database error is the database's state, not a bug here
+        except Exception as e:  # a database error is the database's state, not a bug here
             if type(e).__module__.startswith("sqlalchemy"):
                 raise HTTPException(503, f"cannot read run {ref.key!r}: {type(e).__name__}") from None
             raise

@@ -16,9 +16,10 @@ import json
 import os
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from ..errors import AutotuneError, StoreError
 from ..records import TrialRecord
@@ -87,8 +88,8 @@ def verified_run_dir(path: Any, name: str) -> Path | None:
     if not isinstance(path, str) or not path:
         return None
     try:
-        p = Path(path).resolve()
-        return p if (p / RUN_FILE).is_file() and _read_run_file(p)[0] == name else None
+        resolved = Path(path).resolve()
+        return resolved if (resolved / RUN_FILE).is_file() and _read_run_file(resolved)[0] == name else None
     except (OSError, ValueError):
         return None
 
@@ -135,9 +136,9 @@ class Catalog:
             for url in self.urls:
                 self._add_storage_runs(url, found, seen, problems)
             refs: dict[str, RunRef] = {}
-            for ident, name, url, run_id, run_dir, source in found:
+            for ident, name, url, run_id, folder_of_run, source in found:
                 key = self._key_for(ident, name)
-                refs[key] = RunRef(key=key, name=name, url=url, run_id=run_id, run_dir=run_dir, source=source)
+                refs[key] = RunRef(key=key, name=name, url=url, run_id=run_id, run_dir=folder_of_run, source=source)
             self._refs = refs
             self._problems = problems
             self._refreshed = time.monotonic()
@@ -277,7 +278,7 @@ def _count_trials(store: Store, run_id: int) -> int:
         from sqlalchemy import text
 
         with store.storage.engine.connect() as con:
-            return int(con.execute(text("SELECT COUNT(*) FROM trials WHERE study_id = :s"), {"s": run_id}).scalar())
+            return int(con.execute(text("SELECT COUNT(*) FROM trials WHERE study_id = :s"), {"s": run_id}).scalar() or 0)
     except Exception:  # noqa: BLE001 - a schema we do not know: fall back to the public API
         try:
             return len(store.storage.get_all_trials(run_id, deepcopy=False))

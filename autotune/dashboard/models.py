@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal, Optional
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
@@ -15,23 +15,23 @@ class RunSummary(BaseModel):
     id: str = Field(description="the name the run is served under (its run name, or NAME~2 on a clash)")
     name: str
     status: str = Field(description="created, running, completed, interrupted or failed")
-    sampler: Optional[str]
-    evaluator: Optional[str]
+    sampler: str | None
+    evaluator: str | None
     metric: str
     mode: Literal["min", "max"]
-    rounds: Optional[int]
-    popsize: Optional[int]
-    round: Optional[int] = Field(description="the round the driver is in or last finished")
+    rounds: int | None
+    popsize: int | None
+    round: int | None = Field(description="the round the driver is in or last finished")
     trials_total: int
     trials_done: int
     trials_failed: int
     trials_stopped: int
     trials_running: int
-    best_value: Optional[float]
-    best_trial: Optional[int]
-    started: Optional[float] = Field(description="unix time the run was created")
-    finished: Optional[float]
-    updated: Optional[float] = Field(description="unix time the latest trial ended")
+    best_value: float | None
+    best_trial: int | None
+    started: float | None = Field(description="unix time the run was created")
+    finished: float | None
+    updated: float | None = Field(description="unix time the latest trial ended")
     source: str = Field(description="the run folder, or the database URL with its password hidden")
 
 
@@ -43,16 +43,16 @@ class RunList(BaseModel):
 class ParamInfo(BaseModel):
     name: str
     type: str
-    low: Optional[float]
-    high: Optional[float]
+    low: float | None
+    high: float | None
     log: bool
-    choices: Optional[list[Any]]
+    choices: list[Any] | None
 
 
 class BestConfig(BaseModel):
     trial_id: int
     round: int
-    value: Optional[float]
+    value: float | None
     config: dict[str, Any]
     yaml: str = Field(description="the config as YAML, ready to paste into a training config")
 
@@ -61,13 +61,13 @@ class RunDetail(RunSummary):
     settings: dict[str, Any]
     params: list[ParamInfo]
     fixed: dict[str, Any]
-    best: Optional[BestConfig]
+    best: BestConfig | None
     version: str
 
 
 class Report(BaseModel):
-    step: Optional[int]
-    time: Optional[float]
+    step: int | None
+    time: float | None
     metrics: dict[str, Any] = Field(description="metric name -> number, or 'nan'/'inf'/'-inf'")
 
 
@@ -75,33 +75,33 @@ class Trial(BaseModel):
     trial_id: int
     round: int
     status: str = Field(description="completed, failed, stopped; running or pending for planned trials")
-    reason: Optional[str]
-    value: Optional[float]
+    reason: str | None
+    value: float | None
     config: dict[str, Any]
-    budget: Optional[float]
-    parent_id: Optional[int] = Field(description="the trial whose checkpoint this one started from")
-    planned_parent_id: Optional[int]
-    parent_note: Optional[str]
-    parent_step: Optional[int]
-    checkpoint: Optional[str]
-    checkpoint_step: Optional[int]
-    started: Optional[float]
-    ended: Optional[float]
-    duration_s: Optional[float]
-    node: Optional[str]
+    budget: float | None
+    parent_id: int | None = Field(description="the trial whose checkpoint this one started from")
+    planned_parent_id: int | None
+    parent_note: str | None
+    parent_step: int | None
+    checkpoint: str | None
+    checkpoint_step: int | None
+    started: float | None
+    ended: float | None
+    duration_s: float | None
+    node: str | None
     gpu_ids: list[str]
     attempts: int
-    retry_note: Optional[str]
+    retry_note: str | None
     reports: list[Report]
     has_log: bool
 
 
 class TrialDetail(Trial):
-    log_tail: Optional[str]
-    trial_dir: Optional[str]
-    parent_checkpoint: Optional[str]
-    parent_hash: Optional[str]
-    checkpoint_hash: Optional[str]
+    log_tail: str | None
+    trial_dir: str | None
+    parent_checkpoint: str | None
+    parent_hash: str | None
+    checkpoint_hash: str | None
 
 
 class TrialList(BaseModel):
@@ -116,11 +116,11 @@ class LineageNode(BaseModel):
     trial_id: int
     round: int
     status: str
-    value: Optional[float]
-    parent_id: Optional[int]
-    note: Optional[str] = Field(description="why the planned parent was not used, if it was not")
+    value: float | None
+    parent_id: int | None
+    note: str | None = Field(description="why the planned parent was not used, if it was not")
     config: dict[str, Any]
-    children: list["LineageNode"]
+    children: list[LineageNode]
 
 
 class Lineage(BaseModel):
@@ -136,7 +136,7 @@ class LogText(BaseModel):
         description="file: the trial's trial.log; record: the tail kept in the database; none: no log")
     text: str
     truncated: bool
-    size: Optional[int]
+    size: int | None
 
 
 class Version(BaseModel):

@@ -12,8 +12,9 @@ import os
 import secrets
 import socket
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence, TextIO
+from typing import TextIO
 
 from ..errors import ConfigError
 from ..results import RUN_FILE
@@ -55,6 +56,9 @@ def resolve_sources(run_dirs: Sequence[str | os.PathLike[str]], storage: str | N
         if not is_url(storage):
             raise ConfigError(f"--storage must be a database URL such as sqlite:///path/autotune.db or "
                               f"postgresql://user@host/db, but got {storage!r}")
+        path = storage[len("sqlite:///"):] if storage.startswith("sqlite:///") else ""
+        if path and path != ":memory:" and not Path(path).is_file():
+            raise ConfigError(f"no results database at {path} (--storage {storage})")
         out.append(storage)
     if not out:
         raise ConfigError("nothing to serve: pass run folders or --storage URL")

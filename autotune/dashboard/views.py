@@ -62,15 +62,25 @@ def _text(x: Any) -> str | None:
 
 
 # -- runs ------------------------------------------------------------------------------------------
+def _settings(snap: Snapshot) -> dict[str, Any]:
+    s = snap.attrs.get("settings")
+    return s if isinstance(s, dict) else {}
+
+
+def _mode(settings: dict[str, Any]) -> str:
+    mode = settings.get("mode")
+    return mode if mode in ("min", "max") else "max"
+
+
 def summary(ref: RunRef, snap: Snapshot) -> dict[str, Any]:
     a = snap.attrs
-    settings = a.get("settings") if isinstance(a.get("settings"), dict) else {}
-    mode = settings.get("mode") if settings.get("mode") in ("min", "max") else "max"
+    settings = _settings(snap)
+    mode = _mode(settings)
     counts = {COMPLETED: 0, FAILED: 0, STOPPED: 0}
     for r in snap.records:
         counts[r.status] = counts.get(r.status, 0) + 1
     best = best_record(snap.records, mode)
-    ended = [r.ended for r in snap.records if number(r.ended) is not None]
+    ended = [e for e in (number(r.ended) for r in snap.records) if e is not None]
     status = str(a.get("status", "unknown"))
     return {
         "id": ref.key,
@@ -116,12 +126,13 @@ def _params(space: Any) -> list[dict[str, Any]]:
 
 def detail(ref: RunRef, snap: Snapshot) -> dict[str, Any]:
     out = summary(ref, snap)
-    settings = snap.attrs.get("settings") if isinstance(snap.attrs.get("settings"), dict) else {}
-    space = snap.attrs.get("space") if isinstance(snap.attrs.get("space"), dict) else {}
+    space = snap.attrs.get("space")
+    space = space if isinstance(space, dict) else {}
+    fixed = space.get("fixed")
     out.update({
-        "settings": plain(settings),
+        "settings": plain(_settings(snap)),
         "params": _params(space),
-        "fixed": plain(space.get("fixed") or {}) if isinstance(space.get("fixed") or {}, dict) else {},
+        "fixed": plain(fixed) if isinstance(fixed, dict) else {},
         "best": best_config(ref, snap),
         "version": snap.version,
     })
@@ -129,9 +140,8 @@ def detail(ref: RunRef, snap: Snapshot) -> dict[str, Any]:
 
 
 def best_config(ref: RunRef, snap: Snapshot) -> dict[str, Any] | None:
-    settings = snap.attrs.get("settings") if isinstance(snap.attrs.get("settings"), dict) else {}
-    mode = settings.get("mode") if settings.get("mode") in ("min", "max") else "max"
-    best = best_record(snap.records, mode)
+    settings = _settings(snap)
+    best = best_record(snap.records, _mode(settings))
     if best is None:
         return None
     config = plain(best.config)
