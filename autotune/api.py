@@ -77,8 +77,8 @@ def prepare(
     run_name = name or f"{_stem(space)}-{time.strftime('%Y%m%d-%H%M%S')}"
     settings = RunSettings(
         name=run_name,
-        metric=metric or sp.metric or DEFAULT_METRIC,
-        mode=mode or sp.mode or "max",
+        metric=metric if metric is not None else (sp.metric or DEFAULT_METRIC),
+        mode=mode if mode is not None else (sp.mode or "max"),
         sampler=resolve_sampler_name(pick(sampler, "sampler", "pshe2")),
         evaluator=resolve_evaluator_name(pick(evaluator, "evaluator", "pbt")),
         rounds=pick(rounds, "rounds", 10),

@@ -199,9 +199,10 @@ def _native_param(name: str, spec: Any, where: str) -> Param:
             if key not in every:
                 raise _unknown(where, key, every)
         raise SearchSpaceError(f"{where}: missing key 'type'; expected one of: {', '.join(sorted(TYPE_KEYS))}")
-    if kind not in TYPE_KEYS:
+    if not isinstance(kind, str) or kind not in TYPE_KEYS:
+        hint = did_you_mean(kind, TYPE_KEYS) if isinstance(kind, str) else ""
         raise SearchSpaceError(
-            f"{where}: unknown type {kind!r}{did_you_mean(kind, TYPE_KEYS)}; expected one of: {', '.join(sorted(TYPE_KEYS))}"
+            f"{where}: unknown type {kind!r}{hint}; expected one of: {', '.join(sorted(TYPE_KEYS))}"
         )
     for key in spec:
         if key not in TYPE_KEYS[kind]:
