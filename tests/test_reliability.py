@@ -88,3 +88,42 @@ def test_ctrl_c_stops_the_run_and_resume_finishes_it(tmp_path, xy_space):
     runs = [line.split() for line in log.read_text().splitlines()]
     for tid in finished:
         assert runs.count(["done", str(tid)]) == 1, f"trial {tid} ran again after it had finished"
+
+
+EXPECTED_REASONS = {
+    "ok": None,
+    "raises": "RuntimeError: boom in trial",
+    "exits": "worker process died",
+    "killed": "worker process died",
+    "hangs": "timed out after 8 s",
+    "nan": "metric 'score' was nan",
+    "inf": "metric 'score' was inf",
+    "nothing": "the trial reported no metrics",
+    "unwritable": "NotADirectoryError",
+}
+
+
+def test_every_trial_fault_on_ray_is_a_failed_trial_and_the_search_goes_on(tmp_path, xy_space):
+    import autotune
+    from autotune.driver import STATE_KEY
+    from autotune.results import locate_run
+
+    faults = list(EXPECTED_REASONS)
+    result = autotune.run(objective("chaos"), space=xy_space, sampler="hazero", evaluator="full", rounds=2,
+                          popsize=len(faults), seed=3, output=tmp_path, name="chaos", trial_timeout=8)
+    assert result.status == "completed"
+    assert [r.trial_id for r in result.records] == list(range(2 * len(faults)))  # every trial accounted for
+    for r in result.records:
+        fault = faults[r.trial_id % len(faults)]
+        expected = EXPECTED_REASONS[fault]
+        if expected is None:
+            assert r.status == "completed" and r.value is not None
+        else:
+            assert r.status == "failed" and expected in r.reason, (fault, r.reason)
+            assert r.value is None
+            assert r.log_tail and f"fault: {fault}" in r.log_tail, (fault, r.log_tail)
+    # the sampler was told about every trial, failures included
+    store, run_id, _ = locate_run(tmp_path / "chaos")
+    state = store.get_blob(run_id, STATE_KEY)
+    assert state["phase"] == "told" and state["sampler"]["told"] == list(range(2 * len(faults)))
+    assert state["sampler"]["pending"] == {}

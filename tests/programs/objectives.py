@@ -120,3 +120,26 @@ def big_checkpoint(config, trial):
     with open(ckpt / "weights.bin", "wb") as f:
         f.write(os.urandom(int(float(config.get("mb", 1.0)) * 2**20)))
     trial.report({"score": -((float(config["x"]) - 0.3) ** 2)}, checkpoint=ckpt)
+
+
+def unwritable_checkpoint(config, trial):
+    """Saving fails: the checkpoint folder's path is taken by a file."""
+    (trial.dir / "checkpoint").write_text("not a folder")
+    with open(trial.dir / "checkpoint" / "state.json", "w") as f:
+        f.write("{}")
+    trial.report({"score": 1.0}, checkpoint=trial.dir / "checkpoint")
+
+
+FAULTS = ["ok", "raises", "exits", "killed", "hangs", "nan", "inf", "nothing", "unwritable"]
+
+
+def chaos(config, trial):
+    """Trial ``id`` does fault ``FAULTS[id % len(FAULTS)]``: every way a trial can go wrong, in one search."""
+    fault = FAULTS[trial.id % len(FAULTS)]
+    print(f"fault: {fault}", flush=True)
+    if fault == "ok":
+        return quadratic(config, trial)
+    return {
+        "raises": raises, "exits": exits, "killed": killed, "hangs": hangs, "nan": reports_nan,
+        "inf": reports_inf, "nothing": reports_nothing, "unwritable": unwritable_checkpoint,
+    }[fault](config, trial)
