@@ -92,3 +92,37 @@ def test_bad_cli_arguments_fail_in_one_line_before_anything_is_created(tmp_path,
     assert "Traceback" not in err.getvalue()
     runs = Path(tmp_path / "runs")
     assert not runs.exists() or not any(runs.iterdir()), f"a run folder was left behind by {args}"
+
+
+def test_space_files_are_data_never_code(tmp_path):
+    marker = tmp_path / "pwned"
+    for doc in (f'!!python/object/apply:os.system ["touch {marker}"]',
+                f'params: !!python/object/apply:os.system ["touch {marker}"]',
+                f'params:\n  x: {{type: float, low: 0, high: 1, init: !!python/object/apply:os.system ["touch {marker}"]}}'):
+        path = tmp_path / "evil.yaml"
+        path.write_text(doc)
+        try:
+            load_space(path)
+        except SearchSpaceError as e:
+            assert "evil.yaml" in str(e)
+        else:
+            raise AssertionError("a python tag in a space file was accepted")
+        assert not marker.exists()
+
+
+def test_a_trial_cannot_overwrite_another_trials_checkpoint(tmp_path, xy_space):
+    """Checkpoints a trial reports from outside its folder are copied in; the other folder is untouched."""
+    import autotune
+    from autotune.trial_runner import hash_path
+
+    first = autotune.run(objective("big_checkpoint"), space={**xy_space, "fixed": {"mb": 0.01}}, sampler="random",
+                         evaluator="full", rounds=1, popsize=1, seed=0, output=tmp_path, name="a", executor="local")
+    victim = tmp_path / "a" / first.records[0].checkpoint
+    before = hash_path(victim)
+    space = {**xy_space, "fixed": {"steal": str(victim)}}
+    second = autotune.run(objective("steal_checkpoint"), space=space, sampler="random", evaluator="full", rounds=1,
+                          popsize=2, seed=0, output=tmp_path, name="b", executor="local")
+    for r in second.records:
+        assert r.status == "completed" and r.checkpoint == f"{r.trial_dir}/checkpoint"
+        assert (tmp_path / "b" / r.checkpoint / "weights.bin").read_bytes() == b"scribbled"  # its own copy
+    assert hash_path(victim) == before  # the other trial's checkpoint is untouched

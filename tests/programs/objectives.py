@@ -143,3 +143,10 @@ def chaos(config, trial):
         "raises": raises, "exits": exits, "killed": killed, "hangs": hangs, "nan": reports_nan,
         "inf": reports_inf, "nothing": reports_nothing, "unwritable": unwritable_checkpoint,
     }[fault](config, trial)
+
+
+def steal_checkpoint(config, trial):
+    """Reports another trial's checkpoint folder as its own, then scribbles on what it reported."""
+    trial.report({"score": 0.5}, checkpoint=config["steal"])
+    (trial.dir / "checkpoint" / "weights.bin").write_bytes(b"scribbled")
+    trial.report({"score": 0.6}, checkpoint=trial.dir / "checkpoint")
