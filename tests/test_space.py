@@ -10,10 +10,20 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+from optuna.distributions import (
+    CategoricalDistribution,
+    FloatDistribution,
+    IntDistribution,
+)
 
 from autotune.errors import SearchSpaceError
-from autotune.space import CategoricalParam, FloatParam, IntParam, SearchSpace, load_space
+from autotune.space import (
+    CategoricalParam,
+    FloatParam,
+    IntParam,
+    SearchSpace,
+    load_space,
+)
 
 NATIVE = """\
 # what it tunes, for which trial

@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import difflib
 import os
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 import yaml
 
@@ -274,12 +275,12 @@ def _paddle_param(name: str, item: Mapping[str, Any], where: str) -> Param:
     low, high, init = (_yaml_float(item.get(k)) for k in ("greater_than", "lower_than", "init_value"))
     try:
         if kind == "int":
-            lo, hi, log, _, ini = check_int(name, low, high, item.get("log", False), 1, init, PADDLE_NAMES)
-            return IntParam(name, lo, hi, log=log, init=ini)
-        log = item.get("log")
-        if log is None:  # the two-decade rule; only when the file does not say
-            log = is_number(low) and is_number(high) and 0 < low and high / low > PADDLE_LOG_RATIO
-        lo_f, hi_f, log, ini_f = check_float(name, low, high, log, init, PADDLE_NAMES)
+            lo, hi, int_log, _, ini = check_int(name, low, high, item.get("log", False), 1, init, PADDLE_NAMES)
+            return IntParam(name, lo, hi, log=int_log, init=ini)
+        said = item.get("log")
+        if said is None:  # the two-decade rule; only when the file does not say
+            said = is_number(low) and is_number(high) and 0 < low and high / low > PADDLE_LOG_RATIO
+        lo_f, hi_f, log, ini_f = check_float(name, low, high, said, init, PADDLE_NAMES)
         return FloatParam(name, lo_f, hi_f, log=log, init=ini_f)
     except ParamProblem as exc:
         raise SearchSpaceError(f"{where}: {exc.problem}") from None

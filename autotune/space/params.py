@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import numbers
 from dataclasses import dataclass
-from typing import Any, Union
+from typing import Any
 
 import numpy as np
 
@@ -161,7 +161,7 @@ class FloatParam:
 
     def __post_init__(self) -> None:
         _check_name(self.name)
-        lo, hi, log, ini = check_float(self.name, self.low, self.high, self.log, self.init)
+        lo, hi, _, ini = check_float(self.name, self.low, self.high, self.log, self.init)
         object.__setattr__(self, "low", lo)
         object.__setattr__(self, "high", hi)
         object.__setattr__(self, "init", ini)
@@ -180,7 +180,7 @@ class IntParam:
 
     def __post_init__(self) -> None:
         _check_name(self.name)
-        lo, hi, log, st, ini = check_int(self.name, self.low, self.high, self.log, self.step, self.init)
+        lo, hi, _, st, ini = check_int(self.name, self.low, self.high, self.log, self.step, self.init)
         object.__setattr__(self, "low", lo)
         object.__setattr__(self, "high", hi)
         object.__setattr__(self, "step", st)
@@ -202,4 +202,4 @@ class CategoricalParam:
         object.__setattr__(self, "init", ini)
 
 
-Param = Union[FloatParam, IntParam, CategoricalParam]
+Param = FloatParam | IntParam | CategoricalParam

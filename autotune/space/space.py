@@ -8,15 +8,24 @@ plain dicts that nobody should mutate).  Conversion to and from the unit cube is
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 from optuna.distributions import BaseDistribution
 
 from ..errors import SearchSpaceError
 from . import encoding
-from .params import CategoricalParam, FloatParam, IntParam, Param, is_integer, is_number, same_choice
+from .params import (
+    CategoricalParam,
+    FloatParam,
+    IntParam,
+    Param,
+    is_integer,
+    is_number,
+    same_choice,
+)
 
 #: run settings a space file may preset under ``defaults:`` (only the names are checked here)
 DEFAULT_KEYS = (
@@ -71,7 +80,9 @@ class SearchSpace:
             _check_plain(self.fixed[key], f"{where}: fixed: {key!r}")
         for key in self.defaults:
             if key not in DEFAULT_KEYS:
-                from .loader import did_you_mean  # local import: loader imports this module
+                from .loader import (
+                    did_you_mean,  # local import: loader imports this module
+                )
 
                 raise SearchSpaceError(
                     f"{where}: defaults: unknown key {key!r}{did_you_mean(key, DEFAULT_KEYS)}; "

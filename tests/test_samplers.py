@@ -1,0 +1,317 @@
+"""Samplers: one conformance suite run against every registered sampler, plus the registry and a few
+sampler-specific checks.  Every test builds fresh samplers; nothing needs Ray."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import pytest
+from optuna.trial import TrialState
+
+from autotune.errors import SamplerError, SamplerProtocolError
+from autotune.samplers import (
+    SAMPLERS,
+    Candidate,
+    Observation,
+    Sampler,
+    make_sampler,
+    resolve_sampler_name,
+    sampler_names,
+)
+from autotune.samplers.pshe2 import reflect
+from autotune.space import SearchSpace
+
+NAMES = sampler_names()
+POP = 3
+#: TPE starts model-based proposals after one population so the suite exercises them.  GP proposals in
+#: a batch on this mixed space take seconds each on 2 cores, so the suite keeps GP in its start-up phase
+#: and test_bayes_gp_model_reproduces_and_resumes exercises its model on a small space.
+OPTIONS: dict[str, dict[str, Any]] = {"bayes": {"n_startup_trials": POP}, "bayes-gp": {"n_startup_trials": 1000}}
+
+MIXED = SearchSpace.from_dict({"params": {
+    "lr": {"type": "float", "low": 1e-5, "high": 1e-1, "log": True, "init": 1e-3},
+    "drop": {"type": "float", "low": 0.0, "high": 0.5},
+    "layers": {"type": "int", "low": 1, "high": 4},
+    "width": {"type": "int", "low": 8, "high": 512, "log": True, "init": 64},
+    "every": {"type": "int", "low": 0, "high": 100, "step": 25},
+    "opt": {"type": "categorical", "choices": ["adam", "sgd", 3, True, None], "init": "sgd"},
+}})
+
+
+def make(name: str, seed: int | None = 0, popsize: int = POP, space: SearchSpace = MIXED, **options: Any) -> Sampler:
+    return make_sampler(name, space, popsize, seed, **{**OPTIONS.get(name, {}), **options})
+
+
+def bowl(c: Candidate) -> float:
+    """A smooth loss on the unit cube, minimal at 0.3 in every coordinate."""
+    return float(np.sum((np.asarray(c.point) - 0.3) ** 2))
+
+
+def run(sampler: Sampler, rounds: int, loss: Callable[[Candidate], float | None] = bowl) -> list[Candidate]:
+    """The driver's loop: ask a population, tell one observation per candidate."""
+    seen = []
+    for _ in range(rounds):
+        batch = sampler.ask(sampler.popsize)
+        sampler.tell([Observation(c.id, loss(c)) for c in batch])
+        seen += batch
+    return seen
+
+
+def same(a: list[Candidate], b: list[Candidate]) -> bool:
+    return [(c.id, c.point, c.config) for c in a] == [(c.id, c.point, c.config) for c in b]
+
+
+# -- registry -------------------------------------------------------------------------------------
+def test_registry_names_and_aliases() -> None:
+    assert NAMES == ["hazero", "pshe2", "bayes", "bayes-gp", "random"]
+    assert set(SAMPLERS) == set(NAMES)
+    for alias, canonical in {"cmaes": "hazero", "hamiltonian": "pshe2", "tpe": "bayes", "gp": "bayes-gp",
+                             "HAZero": "hazero", " Random ": "random", "BAYES-GP": "bayes-gp"}.items():
+        assert resolve_sampler_name(alias) == canonical
+    sampler = make_sampler("CMAES", MIXED, 4, seed=1)
+    assert sampler.name == "hazero" and sampler.popsize == 4
+
+
+def test_unknown_names_and_options_are_clear_errors() -> None:
+    with pytest.raises(SamplerError, match=r"unknown sampler 'cma'; valid names: hazero, pshe2, bayes, bayes-gp, random"):
+        make_sampler("cma", MIXED, 4)
+    with pytest.raises(SamplerError, match=r"sampler 'pshe2' has no option 'alpah'; its options are: alpha=0.5"):
+        make_sampler("pshe2", MIXED, 4, alpah=0.3)
+    with pytest.raises(SamplerError, match="popsize must be an integer >= 1"):
+        make_sampler("random", MIXED, 0)
+    with pytest.raises(SamplerError, match="seed must be an integer >= 0"):
+        make_sampler("random", MIXED, 2, seed=-1)
+    with pytest.raises(SamplerError, match="hazero needs popsize >= 2"):
+        make_sampler("hazero", MIXED, 1)
+    with pytest.raises(SamplerError, match=r"alpha must be a number in \(0, 1\]"):
+        make_sampler("pshe2", MIXED, 2, alpha=0.0)
+
+
+# -- conformance: every sampler -------------------------------------------------------------------
+@pytest.mark.parametrize("name", NAMES)
+def test_proposals_lie_inside_the_space(name: str) -> None:
+    sampler = make(name)
+    seen = run(sampler, rounds=3)
+    assert len(seen) == 3 * POP
+    assert [c.id for c in seen] == list(range(3 * POP))
+    for c in seen:
+        assert len(c.point) == MIXED.dim and all(0.0 <= u <= 1.0 for u in c.point)
+        assert c.config == MIXED.decode(np.array(c.point))
+        assert MIXED.validate_config(c.config) == c.config
+        assert all(type(v) in (float, int, str, bool, type(None)) for v in c.config.values())
+    assert sampler.pending_ids == []
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_failed_and_nan_observations_are_accepted(name: str) -> None:
+    sampler = make(name)
+    outcomes = iter([None, math.nan, 0.5, math.inf, -math.inf, None, None, None, None, 0.2, None, math.nan])
+    seen = run(sampler, rounds=4, loss=lambda c: next(outcomes))  # the third round fails entirely
+    after = run(sampler, rounds=1)
+    for c in seen + after:
+        assert MIXED.validate_config(c.config) == c.config
+    assert len({c.point for c in after}) == POP  # still proposing, and not one collapsed point
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_same_seed_same_proposals(name: str) -> None:
+    first, again, other = (run(make(name, seed=s), rounds=3) for s in (7, 7, 8))
+    assert same(first, again)
+    assert not same(first, other)
+
+
+@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("told_of_last_batch", [POP, 1])
+def test_state_dict_resumes_exactly(name: str, told_of_last_batch: int) -> None:
+    original = make(name, seed=3)
+    run(original, rounds=1)
+    batch = original.ask(POP)
+    original.tell([Observation(c.id, bowl(c)) for c in batch[:told_of_last_batch]])
+    state = json.loads(json.dumps(original.state_dict()))  # must survive JSON
+
+    resumed = make(name, seed=3)
+    resumed.load_state_dict(state)
+    assert resumed.pending_ids == original.pending_ids == [c.id for c in batch[told_of_last_batch:]]
+    for sampler in (original, resumed):
+        sampler.tell([Observation(c.id, bowl(c)) for c in batch[told_of_last_batch:]])
+    assert same(run(original, rounds=2), run(resumed, rounds=2))
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_unseeded_sampler_still_resumes_exactly(name: str) -> None:
+    original = make(name, seed=None)
+    run(original, rounds=1)
+    resumed = make(name, seed=None)
+    resumed.load_state_dict(json.loads(json.dumps(original.state_dict())))
+    assert same(run(original, rounds=2), run(resumed, rounds=2))
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_protocol_misuse_raises_clear_errors(name: str) -> None:
+    sampler = make(name)
+    batch = sampler.ask(POP)
+    with pytest.raises(SamplerProtocolError, match="candidate 99 was never proposed"):
+        sampler.tell([Observation(99, 1.0)])
+    with pytest.raises(SamplerProtocolError, match=f"candidate {batch[0].id} was already told"):
+        sampler.tell([Observation(batch[0].id, 1.0), Observation(batch[0].id, 2.0)])
+    sampler.tell([Observation(batch[0].id, 1.0)])  # the failed calls changed nothing
+    with pytest.raises(SamplerProtocolError, match=f"candidate {batch[0].id} was already told"):
+        sampler.tell([Observation(batch[0].id, 1.0)])
+    with pytest.raises(SamplerProtocolError, match="n >= 1"):
+        sampler.ask(0)
+    sampler.tell([Observation(c.id, 1.0) for c in batch[1:]])
+    assert len(sampler.ask(POP)) == POP
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_other_batch_sizes_and_tells_in_parts(name: str) -> None:
+    whole, parts = make(name), make(name)
+    run(whole, rounds=1)
+    first, rest = parts.ask(1), parts.ask(POP - 1)  # a population asked in two parts
+    assert [c.id for c in first + rest] == list(range(POP))
+    batch = first + rest
+    parts.tell([Observation(c.id, bowl(c)) for c in reversed(batch[1:])])  # told in two parts, any order
+    parts.tell([Observation(batch[0].id, bowl(batch[0]))])
+    assert same(run(whole, rounds=2), run(parts, rounds=2))  # learnt exactly as from one tell
+
+    big = make(name)
+    if SAMPLERS[name].needs_full_population:
+        big.ask(POP - 1)
+        with pytest.raises(SamplerProtocolError, match=r"whole populations of 3: ask\(2\) asks for more than the 1"):
+            big.ask(2)
+    else:
+        assert len(big.ask(POP + 2)) == POP + 2
+
+
+# -- behaviour: learning samplers beat random search ----------------------------------------------
+SPHERE = SearchSpace.from_dict({"params": {f"x{i}": {"type": "float", "low": 0.0, "high": 1.0} for i in range(4)}})
+OPTIMUM = np.array([0.2, 0.7, 0.35, 0.6])
+
+
+def sphere_best(name: str, seed: int, rounds: int = 8, popsize: int = 6) -> float:
+    """Best loss found on a 4-d sphere with its optimum off-centre, at a budget of rounds x popsize."""
+    sampler = make_sampler(name, SPHERE, popsize, seed)
+    losses = [float(np.sum((np.array(list(c.config.values())) - OPTIMUM) ** 2)) for c in run(
+        sampler, rounds, lambda c: float(np.sum((np.array(list(c.config.values())) - OPTIMUM) ** 2)))]
+    return min(losses)
+
+
+@pytest.fixture(scope="module")
+def random_median() -> float:
+    return float(np.median([sphere_best("random", seed) for seed in range(21)]))
+
+
+@pytest.mark.parametrize("name", ["hazero", "pshe2", "bayes"])
+def test_beats_random_search_on_an_off_centre_sphere(name: str, random_median: float) -> None:
+    median = float(np.median([sphere_best(name, seed) for seed in range(11)]))
+    assert median < random_median
+
+
+@pytest.mark.parametrize("name", ["hazero", "pshe2", "bayes"])
+def test_failures_are_not_scored_as_zero(name: str) -> None:
+    """Trials fail where x0 < 0.4; elsewhere the loss is at least 1.  A sampler that read a failure as 0
+    would crowd into the failing region; one that ranks failures worst moves away from it."""
+    def loss(c: Candidate) -> float | None:
+        x = np.array(list(c.config.values()))
+        return None if x[0] < 0.4 else 1.0 + float(np.sum((x - np.array([0.8, 0.5, 0.5, 0.5])) ** 2))
+
+    seen = run(make_sampler(name, SPHERE, 6, 1), rounds=8, loss=loss)
+    late = np.array([c.config["x0"] for c in seen[-12:]])
+    assert np.mean(late < 0.4) <= 1 / 6
+    assert np.mean(late) > 0.55
+
+
+# -- sampler specifics ----------------------------------------------------------------------------
+@pytest.mark.parametrize("name", ["bayes", "bayes-gp"])
+def test_optuna_samplers_see_failed_trials_as_failed(name: str) -> None:
+    sampler = make(name)
+    batch = sampler.ask(POP)
+    sampler.tell([Observation(batch[0].id, None), Observation(batch[1].id, math.nan), Observation(batch[2].id, 0.5)])
+    trials = sampler.study.trials  # type: ignore[attr-defined]
+    assert [t.state for t in trials] == [TrialState.FAIL, TrialState.FAIL, TrialState.COMPLETE]
+    assert trials[2].value == 0.5
+    for trial, candidate in zip(trials, batch):  # the candidate is the trial's params, through the space
+        assert MIXED.decode(MIXED.encode(trial.params)) == candidate.config
+
+
+def test_bayes_gp_model_reproduces_and_resumes() -> None:
+    space = SearchSpace.from_dict({"params": {"a": {"type": "float", "low": 1e-3, "high": 1.0, "log": True},
+                                              "b": {"type": "float", "low": -1.0, "high": 1.0}}})
+    outcomes = {2: None}  # candidate 2 (in the first model-based round) fails
+
+    def loss(c: Candidate) -> float | None:
+        return outcomes.get(c.id, bowl(c))
+
+    def fresh() -> Sampler:
+        return make_sampler("bayes-gp", space, 2, 11, n_startup_trials=2)
+
+    original, twin = fresh(), fresh()
+    head = run(original, rounds=2, loss=loss)
+    resumed = fresh()
+    resumed.load_state_dict(json.loads(json.dumps(original.state_dict())))
+    tail = run(original, rounds=1, loss=loss)
+    assert same(tail, run(resumed, rounds=1, loss=loss))
+    assert same(head + tail, run(twin, rounds=3, loss=loss))
+    states = [t.state for t in original.study.trials]  # type: ignore[attr-defined]
+    assert states.count(TrialState.FAIL) == 1 and states.count(TrialState.COMPLETE) == 5
+
+
+def test_hazero_starts_at_init_and_ranks_failures_worst(monkeypatch: pytest.MonkeyPatch) -> None:
+    sampler = make("hazero", seed=5, popsize=8)
+    points = np.array([c.point for c in sampler.ask(8)])
+    assert np.allclose(points.mean(axis=0), MIXED.init_point(), atol=0.25)  # sampled around init
+    told: list[list[float]] = []
+    es = sampler._es  # type: ignore[attr-defined]
+    original_tell = es.tell
+    monkeypatch.setattr(es, "tell", lambda xs, fs: (told.append(list(fs)), original_tell(xs, fs)))
+    ids = sorted(sampler.pending_ids)
+    losses = [-3.0, None, 2.0, math.nan, -1.0, 0.5, None, 1.0]
+    sampler.tell([Observation(i, f) for i, f in zip(ids, losses)])
+    (fitness,) = told
+    finite = [f for f in losses if f is not None and math.isfinite(f)]
+    for f, raw in zip(fitness, losses):
+        if raw is None or not math.isfinite(raw):
+            assert f > max(finite)  # worst, not 0 (0 would beat 2.0, 1.0 and 0.5)
+
+
+def test_hazero_resamples_after_a_wholly_failed_population_and_restarts_on_collapse() -> None:
+    sampler = make("hazero", seed=2)
+    failed = run(sampler, rounds=1, loss=lambda c: None)
+    assert (sampler._es.countiter, sampler.restarts) == (0, 0)  # type: ignore[attr-defined]  # nothing learnt
+    again = run(sampler, rounds=1)
+    assert {c.point for c in failed}.isdisjoint({c.point for c in again})
+    flat = make("hazero", seed=2)
+    run(flat, rounds=3, loss=lambda c: 1.0)  # a flat landscape makes pycma stop (tolfun / flat fitness)
+    assert flat.restarts >= 1  # type: ignore[attr-defined]
+    assert len(run(flat, rounds=1)) == POP
+    capped = make("hazero", seed=2, max_restarts=0)
+    run(capped, rounds=1, loss=lambda c: 1.0)
+    with pytest.raises(SamplerError, match="restart"):
+        capped.ask(POP)
+
+
+def test_pshe2_particles_are_independent_and_start_at_init() -> None:
+    sampler = make("pshe2", seed=4, popsize=4)
+    batch = sampler.ask(4)
+    assert np.allclose(batch[0].point, MIXED.init_point())  # the first particle sits at init
+    assert len({c.point for c in batch}) == 4
+    sampler.tell([Observation(batch[0].id, None)] + [Observation(c.id, bowl(c)) for c in batch[1:]])
+    momentum = sampler.p  # type: ignore[attr-defined]
+    assert len({tuple(row) for row in momentum.tolist()}) == 4  # one momentum row per particle
+    assert sampler.best_f[0] is None  # type: ignore[attr-defined]  # a failure is never a best
+    assert sampler.global_f == min(bowl(c) for c in batch[1:])  # type: ignore[attr-defined]
+
+
+def test_pshe2_reflects_at_the_bounds() -> None:
+    x, flipped = reflect(np.array([0.5, 1.25, -1.5, 3.5, -1.0, 1.0]))
+    assert np.allclose(x, [0.5, 0.75, -0.5, -0.5, -1.0, 1.0])
+    assert flipped.tolist() == [False, True, True, False, False, False]
+    sampler = make("pshe2", seed=0, popsize=6, alpha=1.0, epsilon=0.2)
+    points = np.array([c.point for c in run(sampler, rounds=8, loss=lambda c: -float(np.sum(c.point)))])
+    assert ((points >= 0.0) & (points <= 1.0)).all()
+    # pulled hard into the corner (1, ..., 1), particles bounce off its faces; clipping would park them there
+    assert not (points[POP * 2:] == 1.0).any()
