@@ -451,3 +451,16 @@ def test_every_point_of_the_cube_decodes_to_a_valid_config(data: st.DataObject) 
     assert_valid(space, config)
     # and the config's own point lies in the cube and decodes to it again
     assert space.decode(space.encode(config)).keys() == config.keys()
+
+
+def test_yaml_aliases_cannot_blow_up_or_loop(tmp_path: Path) -> None:
+    levels = ["a0: &a0 [x, x, x, x, x, x, x, x, x]"]
+    levels += [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 9)}]" for i in range(1, 9)]  # 9**9 leaves unfolded
+    bomb = "fixed:\n" + "".join(f"  {line}\n" for line in levels) + "params: {x: {type: float, low: 0, high: 1}}\n"
+    with pytest.raises(SearchSpaceError, match=r"fixed: 'a\d': the value unfolds to more than 100000 items"):
+        load_space(write(tmp_path, bomb))  # refused at once, without unfolding it
+    shared = "fixed: {a: &a [1, 2], b: [*a, *a]}\nparams: {x: {type: float, low: 0, high: 1}}\n"
+    assert load_space(write(tmp_path, shared)).fixed == {"a": [1, 2], "b": [[1, 2], [1, 2]]}
+    loop = "fixed: {me: &me [1, *me]}\nparams: {x: {type: float, low: 0, high: 1}}\n"
+    with pytest.raises(SearchSpaceError, match="fixed: 'me': a value contains itself"):
+        load_space(write(tmp_path, loop))

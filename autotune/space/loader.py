@@ -89,8 +89,16 @@ def _yaml_problem(exc: yaml.YAMLError) -> str:
     return text or str(exc).splitlines()[0]
 
 
-def _reject_duplicate_keys(node: Any, source: str) -> None:
-    """Walk a composed YAML tree and refuse a mapping that repeats a key."""
+def _reject_duplicate_keys(node: Any, source: str, seen_nodes: set[int] | None = None) -> None:
+    """Walk a composed YAML tree and refuse a mapping that repeats a key.
+
+    Aliases make the tree a graph (possibly cyclic, possibly exponentially large when unfolded), so
+    every node is visited once.
+    """
+    seen_nodes = set() if seen_nodes is None else seen_nodes
+    if id(node) in seen_nodes:
+        return
+    seen_nodes.add(id(node))
     if isinstance(node, yaml.MappingNode):
         seen: dict[Any, int] = {}
         for key_node, value_node in node.value:
@@ -102,10 +110,10 @@ def _reject_duplicate_keys(node: Any, source: str) -> None:
                         f"(first at line {seen[key_node.value]}); expected each key once"
                     )
                 seen[key_node.value] = line
-            _reject_duplicate_keys(value_node, source)
+            _reject_duplicate_keys(value_node, source, seen_nodes)
     elif isinstance(node, yaml.SequenceNode):
         for item in node.value:
-            _reject_duplicate_keys(item, source)
+            _reject_duplicate_keys(item, source, seen_nodes)
 
 
 def parse_space(data: Any, source: str | None = None) -> SearchSpace:

@@ -208,18 +208,34 @@ def _check_value(p: Param, value: Any, where: str) -> Any:
     raise SearchSpaceError(f"{where}: parameter {p.name!r}: {value!r} is not one of the choices {list(p.choices)!r}")
 
 
-def _check_plain(value: Any, where: str) -> None:
-    """Fixed values travel to trials and into the results database: YAML scalars, lists and mappings only."""
+#: fixed values are small constants; this many scalars unfolded is plenty, and stops YAML alias bombs
+MAX_FIXED_ITEMS = 100_000
+
+
+def _check_plain(value: Any, where: str, inside: tuple[int, ...] = (), sizes: dict[int, int] | None = None) -> int:
+    """Check that a fixed value is plain data (YAML scalars, lists and mappings); return its unfolded size.
+
+    Fixed values travel to every trial and into the results database.  YAML aliases can share a
+    container (sized once, counted at every use) or nest one in itself (refused).
+    """
     if isinstance(value, (str, bool, int, float, type(None))):
-        return
+        return 1
+    sizes = {} if sizes is None else sizes
+    if id(value) in inside:
+        raise SearchSpaceError(f"{where}: a value contains itself (a recursive YAML alias); expected plain data")
+    if id(value) in sizes:
+        return sizes[id(value)]
     if isinstance(value, (list, tuple)):
-        for v in value:
-            _check_plain(v, where)
-        return
-    if isinstance(value, Mapping):
-        for k, v in value.items():
+        children = list(value)
+    elif isinstance(value, Mapping):
+        for k in value:
             if not isinstance(k, str):
                 raise SearchSpaceError(f"{where}: mapping key {k!r} must be a string")
-            _check_plain(v, where)
-        return
-    raise SearchSpaceError(f"{where}: {value!r} is a {type(value).__name__}; expected a YAML scalar, list or mapping")
+        children = list(value.values())
+    else:
+        raise SearchSpaceError(f"{where}: {value!r} is a {type(value).__name__}; expected a YAML scalar, list or mapping")
+    total = 1 + sum(_check_plain(v, where, (*inside, id(value)), sizes) for v in children)
+    if total > MAX_FIXED_ITEMS:
+        raise SearchSpaceError(f"{where}: the value unfolds to more than {MAX_FIXED_ITEMS} items; expected small constants")
+    sizes[id(value)] = total
+    return total
