@@ -119,6 +119,7 @@ class Progress:
         self.round = 0
         self.rounds = 0
         self.total = self.done = self.failed = 0
+        self.slots = 1
         self.best: Any = None
 
     def __call__(self, event: dict[str, Any]) -> None:
@@ -126,6 +127,8 @@ class Progress:
         if kind == "round_start":
             self.round, self.rounds, self.total = event["round"], event["rounds"], event["trials"]
             self.done = self.total - event["todo"]
+            self.slots = max(1, event.get("slots") or 1)
+            self.mode = event.get("mode", self.mode)
             self.failed = 0
         elif kind == "trial_end":
             rec = event["record"]
@@ -148,9 +151,10 @@ class Progress:
 
     def _line(self) -> str:
         best = f"best {self.best.value:.4g} (trial {self.best.trial_id})" if self.best else "best -"
-        running = self.total - self.done
-        return (f"round {self.round + 1}/{self.rounds}  running {running}  done {self.done - self.failed}  "
-                f"failed {self.failed}  {best}  [{time.time() - self.t0:.0f}s]")
+        left = self.total - self.done
+        running = min(self.slots, left)
+        return (f"round {self.round + 1}/{self.rounds}  running {running}  queued {left - running}  "
+                f"done {self.done - self.failed}  failed {self.failed}  {best}  [{time.time() - self.t0:.0f}s]")
 
 
 # -- commands ------------------------------------------------------------------------------------
@@ -162,7 +166,7 @@ def _cmd_run(a: argparse.Namespace) -> int:
         resources["cpu"] = a.cpus_per_trial
     if a.gpus_per_trial is not None:
         resources["gpu"] = a.gpus_per_trial
-    progress = Progress(mode=a.mode or "max")
+    progress = Progress()
     result = run(
         a.trial, space=a.space, sampler=a.sampler, evaluator=a.evaluator, rounds=a.rounds, popsize=a.popsize,
         metric=a.metric, mode=a.mode, output=a.output, name=a.name, seed=a.seed, budget=a.budget,

@@ -154,7 +154,7 @@ class Driver:
                     finished[spec.trial_id] = self._record(spec, left)
         todo = [x for x in specs if x.trial_id not in finished]
         self.progress({"event": "round_start", "round": rnd, "rounds": s.rounds, "trials": len(specs),
-                       "todo": len(todo), "slots": self.executor.slots})
+                       "todo": len(todo), "slots": self.executor.slots, "mode": s.mode})
         try:
             for outcome in self.executor.run(todo):
                 if outcome.status == STOPPED and (outcome.reason or "").startswith(DISK_FULL):

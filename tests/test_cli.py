@@ -116,3 +116,34 @@ def test_resume_after_sigkill_runs_each_trial_once(tmp_path, xy_space):
     completed = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     assert len(completed) == 12
     assert sorted(t.user_attrs["trial_id"] for t in completed) == list(range(12))
+
+
+def test_progress_line_counts_running_queued_done_and_failed():
+    import io
+
+    from autotune.cli import Progress
+    from autotune.records import TrialRecord
+
+    def rec(tid, status, value):
+        return TrialRecord(trial_id=tid, round=0, config={}, budget=None, status=status, reason=None, value=value,
+                           reports=[], planned_parent_id=None, parent_id=None, parent_checkpoint=None,
+                           parent_step=None, parent_hash=None, parent_note=None, checkpoint=None,
+                           checkpoint_step=None, checkpoint_hash=None, started=0, ended=1, node=None, gpu_ids=[],
+                           log_tail=None, trial_dir="")
+
+    class Tty(io.StringIO):
+        def isatty(self):
+            return True
+
+    out = Tty()
+    p = Progress(stream=out)
+    p({"event": "round_start", "round": 0, "rounds": 3, "trials": 5, "todo": 5, "slots": 2, "mode": "min"})
+    assert "round 1/3  running 2  queued 3  done 0  failed 0  best -" in out.getvalue()
+    p({"event": "trial_end", "round": 0, "record": rec(0, "completed", 0.5)})
+    p({"event": "trial_end", "round": 0, "record": rec(1, "completed", 0.2)})
+    p({"event": "trial_end", "round": 0, "record": rec(2, "failed", None)})
+    assert out.getvalue().rsplit("\r", 1)[1].startswith(
+        "\033[Kround 1/3  running 2  queued 0  done 2  failed 1  best 0.2 (trial 1)")  # min mode: lower is better
+    quiet = io.StringIO()
+    Progress(stream=quiet)({"event": "round_start", "round": 0, "rounds": 1, "trials": 1, "todo": 1, "slots": 1})
+    assert quiet.getvalue() == ""  # not a terminal: quiet
