@@ -13,14 +13,14 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from .driver import Driver, ProgressFn, RunContext
-from .errors import AutotuneError, ConfigError, SearchSpaceError
+from .errors import AutotuneError, ConfigError, RunInterrupted, SearchSpaceError
 from .evaluators import make_evaluator, resolve_evaluator_name
 from .executors import Executor, make_executor
 from .results import Result, load_result, locate_run, write_run_file
 from .samplers import make_sampler, resolve_sampler_name
 from .settings import RunSettings
 from .space import SearchSpace, load_space
-from .store import Store, sqlite_url
+from .store import Store, redact_url, sqlite_url
 from .targets import TrialTarget, parse_target
 
 DEFAULT_OUTPUT = "runs"
@@ -143,7 +143,6 @@ def run(
     settings, space_obj, target, run_dir = prepare(objective_or_script, space=space, **options)
     run_dir.mkdir(parents=True, exist_ok=True)
     url = storage or sqlite_url(run_dir)
-    created_here = True
     try:
         store = Store(url)
         run_id = store.create_run(
@@ -158,19 +157,13 @@ def run(
                 "run_dir": str(run_dir.resolve()),
             },
         )
-        write_run_file(run_dir, settings.name, url if storage is None or "@" not in url else "")
-        ctx = RunContext(store, run_id, run_dir, settings, space_obj, target)
-        driver = _build(ctx, executor, progress)
-        records_before = 0
-        try:
-            driver.run()
-        except AutotuneError:
-            records_before = len(store.trials(run_id))
-            if records_before == 0 and created_here and storage is None:
-                shutil.rmtree(run_dir, ignore_errors=True)
-            raise
+        write_run_file(run_dir, settings.name, redact_url(url))
+        _build(RunContext(store, run_id, run_dir, settings, space_obj, target), executor, progress).run()
+    except RunInterrupted:
+        raise  # resumable: keep everything
     except AutotuneError:
-        if created_here and storage is None and run_dir.exists() and not (run_dir / "trials").exists():
+        # A run that failed before any trial started (no Ray, impossible resources) leaves nothing behind.
+        if storage is None and not (run_dir / "trials").exists():
             shutil.rmtree(run_dir, ignore_errors=True)
         raise
     return load_result(run_dir, storage)

@@ -35,6 +35,8 @@ def locate_run(run_dir: str | Path, storage: str | None = None) -> tuple[Store, 
     except (ValueError, KeyError) as e:
         raise StoreError(f"{info_path} is unreadable: {e}") from None
     url = storage or info.get("storage") or sqlite_url(run_dir)
+    if ":***@" in url:
+        raise StoreError(f"the results database of {run_dir} needs its password: pass --storage URL (storage= in Python)")
     if url.startswith("sqlite:///") and not Path(url[len("sqlite:///"):]).exists():
         raise StoreError(f"the results database of {run_dir} is missing ({url[len('sqlite:///'):]})")
     store = Store(url)
