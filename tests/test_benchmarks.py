@@ -1,0 +1,91 @@
+"""The benchmark scripts' --quick modes, run as CI would, so the benchmarks never rot.
+
+Each script writes its CSV files into a temporary folder (``--out``), never over the committed
+results in benchmarks/results/.
+"""
+
+from __future__ import annotations
+
+import csv
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+ROOT = Path(__file__).resolve().parent.parent
+BENCH = ROOT / "benchmarks"
+
+
+def run_script(name: str, out: Path, *extra: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    done = subprocess.run([sys.executable, str(BENCH / name), "--quick", "--out", str(out), *extra],
+                          capture_output=True, text=True, timeout=timeout, cwd=ROOT)
+    assert done.returncode == 0, f"{name} --quick failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+    return done
+
+
+def read(path: Path) -> list[dict[str, str]]:
+    assert path.is_file(), f"{path.name} was not written"
+    with path.open() as f:
+        return list(csv.DictReader(f))
+
+
+def test_samplers_quick(tmp_path: Path) -> None:
+    pytest.importorskip("cocoex")
+    run_script("samplers.py", tmp_path)
+    runs = read(tmp_path / "samplers_runs.csv")
+    contenders = {r["contender"] for r in runs}
+    assert {"hazero", "pshe2", "bayes", "bayes-gp", "random", "optuna-cmaes", "optuna-tpe", "optuna-gp",
+            "ph-hazero", "ph-pshe2", "ph-pshe2-shipped"} <= contenders
+    # 3 problems (2 BBOB + 1 mixed) x 11 contenders x 2 seeds
+    assert len(runs) == 3 * 11 * 2
+    for r in runs:
+        regrets = [float(x) for x in r["regret_by_round"].split()]
+        assert len(regrets) == int(r["rounds"])
+        assert all(a >= b for a, b in zip(regrets, regrets[1:])), "best-so-far regret must not increase"
+        assert 0.0 <= regrets[-1] <= 1.5
+        assert float(r["sampler_ms"]) >= 0 and float(r["objective_ms"]) >= 0
+    summary = read(tmp_path / "samplers_summary.csv")
+    assert {"budget", "scope", "contender", "avg_rank", "median_regret", "q25", "q75", "sampler_ms"} <= set(summary[0])
+    assert read(tmp_path / "samplers_curves.csv")
+
+
+def test_finetune_quick(tmp_path: Path) -> None:
+    run_script("finetune.py", tmp_path)
+    trials = read(tmp_path / "finetune_trials.csv")
+    assert {r["evaluator"] for r in trials} == {"full", "pbt"}
+    assert len(trials) == 2 * 4  # two evaluators x 2 rounds x 2 trials
+    assert all(r["status"] == "completed" for r in trials)
+    summary = read(tmp_path / "finetune_summary.csv")
+    assert {"sampler", "evaluator", "best_median", "wall_s_median", "epochs_per_search"} <= set(summary[0])
+    by = {r["evaluator"]: r for r in summary}
+    assert by["full"]["epochs_per_search"] == by["pbt"]["epochs_per_search"]  # equal total epochs
+    assert 0.0 < float(by["pbt"]["best_median"]) <= 1.0
+
+
+def test_overhead_quick(tmp_path: Path) -> None:
+    run_script("overhead.py", tmp_path, "--trials", "10", "--tune-noreuse-trials", "2")
+    noop = read(tmp_path / "overhead_noop.csv")
+    assert [r["tool"] for r in noop] == ["autotune", "ray-tune", "ray-tune"]
+    assert all(int(r["completed"]) == int(r["trials"]) for r in noop)
+    assert all(float(r["per_trial_ms"]) > 0 for r in noop)
+    real = read(tmp_path / "overhead_real.csv")[0]
+    assert float(real["pure_train_median_s"]) > 0 and float(real["in_worker_median_s"]) > 0
+
+
+def test_gpu_utilisation_quick(tmp_path: Path) -> None:
+    done = run_script("gpu_utilisation.py", tmp_path)
+    rows = read(tmp_path / "gpu_utilisation.csv")
+    try:
+        import torch
+
+        have_gpu = torch.cuda.is_available()
+    except ImportError:
+        have_gpu = False
+    if have_gpu:
+        assert rows and all(r["status"] == "ok" and float(r["fraction"]) > 0 for r in rows)
+    else:
+        assert "no CUDA GPU found" in done.stdout
+        assert rows[0]["status"].startswith("no CUDA GPU found")
