@@ -58,6 +58,7 @@ def prepare(
     trial_timeout: float | None = None,
     max_retries: int = 1,
     top_fraction: float = 0.5,
+    keep_checkpoints: int | None = None,
     sampler_options: Mapping[str, Any] | None = None,
     script_args: tuple[str, ...] = (),
 ) -> tuple[RunSettings, SearchSpace, TrialTarget, Path]:
@@ -92,6 +93,7 @@ def prepare(
         address=address,
         top_fraction=top_fraction,
         max_retries=max_retries,
+        keep_checkpoints=pick(keep_checkpoints, "keep_checkpoints", None),
         sampler_options=dict(sampler_options or {}),
     )
     run_dir = Path(output) / settings.name

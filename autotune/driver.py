@@ -182,6 +182,7 @@ class Driver:
         records = self.records()
         best = best_record(records, s.mode)
         self._write_best(best)
+        self._prune_checkpoints(records)
         self.progress({"event": "round_end", "round": rnd, "rounds": s.rounds, "best": best,
                        "records": [finished[x.trial_id] for x in specs]})
 
@@ -201,6 +202,35 @@ class Driver:
         record = TrialRecord.from_parts(spec, outcome)
         self.ctx.store.record_trial(self.ctx.run_id, record, self._distributions)
         return record
+
+    def _prune_checkpoints(self, records: Sequence[TrialRecord]) -> None:
+        """``keep_checkpoints = K``: delete the checkpoints of finished trials outside the K best.
+
+        Runs after each round, so the next round's parents (always among the best) survive.  The
+        deletion is recorded in the store first; the records keep their checkpoint paths and hashes
+        as lineage, flagged ``checkpoint_removed``.
+        """
+        keep = self.ctx.settings.keep_checkpoints
+        if keep is None:
+            return
+        sign = -1.0 if self.ctx.settings.mode == "max" else 1.0
+        scored = sorted((r for r in records if loss_of(r, self.ctx.settings.mode) is not None and r.checkpoint),
+                        key=lambda r: (sign * float(r.value), r.trial_id))  # type: ignore[arg-type]
+        kept = {r.trial_id for r in scored[:keep]}
+        doomed = [r for r in records if r.checkpoint and r.status in (COMPLETED, FAILED)
+                  and r.trial_id not in kept and not r.checkpoint_removed]
+        if not doomed:
+            return
+        self.ctx.store.mark_checkpoints_removed(self.ctx.run_id, [r.trial_id for r in doomed])
+        root = self.ctx.run_dir.resolve()
+        for r in doomed:
+            path = (root / r.checkpoint).resolve()  # type: ignore[operator]
+            if path == root or root not in path.parents:
+                continue  # never delete outside the run folder
+            if path.is_dir():
+                shutil.rmtree(path, ignore_errors=True)
+            elif path.exists():
+                path.unlink(missing_ok=True)
 
     def _write_best(self, best: TrialRecord | None) -> None:
         """``best/``: the best config as YAML and a copy of its checkpoint, replaced atomically."""

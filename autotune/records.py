@@ -127,6 +127,7 @@ class TrialRecord:
     attempts: int = 1
     node_id: str | None = None
     retry_note: str | None = None
+    checkpoint_removed: bool = False  # deleted from disk by ``keep_checkpoints``; the path stays as lineage
 
     @classmethod
     def from_parts(cls, spec: TrialSpec, outcome: TrialOutcome) -> "TrialRecord":

@@ -63,6 +63,7 @@ def records_to_frame(records: list[TrialRecord]) -> pd.DataFrame:
                 "parent_step": r.parent_step,
                 "checkpoint": r.checkpoint,
                 "checkpoint_step": r.checkpoint_step,
+                "checkpoint_removed": r.checkpoint_removed,
                 "budget": r.budget,
                 "reports": len(r.reports),
                 "started": pd.to_datetime(r.started, unit="s") if r.started else None,

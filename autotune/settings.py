@@ -34,6 +34,7 @@ class RunSettings:
     address: str | None = None
     top_fraction: float = 0.5
     max_retries: int = 1
+    keep_checkpoints: int | None = None
     sampler_options: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -65,6 +66,9 @@ class RunSettings:
             raise ConfigError(f"top_fraction must lie in (0, 1], but got {self.top_fraction}")
         if isinstance(self.max_retries, bool) or not isinstance(self.max_retries, int) or self.max_retries < 0:
             raise ConfigError(f"max_retries must be an integer >= 0, but got {self.max_retries!r}")
+        kc = self.keep_checkpoints
+        if kc is not None and (isinstance(kc, bool) or not isinstance(kc, int) or kc < 1):
+            raise ConfigError(f"keep_checkpoints must be an integer >= 1 (or unset, to keep all), but got {kc!r}")
         for k, v in self.resources_per_trial.items():
             _positive(f"resource {k!r}", v, allow_zero=True)
 

@@ -19,7 +19,7 @@ import os
 import sqlite3
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 import optuna
 from optuna.distributions import BaseDistribution
@@ -31,6 +31,7 @@ from .records import COMPLETED, TrialRecord
 
 DB_FILE_NAME = "autotune.db"
 RECORD_ATTR = "autotune_record"
+REMOVED_ATTR = "removed_checkpoints"
 BLOB_CHUNK = 60_000  # stay under MySQL's TEXT limit per attribute
 _PREFIX = "autotune:"
 
@@ -217,15 +218,22 @@ class Store:
             self._metric_cache[run_id] = self.attrs(run_id).get("settings", {}).get("metric", "")
         return self._metric_cache[run_id]
 
+    def mark_checkpoints_removed(self, run_id: int, trial_ids: Iterable[int]) -> None:
+        """Record that these trials' checkpoints are deleted (a finished trial's row is immutable)."""
+        removed = set(self.attrs(run_id).get(REMOVED_ATTR, [])) | {int(t) for t in trial_ids}
+        self.set_attr(run_id, REMOVED_ATTR, sorted(removed))
+
     @_storage_errors
     def trials(self, run_id: int) -> list[TrialRecord]:
         """Finished trials of a run, the latest attempt of each trial id, in id order."""
+        removed = set(self.attrs(run_id).get(REMOVED_ATTR, []))
         latest: dict[int, TrialRecord] = {}
         for ft in self.storage.get_all_trials(run_id, deepcopy=False):
             data = ft.user_attrs.get(RECORD_ATTR)
             if not data:
                 continue
             rec = TrialRecord.from_dict(data)
+            rec.checkpoint_removed = rec.trial_id in removed
             latest[rec.trial_id] = rec
         return [latest[k] for k in sorted(latest)]
 

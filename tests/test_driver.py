@@ -225,3 +225,41 @@ def test_a_trial_finished_but_unrecorded_is_adopted_not_rerun(tmp_path, xy_space
     assert [r.trial_id for r in result.records] == list(range(8))
     lines = executions.read_text().splitlines()
     assert lines.count("start 2") == 1 and lines.count("done 2") == 1  # adopted from its outcome file
+
+
+@pytest.mark.parametrize("evaluator", ["full", "pbt"])
+def test_keep_checkpoints_deletes_all_but_the_best_and_keeps_lineage(tmp_path, lr_space, evaluator):
+    result = autotune.run(objective("weights"), space=lr_space, sampler="random", evaluator=evaluator, rounds=3,
+                          popsize=4, seed=2, output=tmp_path, name="keep", executor="local", keep_checkpoints=2)
+    run_dir = tmp_path / "keep"
+    ranked = sorted(result.records, key=lambda r: (-r.value, r.trial_id))
+    kept = {r.trial_id for r in ranked[:2]}
+    for r in result.records:
+        assert r.checkpoint and r.checkpoint_hash  # lineage stays data, deleted or not
+        assert (run_dir / r.checkpoint).exists() == (r.trial_id in kept), r.trial_id
+        assert r.checkpoint_removed == (r.trial_id not in kept)
+    assert (run_dir / "best" / "checkpoint").is_dir()
+    assert result.best_checkpoint is not None and result.best_checkpoint.exists()
+    assert list(result.trials["checkpoint_removed"]) == [r.trial_id not in kept for r in result.records]
+    if evaluator == "pbt":
+        by_id = {r.trial_id: r for r in result.records}
+        for child in (r for r in result.records if r.round > 0):
+            # every child loaded its planned parent, so the parent's checkpoint was still there
+            assert child.parent_id == child.planned_parent_id and child.parent_note is None
+            assert child.parent_hash == by_id[child.parent_id].checkpoint_hash
+            # and that parent was among the 2 best of the rounds before the child's
+            earlier = sorted((r for r in result.records if r.round < child.round), key=lambda r: (-r.value, r.trial_id))
+            assert child.parent_id in {r.trial_id for r in earlier[:2]}
+
+
+def test_keep_checkpoints_comes_from_the_space_file_and_is_checked(tmp_path, lr_space):
+    from autotune.errors import ConfigError
+
+    lr_space["defaults"] = {"keep_checkpoints": 1}
+    result = autotune.run(objective("weights"), space=lr_space, sampler="random", evaluator="full", rounds=2,
+                          popsize=3, seed=0, output=tmp_path, name="one", executor="local")
+    assert result.settings.keep_checkpoints == 1
+    assert sum(not r.checkpoint_removed for r in result.records) == 1
+    with pytest.raises(ConfigError, match="keep_checkpoints must be an integer >= 1"):
+        autotune.run(objective("weights"), space=lr_space, rounds=1, popsize=1, output=tmp_path, name="bad",
+                     executor="local", keep_checkpoints=0)

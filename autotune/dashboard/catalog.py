@@ -247,7 +247,9 @@ class Catalog:
         pointer = attrs.get("driver_state:pointer") or {}
         n = _count_trials(store, ref.run_id)
         digest = pointer.get("digest", "") if isinstance(pointer, dict) else ""
-        return f"{attrs.get('status', '')}.{n}.{digest}.{attrs.get('finished') or ''}", attrs
+        removed = attrs.get(REMOVED_ATTR) or []
+        removed_n = len(removed) if isinstance(removed, list) else 0
+        return f"{attrs.get('status', '')}.{n}.{digest}.{attrs.get('finished') or ''}.{removed_n}", attrs
 
     def snapshot(self, ref: RunRef) -> Snapshot:
         with self._lock:

@@ -85,6 +85,7 @@ class Trial(BaseModel):
     parent_step: int | None
     checkpoint: str | None
     checkpoint_step: int | None
+    checkpoint_removed: bool = Field(description="deleted from disk by keep_checkpoints; the path stays as lineage")
     started: float | None
     ended: float | None
     duration_s: float | None

@@ -182,6 +182,7 @@ def trial_row(ref: RunRef, r: TrialRecord) -> dict[str, Any]:
         "parent_step": integer(r.parent_step),
         "checkpoint": _text(r.checkpoint),
         "checkpoint_step": integer(r.checkpoint_step),
+        "checkpoint_removed": bool(getattr(r, "checkpoint_removed", False)),
         "started": started,
         "ended": ended,
         "duration_s": (ended - started) if started is not None and ended is not None else None,
@@ -203,7 +204,7 @@ def pending_row(spec: dict[str, Any], running: bool) -> dict[str, Any]:
         "config": plain(spec.get("config")) if isinstance(spec.get("config"), dict) else {},
         "budget": number(spec.get("budget")), "parent_id": integer(parent), "planned_parent_id": integer(parent),
         "parent_note": None, "parent_step": None, "checkpoint": None, "checkpoint_step": None,
-        "started": None, "ended": None, "duration_s": None, "node": None, "gpu_ids": [], "attempts": 1,
+        "checkpoint_removed": False, "started": None, "ended": None, "duration_s": None, "node": None, "gpu_ids": [], "attempts": 1,
         "retry_note": None, "reports": [], "has_log": False,
     }
 

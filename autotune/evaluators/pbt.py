@@ -4,7 +4,8 @@ Round 0 trains from scratch.  In each later round the finished trials of all ear
 left a checkpoint are ranked by the run metric (``mode``), the top fraction (default the top half,
 at least one) become parents, and new trials are assigned to them round-robin, best first.  Each
 spec also lists the other top parents, in rank order, as fall-backs for a checkpoint that turns out
-missing or corrupt when the child starts.
+missing or corrupt when the child starts.  With ``keep_checkpoints`` set, top trials whose checkpoints
+were deleted leave the pool (the pool is the top fraction, limited to the checkpoints kept).
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ class PopulationBasedEvaluator(Evaluator):
         return [
             ParentRef(trial_id=r.trial_id, checkpoint=r.checkpoint, step=r.checkpoint_step,
                       hash=r.checkpoint_hash, value=r.value)  # type: ignore[arg-type]
-            for r in usable[:k]
+            for r in usable[:k] if not r.checkpoint_removed
         ]
 
     def _parents(self, round: int, n: int, earlier: Sequence[TrialRecord]) -> list[tuple]:

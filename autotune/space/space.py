@@ -30,6 +30,7 @@ from .params import (
 #: run settings a space file may preset under ``defaults:`` (only the names are checked here)
 DEFAULT_KEYS = (
     "sampler", "evaluator", "rounds", "popsize", "seed", "cpus_per_trial", "gpus_per_trial", "trial_timeout",
+    "keep_checkpoints",
 )
 MODES = ("min", "max")
 

@@ -329,7 +329,7 @@
       ["round", t.round], [S.run.metric, C.fmt(t.value), "detail-value"], ["budget", C.fmt(t.budget)],
       ["started", when(t.started)], ["duration", C.fmtDuration(t.duration_s)], ["node", t.node || "–"],
       ["GPUs", t.gpu_ids.length ? t.gpu_ids.join(", ") : "–"], ["attempts", t.attempts],
-      ["checkpoint", t.checkpoint ? t.checkpoint + (t.checkpoint_step !== null ? " (step " + t.checkpoint_step + ")" : "") : "–"],
+      ["checkpoint", t.checkpoint ? t.checkpoint + (t.checkpoint_step !== null ? " (step " + t.checkpoint_step + ")" : "") + (t.checkpoint_removed ? " (deleted: keep_checkpoints)" : "") : "–"],
     ].concat(t.parent_note ? [["parent note", t.parent_note]] : []).concat(t.retry_note ? [["retry", t.retry_note]] : []));
     renderFamily(t);
     const reason = $("detail-reason");
