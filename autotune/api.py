@@ -16,6 +16,7 @@ from .driver import Driver, ProgressFn, RunContext
 from .errors import AutotuneError, ConfigError, RunInterrupted, SearchSpaceError
 from .evaluators import make_evaluator, resolve_evaluator_name
 from .executors import Executor, make_executor
+from .liveness import DRIVER_ATTR, RUNNING, driver_alive
 from .results import Result, load_result, locate_run, write_run_file
 from .samplers import make_sampler, resolve_sampler_name
 from .settings import RunSettings
@@ -183,6 +184,10 @@ def resume(
     run_dir = Path(run_dir)
     store, run_id, name = locate_run(run_dir, storage)
     attrs = store.attrs(run_id)
+    if attrs.get("status") == RUNNING and driver_alive(attrs):
+        info = attrs.get(DRIVER_ATTR) or {}
+        raise ConfigError(f"run {name!r} is still running (driver pid {info.get('pid')} on {info.get('host')}); "
+                          f"stop that driver (Ctrl-C) before resuming the run")
     settings = RunSettings.from_dict(attrs["settings"])
     if address is not None:
         settings.address = address

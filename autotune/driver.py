@@ -23,6 +23,7 @@ import yaml
 from .errors import ConfigError, DiskFullError, RunInterrupted
 from .evaluators import Evaluator
 from .executors.base import Executor
+from .liveness import DRIVER_ATTR, this_driver
 from .records import COMPLETED, FAILED, STOPPED, TrialOutcome, TrialRecord, TrialSpec
 from .samplers import Observation, Sampler
 from .settings import RunSettings
@@ -98,7 +99,7 @@ class Driver:
         s = self.ctx.settings
         store, run_id = self.ctx.store, self.ctx.run_id
         store.set_attr(run_id, "status", "running")
-        store.set_attr(run_id, "driver_pid", os.getpid())
+        store.set_attr(run_id, DRIVER_ATTR, this_driver())
         self.executor.open(self.ctx.run_dir, self.ctx.target, s.metric)
         try:
             state = self._load_state()

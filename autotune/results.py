@@ -10,6 +10,7 @@ from typing import Any
 import pandas as pd
 
 from .errors import StoreError
+from .liveness import run_status
 from .records import TrialRecord
 from .settings import RunSettings
 from .space import SearchSpace
@@ -131,4 +132,4 @@ def load_result(run_dir: str | Path, storage: str | None = None) -> Result:
     attrs = store.attrs(run_id)
     settings = RunSettings.from_dict(attrs["settings"])
     return Result(path=Path(run_dir), name=name, settings=settings, records=store.trials(run_id),
-                  status=attrs.get("status", "unknown"), space=SearchSpace.from_dict(attrs["space"]))
+                  status=run_status(attrs), space=SearchSpace.from_dict(attrs["space"]))

@@ -12,6 +12,8 @@ import time
 import pytest
 import yaml
 
+import autotune
+
 from conftest import REPO, cli, objective
 
 
@@ -97,7 +99,7 @@ def test_resume_after_sigkill_runs_each_trial_once(tmp_path, xy_space):
     assert proc.returncode == -signal.SIGKILL
     shown = json.loads(cli("show", str(run_dir), "--json").stdout)
     before = {t["trial_id"] for t in shown["trials"]}
-    assert 4 <= len(before) < 12
+    assert 3 <= len(before) < 12  # round 0 is stored before round 1 starts; the 4th may be unstored
     res = subprocess.run([sys.executable, "-m", "autotune", "resume", str(run_dir)], env=env, cwd=REPO,
                          capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr
@@ -116,6 +118,36 @@ def test_resume_after_sigkill_runs_each_trial_once(tmp_path, xy_space):
     completed = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     assert len(completed) == 12
     assert sorted(t.user_attrs["trial_id"] for t in completed) == list(range(12))
+
+
+def test_a_killed_drivers_run_reads_interrupted_and_a_live_one_is_not_resumed_twice(tmp_path, xy_space):
+    from fastapi.testclient import TestClient
+
+    from autotune.dashboard.app import create_app
+
+    xy_space["fixed"] = {"sleep": 60}
+    space = _space_file(tmp_path, xy_space)
+    run_dir = tmp_path / "slow"
+    argv = [sys.executable, "-m", "autotune", "run", objective("quadratic"), "--space", str(space), "--rounds", "1",
+            "--popsize", "1", "--output", str(tmp_path), "--name", "slow", "--executor", "local"]
+    proc = subprocess.Popen(argv, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+    try:
+        deadline = time.time() + 60
+        while time.time() < deadline and not (run_dir / "trials").exists():
+            time.sleep(0.1)
+        assert autotune.load(run_dir).status == "running"
+        refused = cli("resume", str(run_dir), "--executor", "local")
+        assert refused.returncode == 2, refused.stdout
+        assert f"is still running (driver pid {proc.pid} on" in refused.stderr
+        assert proc.poll() is None  # the refused resume left the live driver alone
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    # the database still says running, but its driver is gone: the run reads interrupted everywhere
+    assert autotune.load(run_dir).status == "interrupted"
+    assert json.loads(cli("show", str(run_dir), "--json").stdout)["status"] == "interrupted"
+    runs = TestClient(create_app([tmp_path])).get("/api/runs").json()
+    assert [r["status"] for r in runs["runs"] if r["name"] == "slow"] == ["interrupted"]
 
 
 def test_progress_line_counts_running_queued_done_and_failed():

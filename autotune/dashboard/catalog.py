@@ -23,8 +23,9 @@ from typing import Any
 
 from ..errors import AutotuneError, StoreError
 from ..records import TrialRecord
+from ..liveness import run_status
 from ..results import RUN_FILE
-from ..store import Store, redact_url, sqlite_url
+from ..store import REMOVED_ATTR, Store, redact_url, sqlite_url
 
 SETTINGS_ATTR = "autotune:settings"
 MAX_RUN_FOLDERS = 10_000  # per source folder; a folder holding more is not a runs folder
@@ -244,6 +245,7 @@ class Catalog:
         """A string that changes whenever the run's data does, and the run's attributes."""
         store = self.store(ref.url)
         attrs = store.attrs(ref.run_id)
+        attrs["status"] = run_status(attrs)  # a killed driver's run reads "interrupted", not "running"
         pointer = attrs.get("driver_state:pointer") or {}
         n = _count_trials(store, ref.run_id)
         digest = pointer.get("digest", "") if isinstance(pointer, dict) else ""
