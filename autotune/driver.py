@@ -82,6 +82,7 @@ class Driver:
         self.progress = progress or (lambda event: None)
         self._distributions = ctx.space.to_optuna_distributions()
         self._best_written: int | None = None
+        self._records: dict[int, TrialRecord] | None = None  # this driver's view of the store, see records()
 
     # -- state -----------------------------------------------------------------------------------
     def _save_state(self, state: dict[str, Any]) -> None:
@@ -91,7 +92,15 @@ class Driver:
         return self.ctx.store.get_blob(self.ctx.run_id, STATE_KEY)
 
     def records(self) -> list[TrialRecord]:
-        return self.ctx.store.trials(self.ctx.run_id)
+        """Every finished trial of the run, in id order.
+
+        Read from the store once, then kept up to date as this driver writes: the driver is the run's
+        only writer (``resume`` refuses a run whose driver lives), and reading every trial back from
+        the database each round made a round cost O(trials so far).
+        """
+        if self._records is None:
+            self._records = {r.trial_id: r for r in self.ctx.store.trials(self.ctx.run_id)}
+        return [self._records[k] for k in sorted(self._records)]
 
     # -- the loop --------------------------------------------------------------------------------
     def run(self) -> list[TrialRecord]:
@@ -202,6 +211,8 @@ class Driver:
     def _record(self, spec: TrialSpec, outcome: TrialOutcome) -> TrialRecord:
         record = TrialRecord.from_parts(spec, outcome)
         self.ctx.store.record_trial(self.ctx.run_id, record, self._distributions)
+        if self._records is not None:
+            self._records[record.trial_id] = record
         return record
 
     def _prune_checkpoints(self, records: Sequence[TrialRecord]) -> None:
@@ -223,6 +234,8 @@ class Driver:
         if not doomed:
             return
         self.ctx.store.mark_checkpoints_removed(self.ctx.run_id, [r.trial_id for r in doomed])
+        for r in doomed:
+            r.checkpoint_removed = True
         root = self.ctx.run_dir.resolve()
         for r in doomed:
             path = (root / r.checkpoint).resolve()  # type: ignore[operator]
