@@ -1,4 +1,4 @@
-"""Shared helpers of the bundled trials: offline image data, the small MNIST CNN, model surgery, reporting.
+"""Image helpers of the bundled trials: offline image data, the small MNIST CNN, model surgery.
 
 Nothing here downloads anything unless a network exists and the caller asked for a dataset or weights
 that are not on disk.  Loaded datasets are cached in a module-level dict, so a reused worker process
@@ -10,7 +10,6 @@ from __future__ import annotations
 import gzip
 import os
 import struct
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -347,41 +346,3 @@ def build_model(name: str, num_classes: int, weights: str | None, image_size: in
         model.load_state_dict(torch.load(Path(w).expanduser(), map_location="cpu", weights_only=True))
     replace_head(model, num_classes)
     return model, preprocess_for(name, image_size)
-
-
-# ----------------------------------------------------------------------------------------------
-# Reporting from a script trial
-# ----------------------------------------------------------------------------------------------
-def _import_autotune() -> Any:
-    try:
-        import autotune.trial  # noqa: F401
-    except ImportError:  # run from a checkout that is not installed: the repository root is our parent
-        sys.path.append(str(HERE.parent))
-        import autotune.trial  # noqa: F401
-    import autotune
-
-    return autotune
-
-
-def script_trial() -> Any | None:
-    """The autotune trial of a script run by ``autotune run``, or None when run by hand."""
-    try:
-        autotune = _import_autotune()
-    except ImportError:
-        return None
-    from autotune.errors import TrialError
-
-    try:
-        return autotune.trial.current_trial()
-    except TrialError:
-        return None
-
-
-def script_report(metrics: dict[str, float], step: int, checkpoint: str | None = None) -> None:
-    """``autotune.report`` when run by autotune; a printed line when run by hand."""
-    if script_trial() is None:
-        print(f"step {step}: " + ", ".join(f"{k}={v:.4f}" for k, v in metrics.items()), flush=True)
-        return
-    autotune = _import_autotune()
-    report = getattr(autotune, "report", None) or autotune.trial.report
-    report(metrics, checkpoint=checkpoint, step=step)

@@ -42,6 +42,8 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common  # noqa: E402
+import _harness  # noqa: E402
+from _harness import budget_epochs, pick_device, set_threads  # noqa: E402
 
 CHECKPOINT_FILE = "state.pt"
 CHECKPOINT_FORMAT = "autotune-image-classification/1"
@@ -114,25 +116,6 @@ def resolve_config(config: dict[str, Any]) -> dict[str, Any]:
     if problems:
         raise ValueError("; ".join(problems))
     return cfg
-
-
-def budget_epochs(budget: float | None, default: int) -> int:
-    """Epochs this trial adds: the trial's budget rounded (at least 1), else the config's ``epochs``."""
-    if budget is None:
-        return max(1, int(default))
-    return max(1, int(round(float(budget))))
-
-
-def pick_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
-
-
-def set_threads() -> None:
-    n = os.environ.get("OMP_NUM_THREADS")
-    if n and n.isdigit() and int(n) > 0:
-        torch.set_num_threads(int(n))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -241,20 +224,9 @@ def _schedule_from(cfg: dict[str, Any], saved: dict[str, Any] | None, end_epoch:
     return Schedule(cfg["lr_schedule"], horizon, cfg["step_size"], cfg["gamma"], cfg["min_lr_factor"])
 
 
-def checkpoint_file(path: str | os.PathLike[str]) -> Path:
-    p = Path(path)
-    return p / CHECKPOINT_FILE if p.is_dir() else p
-
-
 def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
     """A checkpoint written by :func:`save_checkpoint` (a folder holding state.pt, or the file)."""
-    f = checkpoint_file(path)
-    if not f.exists():
-        raise FileNotFoundError(f"no checkpoint at {f}")
-    ckpt = torch.load(f, map_location="cpu", weights_only=True)  # plain containers and tensors only
-    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
-        raise ValueError(f"{f} is not an image_classification checkpoint")
-    return ckpt
+    return _harness.load_checkpoint(path, CHECKPOINT_FILE, CHECKPOINT_FORMAT, "image_classification")
 
 
 def make_state(cfg: dict[str, Any], num_classes: int, device: torch.device, parent_checkpoint: str | None,
@@ -318,13 +290,6 @@ def save_checkpoint(state: TrainState, folder: Path, cfg: dict[str, Any], classe
 # ----------------------------------------------------------------------------------------------
 # One epoch, evaluation
 # ----------------------------------------------------------------------------------------------
-def _autocast(device: torch.device, cfg: dict[str, Any]):
-    if device.type == "cuda" and cfg["amp"]:
-        dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-        return torch.autocast("cuda", dtype=dtype)
-    return torch.autocast(device.type, enabled=False)
-
-
 def _set_frozen(state: TrainState, frozen: bool) -> None:
     head_ids = {id(p) for p in state.head.parameters()}
     for p in state.model.parameters():
@@ -357,7 +322,7 @@ def train_epoch(state: TrainState, data: Prepared, cfg: dict[str, Any], seed: in
         x = _common.random_shift(data.train_x[idx], pad, g) if pad else data.train_x[idx]
         x = state.pre.normalize(x)
         y = data.train_y[idx]
-        with _autocast(device, cfg):
+        with _harness.autocast(device, cfg["amp"]):
             loss = F.cross_entropy(state.model(x), y, label_smoothing=cfg["label_smoothing"])
         state.optimizer.zero_grad(set_to_none=True)
         if state.scaler is not None:
@@ -384,7 +349,7 @@ def evaluate(state: TrainState, data: Prepared, cfg: dict[str, Any]) -> dict[str
     for start in range(0, len(data.val_y), bs):
         x = state.pre.normalize(data.val_x[start:start + bs])
         y = data.val_y[start:start + bs]
-        with _autocast(device, cfg):
+        with _harness.autocast(device, cfg["amp"]):
             logits = state.model(x).float()
         loss_sum += F.cross_entropy(logits, y, reduction="sum").item()
         correct += (logits.argmax(1) == y).sum().item()
@@ -438,70 +403,14 @@ def _preprocess_for(cfg: dict[str, Any], parent_checkpoint: str | None) -> _comm
 
 def objective(config: dict[str, Any], trial: Any) -> None:
     """autotune objective: trains ``trial.budget`` epochs on from the parent's checkpoint, if any."""
-
-    def report(metrics: dict[str, float], step: int, ckpt: Path) -> None:
-        trial.report(metrics, checkpoint=ckpt, step=step)
-
-    train(config, trial.budget, trial.parent_checkpoint, Path(trial.dir) / "checkpoint",
-          seed=1000 + int(trial.id), report=report, start_step=trial.start_step)
+    _harness.run_objective(train, config, trial)
 
 
 # ----------------------------------------------------------------------------------------------
 # Script mode (AutoDL Finetuner protocol)
 # ----------------------------------------------------------------------------------------------
-def _parse_value(text: str) -> Any:
-    import yaml
-
-    try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError:
-        return text
-
-
-def parse_flags(argv: list[str]) -> tuple[dict[str, Any], str | None, str | None]:
-    """``--name=value`` / ``--name value`` flags -> (config, saved_params_dir, model_path)."""
-    config: dict[str, Any] = {}
-    i = 0
-    while i < len(argv):
-        arg = argv[i]
-        if arg in ("-h", "--help"):
-            print(__doc__)
-            raise SystemExit(0)
-        if not arg.startswith("--"):
-            raise SystemExit(f"unexpected argument {arg!r}: flags are --name=value")
-        name, eq, value = arg[2:].partition("=")
-        if not eq:
-            if i + 1 >= len(argv) or argv[i + 1].startswith("--"):
-                raise SystemExit(f"flag --{name} needs a value")
-            value = argv[i + 1]
-            i += 1
-        config[name.replace("-", "_")] = _parse_value(value)
-        i += 1
-    saved = config.pop("saved_params_dir", None)
-    parent = config.pop("model_path", None)
-    return config, (str(saved) if saved else None), (str(parent) if parent else None)
-
-
 def main(argv: list[str] | None = None) -> None:
-    config, saved, parent = parse_flags(sys.argv[1:] if argv is None else argv)
-    trial = _common.script_trial()
-    if trial is not None:
-        config = {**{k: v for k, v in trial.config.items() if k not in config}, **config}
-    budget = trial.budget if trial is not None else None
-    parent = parent or (trial.parent_checkpoint if trial is not None else None)
-    if saved is None:
-        saved = str(Path(trial.dir) / "checkpoint") if trial is not None else "saved_params"
-    start_step = trial.start_step if trial is not None and parent else None
-    seed = 1000 + (int(trial.id) if trial is not None else 0)
-
-    def report(metrics: dict[str, float], step: int, ckpt: Path) -> None:
-        if trial is not None and trial.metric not in metrics:
-            # A PaddleHub hparam file names no metric, so the run's is 'score': like AutoDL's
-            # report_final_result(acc), give the run's metric the validation accuracy.
-            metrics = {**metrics, trial.metric: metrics["val_accuracy"]}
-        _common.script_report(metrics, step, checkpoint=str(ckpt) if trial is not None else None)
-
-    train(config, budget, parent, Path(saved), seed=seed, report=report, start_step=start_step)
+    _harness.run_script(train, sys.argv[1:] if argv is None else argv, __doc__)
 
 
 if __name__ == "__main__":

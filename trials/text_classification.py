@@ -54,9 +54,9 @@ import torch.nn.functional as F
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import _common  # noqa: E402
 import _text  # noqa: E402
-from image_classification import budget_epochs, parse_flags, pick_device, set_threads  # noqa: E402
+import _harness  # noqa: E402
+from _harness import budget_epochs, pick_device, set_threads  # noqa: E402
 
 CHECKPOINT_FILE = "state.pt"
 CHECKPOINT_FORMAT = "autotune-text-classification/1"
@@ -252,20 +252,9 @@ def apply_hparams(state: TrainState, cfg: dict[str, Any], position: int) -> None
         group["weight_decay"] = 0.0 if name.endswith("no_decay") else cfg["weight_decay"]
 
 
-def checkpoint_file(path: str | os.PathLike[str]) -> Path:
-    p = Path(path)
-    return p / CHECKPOINT_FILE if p.is_dir() else p
-
-
 def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
     """A checkpoint written by :func:`save_checkpoint` (a folder holding state.pt, or the file)."""
-    f = checkpoint_file(path)
-    if not f.exists():
-        raise FileNotFoundError(f"no checkpoint at {f}")
-    ckpt = torch.load(f, map_location="cpu", weights_only=True)  # plain containers and tensors only
-    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
-        raise ValueError(f"{f} is not a {NAME} checkpoint")
-    return ckpt
+    return _harness.load_checkpoint(path, CHECKPOINT_FILE, CHECKPOINT_FORMAT, NAME)
 
 
 def steps_per_epoch(n_train: int, cfg: dict[str, Any]) -> int:
@@ -334,13 +323,6 @@ def save_checkpoint(state: TrainState, folder: Path, cfg: dict[str, Any], classe
 # ----------------------------------------------------------------------------------------------
 # One epoch, evaluation
 # ----------------------------------------------------------------------------------------------
-def _autocast(device: torch.device, cfg: dict[str, Any]):
-    if device.type == "cuda" and cfg["amp"]:
-        dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-        return torch.autocast("cuda", dtype=dtype)
-    return torch.autocast(device.type, enabled=False)
-
-
 def train_epoch(state: TrainState, data: Prepared, cfg: dict[str, Any], seed: int) -> float:
     """One epoch at cumulative epoch ``state.epoch``; its data order and dropout depend only on (seed, epoch),
     so resuming from a checkpoint replays exactly what an uninterrupted run would do."""
@@ -357,7 +339,7 @@ def train_epoch(state: TrainState, data: Prepared, cfg: dict[str, Any], seed: in
         apply_hparams(state, cfg, state.position + i)
         ids, mask = _text.trim(train.input_ids[idx], train.attention_mask[idx])
         y = train.labels[idx]
-        with _autocast(device, cfg):
+        with _harness.autocast(device, cfg["amp"]):
             logits = state.model(ids, mask)
         loss = F.cross_entropy(logits.float(), y)
         state.optimizer.zero_grad(set_to_none=True)
@@ -390,7 +372,7 @@ def evaluate(state: TrainState, data: Prepared, cfg: dict[str, Any]) -> dict[str
     for start in range(0, len(val), bs):
         ids, mask = _text.trim(val.input_ids[start:start + bs], val.attention_mask[start:start + bs])
         y = val.labels[start:start + bs]
-        with _autocast(device, cfg):
+        with _harness.autocast(device, cfg["amp"]):
             logits = state.model(ids, mask).float()
         loss_sum += F.cross_entropy(logits, y, reduction="sum").item()
         correct += (logits.argmax(1) == y).sum().item()
@@ -436,40 +418,14 @@ def train(config: dict[str, Any], budget: float | None, parent_checkpoint: str |
 
 def objective(config: dict[str, Any], trial: Any) -> None:
     """autotune objective: trains ``trial.budget`` epochs on from the parent's checkpoint, if any."""
-
-    def report(metrics: dict[str, float], step: int, ckpt: Path) -> None:
-        trial.report(metrics, checkpoint=ckpt, step=step)
-
-    train(config, trial.budget, trial.parent_checkpoint, Path(trial.dir) / "checkpoint",
-          seed=1000 + int(trial.id), report=report, start_step=trial.start_step)
+    _harness.run_objective(train, config, trial)
 
 
 # ----------------------------------------------------------------------------------------------
 # Script mode (AutoDL Finetuner protocol)
 # ----------------------------------------------------------------------------------------------
 def main(argv: list[str] | None = None) -> None:
-    args = sys.argv[1:] if argv is None else argv
-    if any(a in ("-h", "--help") for a in args):
-        print(__doc__)
-        raise SystemExit(0)
-    config, saved, parent = parse_flags(args)
-    trial = _common.script_trial()
-    if trial is not None:
-        config = {**{k: v for k, v in trial.config.items() if k not in config}, **config}
-    budget = trial.budget if trial is not None else None
-    parent = parent or (trial.parent_checkpoint if trial is not None else None)
-    if saved is None:
-        saved = str(Path(trial.dir) / "checkpoint") if trial is not None else "saved_params"
-    start_step = trial.start_step if trial is not None and parent else None
-    seed = 1000 + (int(trial.id) if trial is not None else 0)
-
-    def report(metrics: dict[str, float], step: int, ckpt: Path) -> None:
-        if trial is not None and trial.metric not in metrics:
-            # A PaddleHub hparam file names no metric, so the run's is 'score': give it the accuracy.
-            metrics = {**metrics, trial.metric: metrics["val_accuracy"]}
-        _common.script_report(metrics, step, checkpoint=str(ckpt) if trial is not None else None)
-
-    train(config, budget, parent, Path(saved), seed=seed, report=report, start_step=start_step)
+    _harness.run_script(train, sys.argv[1:] if argv is None else argv, __doc__)
 
 
 if __name__ == "__main__":
