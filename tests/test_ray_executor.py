@@ -18,7 +18,7 @@ pytestmark = pytest.mark.slow
 def ray_local():
     import ray
 
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    ray.init(num_cpus=2, num_gpus=1, include_dashboard=False, log_to_driver=False)  # a logical GPU
     yield
     ray.shutdown()
 
@@ -72,7 +72,7 @@ def test_a_hanging_trial_times_out(ray_local, tmp_path):
 def test_impossible_resources_are_refused_before_any_trial(ray_local, tmp_path):
     from autotune.errors import ConfigError
 
-    ex = RayExecutor(cpus_per_trial=1, gpus_per_trial=1)
+    ex = RayExecutor(cpus_per_trial=1, gpus_per_trial=2)  # the local Ray has 1 (logical) GPU
     with pytest.raises(ConfigError, match="no Ray node can hold one trial"):
         ex.open(tmp_path, parse_target(objective("quadratic")), "score")
 
@@ -83,3 +83,31 @@ def test_search_on_ray_end_to_end(ray_local, tmp_path, lr_space):
     assert len(result.records) == 6 and all(r.status == "completed" for r in result.records)
     assert all(r.parent_id is not None for r in result.records if r.round == 1)
     assert all(r.node for r in result.records)
+
+
+def test_gpu_out_of_memory_while_sharing_is_retried_once_with_a_whole_gpu(ray_local, tmp_path):
+    needs = {0: 0.0, 1: 1.0, 2: 0.0, 3: 1.0, 4: 2.0}  # 4 runs out of memory even on a whole GPU
+    specs = [TrialSpec(trial_id=i, round=0, config={"x": 0.1 * i, "needs_gpu": n}, budget=1,
+                       trial_dir=trial_dir_name(i)) for i, n in needs.items()]
+    outs, ex = _run("gpu_hungry", specs, tmp_path, gpus_per_trial=0.5)
+    assert ex.slots == 2  # two half-GPU trials share the one GPU
+    assert sorted(outs) == list(needs)
+    for i in (0, 2):  # fit in half a GPU: one attempt, on a shared GPU
+        assert outs[i].status == "completed" and outs[i].attempts == 1 and outs[i].retry_note is None
+        assert outs[i].reports[-1]["metrics"]["gpu_share"] == 0.5
+    for i in (1, 3):  # out of memory on half a GPU: run again, alone on the whole GPU
+        assert outs[i].status == "completed", outs[i].reason
+        assert outs[i].attempts == 2
+        assert outs[i].reports[-1]["metrics"]["gpu_share"] == 1.0
+        assert "attempt 1 ran out of GPU memory sharing a GPU (0.5 GPU per trial)" in outs[i].retry_note
+        assert "CUDA out of memory" in outs[i].retry_note and "retried with a whole GPU" in outs[i].retry_note
+    # a whole GPU is not enough either: failed after the one retry, with the reason
+    assert outs[4].status == "failed" and outs[4].attempts == 2
+    assert "OutOfMemoryError: CUDA out of memory" in outs[4].reason and "ran out of GPU memory" in outs[4].retry_note
+
+
+def test_gpu_out_of_memory_without_sharing_is_not_retried(ray_local, tmp_path):
+    specs = [TrialSpec(trial_id=0, round=0, config={"needs_gpu": 2.0}, budget=1, trial_dir=trial_dir_name(0))]
+    outs, _ = _run("gpu_hungry", specs, tmp_path, gpus_per_trial=1)
+    assert outs[0].status == "failed" and outs[0].attempts == 1 and outs[0].retry_note is None
+    assert "CUDA out of memory" in outs[0].reason

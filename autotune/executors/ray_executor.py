@@ -5,7 +5,8 @@ resources), process management and cleanup.  Each actor is a long-lived worker p
 trial after trial, so Python start-up, imports (torch) and CUDA set-up are paid once per worker, not
 per trial.  A worker that dies or overruns its time limit is killed and replaced; its trial is a
 failed outcome with the reason and its log tail.  A trial whose node was lost is re-queued (up to
-``max_retries``) on whatever node Ray picks next.
+``max_retries``) on whatever node Ray picks next.  A trial that ran out of GPU memory while sharing a
+GPU (``gpus_per_trial`` below 1) is run once more in a worker of its own that holds a whole GPU.
 
 This package is the only code that imports ``ray``.
 """
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import time
 from collections import deque
 from pathlib import Path
@@ -28,6 +30,9 @@ from ..trial_runner import LOG_FILE_NAME, log_tail, run_trial
 from .base import Executor
 
 POLL_S = 0.5
+#: how a trial's reason or log tail says that the GPU ran out of memory (PyTorch, CUDA libraries, ROCm)
+GPU_OOM = re.compile(r"CUDA out of memory|OutOfMemoryError|CUBLAS_STATUS_ALLOC_FAILED|HIP out of memory|"
+                     r"CUDA error: out of memory", re.IGNORECASE)
 NODE_VERDICT_S = 60.0  # how long to wait for the cluster to call a silent node dead
 TOKEN_FILE = Path.home() / ".ray" / "auth_token"
 
@@ -75,6 +80,7 @@ class RayExecutor(Executor):
         max_workers: int | None = None,
         max_retries: int = 1,
         num_cpus: int | None = None,
+        num_gpus: int | None = None,
         start_timeout: float = 600.0,
     ) -> None:
         self.address = address or os.environ.get("RAY_ADDRESS") or None
@@ -84,6 +90,7 @@ class RayExecutor(Executor):
         self.max_workers = max_workers
         self.max_retries = max_retries
         self.num_cpus = num_cpus
+        self.num_gpus = num_gpus  # a local Ray's GPUs, when started here (default: what Ray detects)
         self._started_ray = False
         self._workers: list[Any] = []
         self._running: dict[Any, tuple[Any, TrialSpec, float, int]] = {}
@@ -92,6 +99,8 @@ class RayExecutor(Executor):
         self._starting: dict[Any, Any] = {}  # ready() ref -> worker not yet placed and started
         self._idle: list[Any] = []
         self._start_failures = 0
+        self._whole_gpu: dict[Any, tuple[Any, TrialSpec, int, float]] = {}  # ready() ref -> worker, spec, attempt, since
+        self._whole_gpu_workers: set[Any] = set()
         self.start_timeout = start_timeout  # worker -> ref of its ready() call (gives its node)
         self._slots = 0
 
@@ -109,8 +118,11 @@ class RayExecutor(Executor):
             if self.address:
                 kwargs["address"] = self.address
                 _enable_token_auth()
-            elif self.num_cpus is not None:
-                kwargs["num_cpus"] = self.num_cpus
+            else:
+                if self.num_cpus is not None:
+                    kwargs["num_cpus"] = self.num_cpus
+                if self.num_gpus is not None:
+                    kwargs["num_gpus"] = self.num_gpus
             try:
                 ray.init(**kwargs)
             except (ConnectionError, RuntimeError, ValueError) as e:
@@ -152,11 +164,11 @@ class RayExecutor(Executor):
         where = self.address or "local Ray"
         return f"Ray ({where}), {self._slots} trial slots"
 
-    def _new_worker(self) -> Any:
+    def _new_worker(self, gpus: float | None = None) -> Any:
         cls = ray.remote(_TrialWorker)
         worker = cls.options(
             num_cpus=self.cpus_per_trial,
-            num_gpus=self.gpus_per_trial or None,
+            num_gpus=(self.gpus_per_trial if gpus is None else gpus) or None,
             resources=self.resources_per_trial or None,
             max_restarts=0,
             max_task_retries=0,
@@ -178,14 +190,23 @@ class RayExecutor(Executor):
         while len(self._workers) < min(self._slots, len(specs)):
             self._spawn()
         stalled_since: float | None = None
-        while queue or self._running:
+        while queue or self._running or self._whole_gpu:
             self._promote_started()
-            while queue and self._idle:
+            for outcome in self._start_whole_gpu_trials():
+                yield outcome
+            if self._whole_gpu:
+                # A whole GPU is wanted: idle pool workers hold GPU fractions, so let them go (the
+                # pool grows back afterwards) and give them no new trial until it has started.
+                while self._idle:
+                    self._retire(self._idle.pop())
+            while queue and not self._whole_gpu and len(self._workers) < min(self._slots, len(queue) + len(self._running)):
+                self._spawn()  # grow the pool back after whole-GPU retries
+            while queue and self._idle and not self._whole_gpu:
                 spec, attempt = queue.popleft()
                 worker = self._idle.pop()
                 ref = worker.run.remote(self.target, spec, str(self.run_dir), self.metric)
                 self._running[ref] = (worker, spec, time.time(), attempt)
-            if queue and not self._running and not self._idle:
+            if queue and not self._running and not self._idle and not self._whole_gpu:
                 if not self._starting:
                     self._spawn()
                 stalled_since = stalled_since or time.time()
@@ -197,7 +218,8 @@ class RayExecutor(Executor):
                     return
             else:
                 stalled_since = None
-            done, _ = ray.wait([*self._running, *self._starting], num_returns=1, timeout=POLL_S)
+            done, _ = ray.wait([*self._running, *self._starting, *self._whole_gpu], num_returns=1,
+                               timeout=POLL_S)
             for ref in done:
                 if ref not in self._running:
                     continue  # a worker finished starting: promoted at the top of the loop
@@ -206,7 +228,15 @@ class RayExecutor(Executor):
                 if outcome is None:  # node lost: retry elsewhere
                     queue.append((spec, attempt + 1))
                     self._retry_notes[spec.trial_id] = f"attempt {attempt} lost its node; retried"
-                if worker_ok:
+                elif self._wants_whole_gpu(outcome, worker):
+                    self._retry_notes[spec.trial_id] = (
+                        f"attempt {attempt} ran out of GPU memory sharing a GPU ({self.gpus_per_trial:g} GPU per "
+                        f"trial): {_first_line(outcome.reason)}; retried with a whole GPU")
+                    self._queue_whole_gpu(spec, attempt + 1)
+                    outcome = None
+                if worker in self._whole_gpu_workers:
+                    self._retire(worker)  # a whole-GPU worker runs one trial, then gives its GPU back
+                elif worker_ok:
                     self._idle.append(worker)
                 else:
                     self._replace(worker)
@@ -216,8 +246,58 @@ class RayExecutor(Executor):
             for ref, (worker, spec, started, attempt) in list(self._running.items()):
                 if spec.timeout and now - started > spec.timeout:
                     del self._running[ref]
-                    self._replace(worker)
+                    if worker in self._whole_gpu_workers:
+                        self._retire(worker)
+                    else:
+                        self._replace(worker)
                     yield self._failed(spec, started, attempt, f"timed out after {spec.timeout:g} s")
+
+    # -- a trial that ran out of GPU memory while sharing a GPU --------------------------------------
+    def _wants_whole_gpu(self, outcome: TrialOutcome, worker: Any) -> bool:
+        if outcome.status != FAILED or not 0 < self.gpus_per_trial < 1 or worker in self._whole_gpu_workers:
+            return False
+        return bool(GPU_OOM.search(outcome.reason or "") or GPU_OOM.search(outcome.log_tail or ""))
+
+    def _queue_whole_gpu(self, spec: TrialSpec, attempt: int) -> None:
+        worker = self._new_worker(gpus=1.0)
+        self._whole_gpu_workers.add(worker)
+        self._whole_gpu[self._ready[worker]] = (worker, spec, attempt, time.time())
+
+    def _start_whole_gpu_trials(self) -> list[TrialOutcome]:
+        """Hand each whole-GPU worker that has started its trial; a trial whose worker cannot start
+        (within ``start_timeout``) fails with the reason."""
+        failed: list[TrialOutcome] = []
+        if not self._whole_gpu:
+            return failed
+        ready, _ = ray.wait(list(self._whole_gpu), num_returns=len(self._whole_gpu), timeout=0)
+        now = time.time()
+        for ref in list(self._whole_gpu):
+            worker, spec, attempt, since = self._whole_gpu[ref]
+            if ref not in ready and now - since <= self.start_timeout:
+                continue
+            del self._whole_gpu[ref]
+            try:
+                if ref not in ready:
+                    raise GetTimeoutError(f"no Ray node freed a whole GPU within {self.start_timeout:g} s")
+                ray.get(ref)
+            except (RayError, GetTimeoutError) as e:
+                self._retire(worker)
+                failed.append(self._failed(spec, now, attempt, f"could not retry with a whole GPU: {e}"))
+                continue
+            run_ref = worker.run.remote(self.target, spec, str(self.run_dir), self.metric)
+            self._running[run_ref] = (worker, spec, time.time(), attempt)
+        return failed
+
+    def _retire(self, worker: Any) -> None:
+        """Stop a worker for good (its resources go back to Ray); the pool is not refilled here."""
+        if worker in self._workers:
+            self._workers.remove(worker)
+        self._whole_gpu_workers.discard(worker)
+        self._ready.pop(worker, None)
+        try:
+            ray.kill(worker, no_restart=True)
+        except Exception:  # noqa: BLE001 - already gone
+            pass
 
     def _spawn(self) -> None:
         worker = self._new_worker()
@@ -310,20 +390,31 @@ class RayExecutor(Executor):
                 pass
             stopped.append(spec.trial_id)
         self._running.clear()
+        for worker, spec, _attempt, _since in self._whole_gpu.values():  # waiting for a whole GPU
+            self._retire(worker)
+            stopped.append(spec.trial_id)
+        self._whole_gpu.clear()
         return stopped
 
     def close(self) -> None:
-        for w in self._workers:
+        for w in [*self._workers, *self._whole_gpu_workers]:
             try:
                 ray.kill(w, no_restart=True)
             except Exception:  # noqa: BLE001
                 pass
         self._workers.clear()
+        self._whole_gpu_workers.clear()
+        self._whole_gpu.clear()
         self._idle.clear()
         self._starting.clear()
         self._ready.clear()
         if self._started_ray and ray.is_initialized():
             ray.shutdown()
+
+
+def _first_line(text: str | None, limit: int = 200) -> str:
+    line = (text or "").strip().splitlines()[0] if (text or "").strip() else "no reason given"
+    return line[:limit]
 
 
 def _death_reason(err: RayActorError) -> str:

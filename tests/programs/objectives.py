@@ -150,3 +150,15 @@ def steal_checkpoint(config, trial):
     trial.report({"score": 0.5}, checkpoint=config["steal"])
     (trial.dir / "checkpoint" / "weights.bin").write_bytes(b"scribbled")
     trial.report({"score": 0.6}, checkpoint=trial.dir / "checkpoint")
+
+
+def gpu_hungry(config, trial):
+    """Runs out of GPU memory (PyTorch's own error) unless Ray granted it at least ``needs_gpu`` GPUs."""
+    import ray
+    import torch
+
+    share = ray.get_runtime_context().get_assigned_resources().get("GPU", 0.0)
+    print(f"trial {trial.id} holds {share} GPU", flush=True)
+    if share < float(config.get("needs_gpu", 0.0)):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB (GPU 0; 79.1 GiB total)")
+    trial.report({"score": float(config.get("x", 0.0)), "gpu_share": share})
