@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
+from .artifacts import check_uri
 from .driver import Driver, ProgressFn, RunContext
 from .errors import AutotuneError, ConfigError, RunInterrupted, SearchSpaceError
 from .evaluators import make_evaluator, resolve_evaluator_name
@@ -60,6 +61,7 @@ def prepare(
     max_retries: int = 1,
     top_fraction: float = 0.5,
     keep_checkpoints: int | None = None,
+    artifacts: str | None = None,
     sampler_options: Mapping[str, Any] | None = None,
     script_args: tuple[str, ...] = (),
 ) -> tuple[RunSettings, SearchSpace, TrialTarget, Path]:
@@ -95,6 +97,7 @@ def prepare(
         top_fraction=top_fraction,
         max_retries=max_retries,
         keep_checkpoints=pick(keep_checkpoints, "keep_checkpoints", None),
+        artifacts=check_uri(artifacts) if artifacts else None,
         sampler_options=dict(sampler_options or {}),
     )
     run_dir = Path(output) / settings.name

@@ -80,6 +80,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--max-retries", type=_positive_int, default=1, help="retries of a trial whose node was lost")
     r.add_argument("--keep-checkpoints", type=_positive_int, metavar="K",
                    help="after each round, delete the checkpoints of all but the K best trials (default: keep all)")
+    r.add_argument("--artifacts", metavar="URI", help="keep trial folders (logs, checkpoints) in an object store: "
+                   "s3://bucket/prefix, gs://..., file:///shared/path (default: in the run folder)")
     r.add_argument("--storage", help="results database URL (default: SQLite in the run folder)")
     r.add_argument("--executor", choices=["ray", "local"], default="ray", help=argparse.SUPPRESS)
 
@@ -173,7 +175,7 @@ def _cmd_run(a: argparse.Namespace) -> int:
         a.trial, space=a.space, sampler=a.sampler, evaluator=a.evaluator, rounds=a.rounds, popsize=a.popsize,
         metric=a.metric, mode=a.mode, output=a.output, name=a.name, seed=a.seed, budget=a.budget,
         address=a.address, resources=resources, trial_timeout=a.trial_timeout, max_retries=a.max_retries,
-        keep_checkpoints=a.keep_checkpoints, storage=a.storage, executor=a.executor, progress=progress,
+        keep_checkpoints=a.keep_checkpoints, artifacts=a.artifacts, storage=a.storage, executor=a.executor, progress=progress,
     )
     _summary(result)
     return 0

@@ -20,6 +20,7 @@ from typing import Any, Callable, Sequence
 
 import yaml
 
+from .artifacts import Artifacts
 from .errors import ConfigError, DiskFullError, RunInterrupted
 from .evaluators import Evaluator
 from .executors.base import Executor
@@ -109,7 +110,7 @@ class Driver:
         store, run_id = self.ctx.store, self.ctx.run_id
         store.set_attr(run_id, "status", "running")
         store.set_attr(run_id, DRIVER_ATTR, this_driver())
-        self.executor.open(self.ctx.run_dir, self.ctx.target, s.metric)
+        self.executor.open(self.ctx.run_dir, self.ctx.target, s.metric, s.artifacts)
         try:
             state = self._load_state()
             start_round = 0
@@ -159,7 +160,7 @@ class Driver:
         by_id = {x.trial_id: x for x in specs}
         for spec in specs:  # trials that ended after the last driver stopped listening
             if spec.trial_id not in finished:
-                left = finished_outcome(self.ctx.run_dir, spec)
+                left = finished_outcome(self.ctx.run_dir, spec, s.artifacts)
                 if left is not None:
                     finished[spec.trial_id] = self._record(spec, left)
         todo = [x for x in specs if x.trial_id not in finished]
@@ -236,6 +237,11 @@ class Driver:
         self.ctx.store.mark_checkpoints_removed(self.ctx.run_id, [r.trial_id for r in doomed])
         for r in doomed:
             r.checkpoint_removed = True
+        if self.ctx.settings.artifacts:
+            store = Artifacts(self.ctx.settings.artifacts)
+            for r in doomed:
+                store.delete(r.checkpoint)  # type: ignore[arg-type]
+            return
         root = self.ctx.run_dir.resolve()
         for r in doomed:
             path = (root / r.checkpoint).resolve()  # type: ignore[operator]
@@ -263,7 +269,11 @@ class Driver:
             "config": best.config,
         }
         (tmp / "config.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
-        if best.checkpoint:
+        if best.checkpoint and self.ctx.settings.artifacts:
+            store = Artifacts(self.ctx.settings.artifacts)
+            dest = tmp / "checkpoint"
+            store.download(best.checkpoint, dest / Path(best.checkpoint).name if store.is_file(best.checkpoint) else dest)
+        elif best.checkpoint:
             src = run_dir / best.checkpoint
             if src.is_dir():
                 shutil.copytree(src, tmp / "checkpoint")

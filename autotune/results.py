@@ -115,7 +115,11 @@ class Result:
     @property
     def best_checkpoint(self) -> Path | None:
         b = self.best
-        return (self.path / b.checkpoint) if b and b.checkpoint else None
+        if b is None or not b.checkpoint:
+            return None
+        if self.settings.artifacts:  # trial folders are in the object store; best/ holds a local copy
+            return self.path / "best" / "checkpoint"
+        return self.path / b.checkpoint
 
     @property
     def trials(self) -> pd.DataFrame:

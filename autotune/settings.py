@@ -35,6 +35,7 @@ class RunSettings:
     top_fraction: float = 0.5
     max_retries: int = 1
     keep_checkpoints: int | None = None
+    artifacts: str | None = None  # object-store URI for trial folders (see autotune.artifacts)
     sampler_options: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:

@@ -23,8 +23,9 @@ import sys
 import time
 import traceback
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
+from .artifacts import Artifacts, scratch_root
 from .records import COMPLETED, FAILED, STOPPED, ParentRef, TrialOutcome, TrialSpec
 from .targets import CALLABLE, FUNCTION, SCRIPT, TrialTarget
 from .trial import (
@@ -91,15 +92,22 @@ def log_tail(path: Path, lines: int = LOG_TAIL_LINES, max_chars: int = 8000) -> 
     return "\n".join(text.splitlines()[-lines:])[-max_chars:]
 
 
-def choose_parent(spec: TrialSpec, run_dir: Path) -> tuple[ParentRef | None, Path | None, str | None, str | None]:
+def choose_parent(
+    spec: TrialSpec, run_dir: Path, fetch: Callable[[ParentRef], Path | None] | None = None
+) -> tuple[ParentRef | None, Path | None, str | None, str | None]:
     """The first planned parent whose checkpoint exists and matches its recorded hash.
 
+    ``fetch`` brings a parent's checkpoint to a local path first (trial folders in an object store).
     Returns (parent, path, hash of what will be loaded, note on any fall-back).
     """
     notes = []
     for p in spec.parents:
-        path = run_dir / p.checkpoint
-        if not path.exists():
+        try:
+            path = fetch(p) if fetch is not None else run_dir / p.checkpoint
+        except Exception as e:  # noqa: BLE001 - any storage error: try the next parent
+            notes.append(f"parent trial {p.trial_id}: checkpoint could not be downloaded ({type(e).__name__}: {e})")
+            continue
+        if path is None or not path.exists():
             notes.append(f"parent trial {p.trial_id}: checkpoint missing")
             continue
         try:
@@ -158,19 +166,59 @@ def run_trial(
     node: str | None = None,
     gpu_ids: list[Any] | None = None,
     node_id: str | None = None,
+    artifacts: str | None = None,
 ) -> TrialOutcome:
     """Run ``spec`` with ``target`` and return its outcome; never raises for a trial's own faults.
 
+    With ``artifacts`` (an object-store URI) the trial runs in this node's scratch folder, parents
+    are downloaded from the store and the trial folder is uploaded to it at the end.
     A full disk is not the trial's fault: the outcome is ``stopped`` with a reason starting
     ``disk full``, so the driver halts the run and ``resume`` runs the trial again."""
     started = time.time()
     try:
+        if artifacts:
+            return _run_trial_with_artifacts(target, spec, Path(run_dir), metric, node, gpu_ids, node_id,
+                                             Artifacts(artifacts))
         return _run_trial(target, spec, Path(run_dir), metric, node, gpu_ids, node_id)
     except OSError as e:
         if not is_disk_full(e):
             raise
         return TrialOutcome(trial_id=spec.trial_id, status=STOPPED, reason=f"{DISK_FULL}: {e}", started=started,
                             ended=time.time(), node=node or socket.gethostname(), node_id=node_id)
+
+
+def _run_trial_with_artifacts(
+    target: TrialTarget,
+    spec: TrialSpec,
+    run_dir: Path,
+    metric: str,
+    node: str | None,
+    gpu_ids: list[Any] | None,
+    node_id: str | None,
+    store: Artifacts,
+) -> TrialOutcome:
+    """Run in scratch, parents fetched from ``store``; upload the trial folder; leave no scratch behind."""
+    local = scratch_root(run_dir.name)
+    parents_dir = local / ".parents" / str(spec.trial_id)  # this trial's own copies: no sharing races
+
+    def fetch(parent: ParentRef) -> Path | None:
+        dest = parents_dir / parent.checkpoint
+        return dest if store.download(parent.checkpoint, dest) else None
+
+    try:
+        outcome = _run_trial(target, spec, local, metric, node, gpu_ids, node_id, fetch=fetch)
+        trial_dir = local / spec.trial_dir
+        try:
+            store.upload(trial_dir, spec.trial_dir)
+        except OSError as e:
+            if is_disk_full(e):
+                raise
+            outcome.status, outcome.reason = FAILED, f"could not upload the trial folder to {store.uri}: {e}"
+            outcome.log_tail = log_tail(trial_dir / LOG_FILE_NAME)
+        return outcome
+    finally:
+        shutil.rmtree(parents_dir, ignore_errors=True)
+        shutil.rmtree(local / spec.trial_dir, ignore_errors=True)
 
 
 def _run_trial(
@@ -181,6 +229,7 @@ def _run_trial(
     node: str | None,
     gpu_ids: list[Any] | None,
     node_id: str | None,
+    fetch: Callable[[ParentRef], Path | None] | None = None,
 ) -> TrialOutcome:
     trial_dir = run_dir / spec.trial_dir
     shutil.rmtree(trial_dir, ignore_errors=True)  # a re-run after an interruption starts clean
@@ -194,7 +243,7 @@ def _run_trial(
         gpu_ids=list(gpu_ids or []),
         node_id=node_id,
     )
-    parent, parent_path, parent_hash, note = choose_parent(spec, run_dir)
+    parent, parent_path, parent_hash, note = choose_parent(spec, run_dir, fetch)
     outcome.parent_note = note
     if parent is not None:
         outcome.parent_id = parent.trial_id
@@ -244,11 +293,15 @@ def _write_outcome(trial_dir: Path, outcome: TrialOutcome) -> None:
     os.replace(tmp, trial_dir / OUTCOME_FILE_NAME)
 
 
-def finished_outcome(run_dir: Path, spec: TrialSpec) -> TrialOutcome | None:
-    """The outcome a worker left for ``spec``, if its trial ran to the end."""
-    path = Path(run_dir) / spec.trial_dir / OUTCOME_FILE_NAME
+def finished_outcome(run_dir: Path, spec: TrialSpec, artifacts: str | None = None) -> TrialOutcome | None:
+    """The outcome a worker left for ``spec`` (in the run folder or the object store), if its trial
+    ran to the end."""
+    rel = f"{spec.trial_dir}/{OUTCOME_FILE_NAME}"
     try:
-        outcome = TrialOutcome.from_dict(json.loads(path.read_text()))
+        text = Artifacts(artifacts).read_text(rel) if artifacts else (Path(run_dir) / rel).read_text()
+        if text is None:
+            return None
+        outcome = TrialOutcome.from_dict(json.loads(text))
     except (OSError, ValueError, TypeError):
         return None
     return outcome if outcome.trial_id == spec.trial_id else None

@@ -263,3 +263,55 @@ def test_keep_checkpoints_comes_from_the_space_file_and_is_checked(tmp_path, lr_
     with pytest.raises(ConfigError, match="keep_checkpoints must be an integer >= 1"):
         autotune.run(objective("weights"), space=lr_space, rounds=1, popsize=1, output=tmp_path, name="bad",
                      executor="local", keep_checkpoints=0)
+
+
+def test_trial_folders_in_an_object_store(tmp_path, lr_space, monkeypatch):
+    """--artifacts: trials run in node scratch, their folders go to the store (pyarrow, file:// here:
+    the same code path as s3://), children download their parents' checkpoints from it."""
+    store, scratch = tmp_path / "store", tmp_path / "scratch"
+    monkeypatch.setenv("AUTOTUNE_SCRATCH", str(scratch))
+    result = autotune.run(objective("weights"), space=lr_space, sampler="random", evaluator="pbt", rounds=3,
+                          popsize=3, seed=2, output=tmp_path / "runs", name="obj", executor="local",
+                          artifacts=f"file://{store}", keep_checkpoints=2)
+    run_dir = tmp_path / "runs" / "obj"
+    assert result.settings.artifacts == f"file://{store}"
+    assert not (run_dir / "trials").exists()  # the run folder keeps the database and best/ only
+    assert not any(p.is_file() for p in scratch.rglob("*"))  # scratch is left empty
+    by_id = {r.trial_id: r for r in result.records}
+    for r in result.records:
+        assert r.status == "completed"
+        assert (store / r.trial_dir / "trial.log").is_file() and (store / r.trial_dir / "outcome.json").is_file()
+        assert (store / r.checkpoint).exists() == (not r.checkpoint_removed)  # keep_checkpoints prunes the store
+    later = [r for r in result.records if r.round > 0]
+    assert later
+    for child in later:
+        assert child.parent_id == child.planned_parent_id and child.parent_note is None
+        parent = by_id[child.parent_id]
+        loaded = json.loads((store / child.trial_dir / "loaded.json").read_text())
+        assert loaded["step"] == parent.checkpoint_step and child.parent_hash == parent.checkpoint_hash
+        assert child.checkpoint_step == parent.checkpoint_step + 2
+    best = result.best
+    assert json.loads((run_dir / "best" / "checkpoint" / "state.json").read_text())["step"] == best.checkpoint_step
+    assert result.best_checkpoint == run_dir / "best" / "checkpoint"
+    # a resumed driver adopts an outcome left in the store
+    from autotune.trial_runner import finished_outcome
+
+    spec = autotune.records.TrialSpec(trial_id=0, round=0, config={}, budget=1, trial_dir=by_id[0].trial_dir)
+    assert finished_outcome(run_dir, spec, f"file://{store}").value == by_id[0].value
+    # the dashboard reads trial logs from the store
+    from fastapi.testclient import TestClient
+
+    from autotune.dashboard.app import create_app
+
+    log = TestClient(create_app([tmp_path / "runs"])).get("/api/runs/obj/trials/4/log").json()
+    assert log["source"] == "file" and "[autotune] trial 4 round 1" in log["text"]
+
+
+def test_a_bad_artifacts_uri_is_refused_before_anything_runs(tmp_path, lr_space):
+    from autotune.errors import ConfigError
+
+    for uri, message in [("just/a/path", "must be a URI"), ("nope://bucket", "cannot open --artifacts nope://bucket")]:
+        with pytest.raises(ConfigError, match=message):
+            autotune.run(objective("weights"), space=lr_space, rounds=1, popsize=1, output=tmp_path, name="x",
+                         executor="local", artifacts=uri)
+    assert not (tmp_path / "x").exists()

@@ -192,10 +192,12 @@ def create_app(
                 ) -> dict[str, Any]:
         """The end of the trial's ``trial.log`` in its run folder (or the tail kept in the database)."""
         ref = run_ref(run)
-        record = views.find(snap(ref), trial_id)
+        s = snap(ref)
+        record = views.find(s, trial_id)
         if record is None:
             raise HTTPException(404, f"run {ref.key!r} has no finished trial {trial_id}")
-        return views.read_log(ref, record, tail)
+        settings = s.attrs.get("settings") if isinstance(s.attrs.get("settings"), dict) else {}
+        return views.read_log(ref, record, tail, artifacts=settings.get("artifacts"))
 
     @app.get("/api/runs/{run}/lineage", response_model=Lineage, responses=ERRORS, tags=["trials"])
     def get_lineage(run: RunName) -> dict[str, Any]:

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from ..artifacts import Artifacts
 from ..driver import best_record
 from ..records import COMPLETED, FAILED, STOPPED, TrialRecord
 from .catalog import RunRef, Snapshot
@@ -262,9 +264,18 @@ def lineage(ref: RunRef, snap: Snapshot) -> dict[str, Any]:
 
 
 # -- logs ------------------------------------------------------------------------------------------
-def read_log(ref: RunRef, r: TrialRecord, tail: int) -> dict[str, Any]:
-    """The end of ``<run folder>/<trial dir>/trial.log`` (the trial's own folder only), else the tail
-    stored with the record."""
+def read_log(ref: RunRef, r: TrialRecord, tail: int, artifacts: str | None = None) -> dict[str, Any]:
+    """The end of ``<run folder>/<trial dir>/trial.log`` (the trial's own folder only), or of the copy
+    in the run's object store (``--artifacts``), else the tail stored with the record."""
+    if isinstance(artifacts, str) and artifacts and _safe_trial_dir(r.trial_dir):
+        try:
+            text = Artifacts(artifacts).read_text(f"{r.trial_dir}/{LOG_FILE}")
+        except Exception:  # noqa: BLE001 - store unreachable from the dashboard: fall back to the record
+            text = None
+        if text is not None:
+            data = text.encode("utf-8")
+            return {"trial_id": r.trial_id, "source": "file", "text": data[-tail:].decode("utf-8", "replace"),
+                    "truncated": len(data) > tail, "size": len(data)}
     path = _log_path(ref, r)
     if path is not None:
         try:
@@ -283,6 +294,11 @@ def read_log(ref: RunRef, r: TrialRecord, tail: int) -> dict[str, Any]:
         return {"trial_id": r.trial_id, "source": "record", "text": text[-tail:], "truncated": len(text) > tail,
                 "size": None}
     return {"trial_id": r.trial_id, "source": "none", "text": "", "truncated": False, "size": None}
+
+
+def _safe_trial_dir(trial_dir: Any) -> bool:
+    """A trial folder name as autotune writes them (``trials/NNNNN``), nothing that could climb out."""
+    return isinstance(trial_dir, str) and re.fullmatch(r"trials/[0-9]{1,12}", trial_dir) is not None
 
 
 def _log_path(ref: RunRef, r: TrialRecord) -> Path | None:

@@ -17,10 +17,12 @@ from ..targets import TrialTarget
 class Executor(ABC):
     """Runs trials of one run.  ``open`` is called once before the first ``run``."""
 
-    def open(self, run_dir: Path, target: TrialTarget, metric: str) -> None:
+    def open(self, run_dir: Path, target: TrialTarget, metric: str, artifacts: str | None = None) -> None:
+        """``artifacts``: an object-store URI for trial folders (see :mod:`autotune.artifacts`)."""
         self.run_dir = Path(run_dir)
         self.target = target
         self.metric = metric
+        self.artifacts = artifacts
 
     @abstractmethod
     def run(self, specs: Sequence[TrialSpec]) -> Iterator[TrialOutcome]:

@@ -16,7 +16,7 @@ from .base import Executor
 class LocalExecutor(Executor):
     def run(self, specs: Sequence[TrialSpec]) -> Iterator[TrialOutcome]:
         for spec in specs:
-            yield run_trial(self.target, spec, self.run_dir, self.metric)
+            yield run_trial(self.target, spec, self.run_dir, self.metric, artifacts=self.artifacts)
 
     def describe(self) -> str:
         return "in-process"

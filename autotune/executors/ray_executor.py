@@ -61,11 +61,11 @@ class _TrialWorker:
         ctx = ray.get_runtime_context()
         return {"node_id": ctx.get_node_id(), "pid": os.getpid()}
 
-    def run(self, target: Any, spec: TrialSpec, run_dir: str, metric: str) -> TrialOutcome:
+    def run(self, target: Any, spec: TrialSpec, run_dir: str, metric: str, artifacts: str | None = None) -> TrialOutcome:
         node = ray.util.get_node_ip_address()
         gpus = [str(g) for g in ray.get_gpu_ids()]
         node_id = ray.get_runtime_context().get_node_id()
-        return run_trial(target, spec, run_dir, metric, node=node, gpu_ids=gpus, node_id=node_id)
+        return run_trial(target, spec, run_dir, metric, node=node, gpu_ids=gpus, node_id=node_id, artifacts=artifacts)
 
 
 class RayExecutor(Executor):
@@ -105,8 +105,8 @@ class RayExecutor(Executor):
         self._slots = 0
 
     # -- lifecycle -------------------------------------------------------------------------------
-    def open(self, run_dir: Path, target: Any, metric: str) -> None:
-        super().open(run_dir, target, metric)
+    def open(self, run_dir: Path, target: Any, metric: str, artifacts: str | None = None) -> None:
+        super().open(run_dir, target, metric, artifacts)
         if not ray.is_initialized():
             kwargs: dict[str, Any] = dict(
                 include_dashboard=False,
@@ -204,7 +204,7 @@ class RayExecutor(Executor):
             while queue and self._idle and not self._whole_gpu:
                 spec, attempt = queue.popleft()
                 worker = self._idle.pop()
-                ref = worker.run.remote(self.target, spec, str(self.run_dir), self.metric)
+                ref = worker.run.remote(self.target, spec, str(self.run_dir), self.metric, self.artifacts)
                 self._running[ref] = (worker, spec, time.time(), attempt)
             if queue and not self._running and not self._idle and not self._whole_gpu:
                 if not self._starting:
@@ -284,7 +284,7 @@ class RayExecutor(Executor):
                 self._retire(worker)
                 failed.append(self._failed(spec, now, attempt, f"could not retry with a whole GPU: {e}"))
                 continue
-            run_ref = worker.run.remote(self.target, spec, str(self.run_dir), self.metric)
+            run_ref = worker.run.remote(self.target, spec, str(self.run_dir), self.metric, self.artifacts)
             self._running[run_ref] = (worker, spec, time.time(), attempt)
         return failed
 
