@@ -442,6 +442,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-mixed", action="store_true")
     p.add_argument("--no-limits", action="store_true", help="run the GP contenders on the whole grid too")
     p.add_argument("--jobs", type=int, default=1, help="worker processes")
+    p.add_argument("--merge", action="store_true",
+                   help="replace only these contenders' rows in the output folder's samplers_runs.csv, keep the "
+                        "others (contenders are independent: same problems and seeds), and re-summarise")
     args = p.parse_args(argv)
     cfg = dict(QUICK if args.quick else FULL)
     if args.no_limits:
@@ -483,6 +486,13 @@ def main(argv: list[str] | None = None) -> int:
             if (i + 1) % 200 == 0:
                 print(f"  {i + 1}/{len(tasks)} runs, {time.time() - started:.0f} s", flush=True)
     elapsed = time.time() - started
+    if args.merge and (out / "samplers_runs.csv").exists():
+        import pandas as pd
+
+        kept = pd.read_csv(out / "samplers_runs.csv")
+        kept = kept[~kept["contender"].isin(args.contenders)]
+        rows += kept.to_dict("records")
+        print(f"merged with {len(kept)} kept rows of other contenders from {out / 'samplers_runs.csv'}")
     rows.sort(key=lambda r: (r["budget"], r["problem"], r["contender"], r["seed"]))
     _bench.write_csv(out / "samplers_runs.csv", rows, RUN_COLUMNS)
     curves, overall, groups = summarise(rows)
@@ -490,7 +500,8 @@ def main(argv: list[str] | None = None) -> int:
     overall.sort(key=lambda r: (r["budget"], r["scope"] != "all problems", r["scope"], r["avg_rank"]))
     _bench.write_csv(out / "samplers_summary.csv", overall)
     _bench.write_csv(out / "samplers_groups.csv", groups)
-    _bench.write_machine(out / "samplers_machine.csv", {
+    machine_file = "samplers_machine_merge.csv" if args.merge else "samplers_machine.csv"
+    _bench.write_machine(out / machine_file, {
         "seeds": cfg["seeds"], "functions": cfg["functions"], "dims": cfg["dims"], "instances": cfg["instances"],
         "budgets": cfg["budgets"], "limits": cfg["limits"], "elapsed_s": round(elapsed, 1),
         "jobs": args.jobs})
