@@ -120,6 +120,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--popsize", type=int)
     p.add_argument("--budget", type=int)
     p.add_argument("--executor", choices=("local", "ray"), default="local")
+    p.add_argument("--merge", action="store_true",
+                   help="replace only these samplers' rows in the output folder's finetune_trials.csv, keep the "
+                        "others, and re-summarise")
     args = p.parse_args(argv)
     cfg = dict(QUICK if args.quick else FULL)
     for k in ("samplers", "seeds", "rounds", "popsize", "budget"):
@@ -141,10 +144,17 @@ def main(argv: list[str] | None = None) -> int:
                           f"in {time.time() - t:.0f} s ({failed} failed trials)", flush=True)
     finally:
         shutil.rmtree(work, ignore_errors=True)
+    if args.merge and (out / "finetune_trials.csv").exists():
+        import pandas as pd
+
+        kept = pd.read_csv(out / "finetune_trials.csv")
+        kept = kept[~kept["sampler"].isin(cfg["samplers"])]
+        rows += [{k: (None if v != v else v) for k, v in r.items()} for r in kept.to_dict("records")]
+        print(f"merged with {len(kept)} kept rows of other samplers", flush=True)
     _bench.write_csv(out / "finetune_trials.csv", rows)
     summary = summarise(rows)
     _bench.write_csv(out / "finetune_summary.csv", summary)
-    _bench.write_machine(out / "finetune_machine.csv", {**{k: v for k, v in cfg.items()}, "executor": args.executor,
+    _bench.write_machine(out / ("finetune_machine_merge.csv" if args.merge else "finetune_machine.csv"), {**{k: v for k, v in cfg.items()}, "executor": args.executor,
                                                          "elapsed_s": round(time.time() - started, 1)})
     plot(rows, out / "finetune_curves.png")
     print(_bench.table([(r["sampler"], r["evaluator"], f"{r['best_median']:.4f}",

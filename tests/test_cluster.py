@@ -79,11 +79,15 @@ class Cluster:
     def start(self) -> None:
         ray = [sys.executable, "-m", "ray.scripts.scripts"]
         subprocess.run([*ray, "start", "--head", f"--port={self.port}", "--num-cpus=1", "--include-dashboard=false",
-                        f"--temp-dir={self.temp}", "--disable-usage-stats"], env=self.env, check=True,
+                        f"--temp-dir={self.temp}", "--disable-usage-stats"], env=self.node_env("head"), check=True,
                        capture_output=True, timeout=180)
         subprocess.run([*ray, "start", f"--address={self.address}", "--num-cpus=1",
-                        f"--node-manager-port={self.worker_port}", "--disable-usage-stats"], env=self.env,
+                        f"--node-manager-port={self.worker_port}", "--disable-usage-stats"], env=self.node_env("second"),
                        check=True, capture_output=True, timeout=180)
+
+    def node_env(self, node: str) -> dict[str, str]:
+        """Each node its own scratch folder for trials (``--artifacts``), as separate machines would have."""
+        return dict(self.env, AUTOTUNE_SCRATCH=str(self.temp / f"scratch-{node}"))
 
     def kill_second_node(self) -> None:
         _kill(_pids_matching(f"--node_manager_port={self.worker_port}"))
@@ -136,6 +140,28 @@ def test_pbt_search_spans_both_nodes(tmp_path, cluster):
         parent = by_id[child["parent_id"]]
         loaded = json.loads((tmp_path / "two" / child["trial_dir"] / "loaded.json").read_text())
         saved = json.loads((tmp_path / "two" / parent["checkpoint"] / "state.json").read_text())
+        assert loaded == saved and child["parent_hash"] == parent["checkpoint_hash"]
+
+
+def test_trial_folders_in_an_object_store_across_nodes(tmp_path, cluster):
+    store = tmp_path / "store"
+    proc, _ = _run(tmp_path, cluster, "obj", extra=("--artifacts", f"file://{store}"))
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err
+    trials = _records(tmp_path / "obj")
+    assert len(trials) == 12 and all(t["status"] == "completed" for t in trials)
+    assert len({t["node_id"] for t in trials}) == 2
+    assert not (tmp_path / "obj" / "trials").exists()  # nothing went through the run folder
+    for node in ("head", "second"):  # each node ran trials in its own scratch folder, and left it empty
+        scratch = cluster.temp / f"scratch-{node}"
+        assert scratch.is_dir() and not any(p.is_file() for p in scratch.rglob("*")), node
+    by_id = {t["trial_id"]: t for t in trials}
+    crossed = [t for t in trials if t["parent_id"] is not None and t["node_id"] != by_id[t["parent_id"]]["node_id"]]
+    assert crossed, "no child ran on another node than its parent"
+    for child in crossed:  # it downloaded its parent's checkpoint from the store
+        parent = by_id[child["parent_id"]]
+        loaded = json.loads((store / child["trial_dir"] / "loaded.json").read_text())
+        saved = json.loads((store / parent["checkpoint"] / "state.json").read_text())
         assert loaded == saved and child["parent_hash"] == parent["checkpoint_hash"]
 
 
