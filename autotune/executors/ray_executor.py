@@ -372,13 +372,7 @@ class RayExecutor(Executor):
         )
 
     def _replace(self, worker: Any) -> None:
-        if worker in self._workers:
-            self._workers.remove(worker)
-        self._ready.pop(worker, None)
-        try:
-            ray.kill(worker, no_restart=True)
-        except Exception:  # noqa: BLE001 - already gone
-            pass
+        self._retire(worker)
         self._spawn()
 
     def stop(self) -> list[int]:
