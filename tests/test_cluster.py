@@ -75,10 +75,13 @@ class Cluster:
         self.executions = self.temp / "executions.log"
         self.env = dict(os.environ, RAY_AUTH_MODE="token", AUTOTUNE_TEST_EXECUTIONS=str(self.executions))
         self.address = f"127.0.0.1:{self.port}"
+        self.client_port = _free_port()
+        self.client_address = f"ray://127.0.0.1:{self.client_port}"
 
     def start(self) -> None:
         ray = [sys.executable, "-m", "ray.scripts.scripts"]
-        subprocess.run([*ray, "start", "--head", f"--port={self.port}", "--num-cpus=1", "--include-dashboard=false",
+        subprocess.run([*ray, "start", "--head", f"--port={self.port}", f"--ray-client-server-port={self.client_port}",
+                        "--num-cpus=1", "--include-dashboard=false",
                         f"--temp-dir={self.temp}", "--disable-usage-stats"], env=self.node_env("head"), check=True,
                        capture_output=True, timeout=180)
         subprocess.run([*ray, "start", f"--address={self.address}", "--num-cpus=1",
@@ -106,7 +109,7 @@ def cluster():
         c.stop()
 
 
-def _run(tmp_path, cluster, name, extra=()):
+def _run(tmp_path, cluster, name, extra=(), address=None):
     space = {"metric": "neg_loss", "mode": "max", "budget": 2, "fixed": {"sleep": 1.5},
              "params": {"lr": {"type": "float", "low": 0.01, "high": 0.5, "log": True, "init": 0.05}}}
     (tmp_path / "space.yaml").write_text(yaml.safe_dump(space))
@@ -115,7 +118,7 @@ def _run(tmp_path, cluster, name, extra=()):
     env.pop("RAY_AUTH_MODE", None)  # autotune must turn token mode on by itself
     argv = [sys.executable, "-m", "autotune", "run", objective("weights"), "--space", str(tmp_path / "space.yaml"),
             "--sampler", "random", "--evaluator", "pbt", "--rounds", "3", "--popsize", "4", "--seed", "2",
-            "--output", str(tmp_path), "--name", name, "--address", cluster.address, *extra]
+            "--output", str(tmp_path), "--name", name, "--address", address or cluster.address, *extra]
     return subprocess.Popen(argv, env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True), log
 
 
@@ -163,6 +166,17 @@ def test_trial_folders_in_an_object_store_across_nodes(tmp_path, cluster):
         loaded = json.loads((store / child["trial_dir"] / "loaded.json").read_text())
         saved = json.loads((store / parent["checkpoint"] / "state.json").read_text())
         assert loaded == saved and child["parent_hash"] == parent["checkpoint_hash"]
+
+
+def test_a_search_through_ray_client(tmp_path, cluster):
+    """--address ray://HEAD:PORT, as from a laptop (Ray Client; token authentication on)."""
+    proc, _ = _run(tmp_path, cluster, "client", address=cluster.client_address)
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err
+    trials = _records(tmp_path / "client")
+    assert len(trials) == 12 and all(t["status"] == "completed" for t in trials)
+    assert len({t["node_id"] for t in trials}) == 2
+    assert all(t["parent_id"] is not None for t in trials if t["round"] > 0)
 
 
 def test_losing_a_node_mid_run_loses_no_trial(tmp_path, cluster):
