@@ -24,7 +24,7 @@ from .artifacts import Artifacts
 from .errors import ConfigError, DiskFullError, RunInterrupted
 from .evaluators import Evaluator
 from .executors.base import Executor
-from .liveness import DRIVER_ATTR, this_driver
+from .liveness import DRIVER_ATTR, HEARTBEAT_ATTR, Heartbeat, this_driver
 from .records import COMPLETED, FAILED, STOPPED, TrialOutcome, TrialRecord, TrialSpec
 from .samplers import Observation, Sampler
 from .settings import RunSettings
@@ -110,7 +110,13 @@ class Driver:
         store, run_id = self.ctx.store, self.ctx.run_id
         store.set_attr(run_id, "status", "running")
         store.set_attr(run_id, DRIVER_ATTR, this_driver())
-        self.executor.open(self.ctx.run_dir, self.ctx.target, s.metric, s.artifacts)
+        heartbeat = Heartbeat(lambda now: store.set_attr(run_id, HEARTBEAT_ATTR, now)).__enter__()
+        try:
+            self.executor.open(self.ctx.run_dir, self.ctx.target, s.metric, s.artifacts)
+        except BaseException:  # no Ray, impossible resources: nothing ran, the run can be resumed
+            heartbeat.__exit__()
+            store.set_attr(run_id, "status", "interrupted")
+            raise
         try:
             state = self._load_state()
             start_round = 0
@@ -142,6 +148,7 @@ class Driver:
                 pass
             raise
         finally:
+            heartbeat.__exit__()
             self.executor.close()
         return self.records()
 

@@ -2,19 +2,24 @@
 
 A driver that dies by SIGKILL, OOM or a power cut cannot mark its run ``interrupted``; the database
 keeps saying ``running``.  The driver therefore records who it is (host, pid and the process's start
-time, which tells a reused pid apart), and readers check that process.  The check is exact on the
-driver's own host; from another host a ``running`` run is taken at its word.
+time, which tells a reused pid apart), and readers on its host check that process.  Readers on other
+hosts (a dashboard beside a shared PostgreSQL) go by a heartbeat the driver writes every
+``HEARTBEAT_S`` seconds: none for ``STALE_S`` seconds means the driver is gone.
 """
 
 from __future__ import annotations
 
 import os
 import socket
+import threading
 import time
-from typing import Any
+from typing import Any, Callable
 
 DRIVER_ATTR = "driver"
+HEARTBEAT_ATTR = "heartbeat"
 RUNNING, INTERRUPTED = "running", "interrupted"
+HEARTBEAT_S = float(os.environ.get("AUTOTUNE_HEARTBEAT_S", "30"))
+STALE_S = 5 * HEARTBEAT_S
 
 
 def _proc_start(pid: int) -> int | None:
@@ -39,11 +44,18 @@ def this_driver() -> dict[str, Any]:
     return {"host": socket.gethostname(), "pid": pid, "proc_start": _proc_start(pid), "since": time.time()}
 
 
-def driver_alive(attrs: dict[str, Any]) -> bool | None:
-    """True or False when it can be told from here; None when the driver ran on another host."""
+def _heartbeat_alive(attrs: dict[str, Any], now: float | None = None) -> bool | None:
+    beat = attrs.get(HEARTBEAT_ATTR)
+    if isinstance(beat, bool) or not isinstance(beat, (int, float)):
+        return None  # a driver from before heartbeats: cannot tell
+    return (time.time() if now is None else now) - float(beat) <= STALE_S
+
+
+def driver_alive(attrs: dict[str, Any], now: float | None = None) -> bool | None:
+    """True or False when it can be told; None when it cannot (another host and no heartbeat)."""
     info = attrs.get(DRIVER_ATTR)
     if not isinstance(info, dict) or info.get("host") != socket.gethostname():
-        return None
+        return _heartbeat_alive(attrs, now)
     pid = info.get("pid")
     if isinstance(pid, bool) or not isinstance(pid, int) or pid <= 0:
         return None
@@ -64,9 +76,38 @@ def driver_alive(attrs: dict[str, Any]) -> bool | None:
     return True
 
 
-def run_status(attrs: dict[str, Any]) -> str:
+def run_status(attrs: dict[str, Any], now: float | None = None) -> str:
     """The run's status as stored, except that a ``running`` run whose driver is gone is interrupted."""
     status = str(attrs.get("status", "unknown"))
-    if status == RUNNING and driver_alive(attrs) is False:
+    if status == RUNNING and driver_alive(attrs, now) is False:
         return INTERRUPTED
     return status
+
+
+class Heartbeat:
+    """Calls ``beat(time.time())`` now and every ``interval`` seconds from a daemon thread, until stopped.
+
+    A failed write (database briefly unreachable) is skipped: the next beat tries again."""
+
+    def __init__(self, beat: Callable[[float], None], interval: float = HEARTBEAT_S) -> None:
+        self._beat = beat
+        self._interval = interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="autotune-heartbeat", daemon=True)
+
+    def _loop(self) -> None:
+        while True:
+            try:
+                self._beat(time.time())
+            except Exception:  # noqa: BLE001 - never take the driver down for a heartbeat
+                pass
+            if self._stop.wait(self._interval):
+                return
+
+    def __enter__(self) -> "Heartbeat":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)

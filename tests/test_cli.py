@@ -179,3 +179,42 @@ def test_progress_line_counts_running_queued_done_and_failed():
     quiet = io.StringIO()
     Progress(stream=quiet)({"event": "round_start", "round": 0, "rounds": 1, "trials": 1, "todo": 1, "slots": 1})
     assert quiet.getvalue() == ""  # not a terminal: quiet
+
+
+def test_a_driver_on_another_host_is_judged_by_its_heartbeat():
+    from autotune.liveness import STALE_S, run_status
+
+    elsewhere = {"status": "running", "driver": {"host": "another-host", "pid": 1, "proc_start": 1}}
+    now = 1_000_000.0
+    assert run_status({**elsewhere, "heartbeat": now - 1}, now=now) == "running"
+    assert run_status({**elsewhere, "heartbeat": now - STALE_S - 1}, now=now) == "interrupted"
+    assert run_status(elsewhere, now=now) == "running"  # a driver from before heartbeats: taken at its word
+    assert run_status({**elsewhere, "status": "completed", "heartbeat": 0.0}, now=now) == "completed"
+
+
+def test_a_running_driver_writes_heartbeats(tmp_path, xy_space):
+    xy_space["fixed"] = {"sleep": 1.0}
+    space = _space_file(tmp_path, xy_space)
+    env = dict(os.environ, AUTOTUNE_HEARTBEAT_S="0.2")
+    res = subprocess.run([sys.executable, "-c", "\n".join([
+        "import os, threading, time, autotune, sys",
+        "from autotune.store import Store, sqlite_url",
+        "beats = []",
+        "def watch():",
+        "    for _ in range(100):",
+        "        time.sleep(0.1)",
+        "        if not os.path.exists(os.path.join(sys.argv[2], 'run.json')):",
+        "            continue  # opening the database first would create the run folder",
+        "        try:",
+        "            store = Store(sqlite_url(sys.argv[2]))",
+        "            beats.append(store.attrs(store.run_id('hb')).get('heartbeat'))",
+        "        except Exception:",
+        "            pass  # the run is not created yet",
+        "threading.Thread(target=watch, daemon=True).start()",
+        f"autotune.run({objective('quadratic')!r}, space=sys.argv[1], rounds=2, popsize=2, output={str(tmp_path)!r},",
+        "             name='hb', executor='local')",
+        "seen = sorted({b for b in beats if b})",
+        "print(len(seen))",
+    ]), str(space), str(tmp_path / "hb")], env=env, cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    assert int(res.stdout.split()[-1]) >= 3  # the heartbeat advanced while the trials ran
