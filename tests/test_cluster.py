@@ -172,6 +172,9 @@ def test_a_search_through_ray_client(tmp_path, cluster):
     """--address ray://HEAD:PORT, as from a laptop (Ray Client; token authentication on)."""
     proc, _ = _run(tmp_path, cluster, "client", address=cluster.client_address)
     out, err = proc.communicate(timeout=300)
+    if proc.returncode != 0:  # say why the head's client server failed, if it did
+        logs = sorted(cluster.temp.glob("session_*/logs/ray_client_server*"))
+        err += "".join(f"\n--- {p.name}\n" + p.read_text(errors="replace")[-3000:] for p in logs)
     assert proc.returncode == 0, err
     trials = _records(tmp_path / "client")
     assert len(trials) == 12 and all(t["status"] == "completed" for t in trials)

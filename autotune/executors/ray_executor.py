@@ -124,7 +124,7 @@ class RayExecutor(Executor):
                 if self.num_gpus is not None:
                     kwargs["num_gpus"] = self.num_gpus
             try:
-                ray.init(**kwargs)
+                _init_ray(kwargs)
             except (ConnectionError, RuntimeError, ValueError) as e:
                 where = self.address or "a local Ray"
                 hint = ""
@@ -404,6 +404,25 @@ class RayExecutor(Executor):
         self._ready.clear()
         if self._started_ray and ray.is_initialized():
             ray.shutdown()
+
+
+#: Ray Client's head starts a server process per client; on a busy head that start can time out
+#: ("Starting Ray client server failed"), and a second try, with the imports warm, usually succeeds.
+CLIENT_START_TRIES = 3
+
+
+def _init_ray(kwargs: dict[str, Any]) -> None:
+    address = str(kwargs.get("address") or "")
+    for attempt in range(1, CLIENT_START_TRIES + 1):
+        try:
+            ray.init(**kwargs)
+            return
+        except (ConnectionError, RuntimeError) as e:
+            transient = address.startswith("ray://") and "client server failed" in str(e).lower()
+            if not transient or attempt == CLIENT_START_TRIES:
+                raise
+            logging.getLogger(__name__).warning("Ray Client server did not start (attempt %d); retrying", attempt)
+            time.sleep(2.0 * attempt)
 
 
 def _first_line(text: str | None, limit: int = 200) -> str:
