@@ -70,7 +70,7 @@ SLOW = ("bayes-gp", "optuna-gp")  # Gaussian processes: seconds per ask at a few
 #: dimensions, instance 1; ``optuna-gp`` (the same algorithm: autotune's ``bayes-gp`` wraps Optuna's
 #: GPSampler with its defaults) only where needed to check that the two trajectories are identical.
 FULL = dict(functions=(1, 3, 8, 10), dims=(2, 5, 10), instances=(1, 2), mixed=((1, 5), (3, 5)),
-            budgets=("10x5", "10x4d"), seeds=10,
+            budgets=("10x5", "20x10", "10x4d"), seeds=10,
             limits={"bayes-gp": dict(budgets=("10x5",), dims=(2, 5), instances=(1,), mixed=False),
                     "optuna-gp": dict(budgets=("10x5",), dims=(2,), instances=(1,), mixed=False, functions=(1, 3))})
 QUICK = dict(functions=(1, 3), dims=(2,), instances=(1,), mixed=((1, 2),), budgets=("4x4",), seeds=2, limits={})
@@ -348,6 +348,9 @@ def summarise(rows: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[di
     import pandas as pd
 
     df = pd.DataFrame(rows)
+    # rank on the values as the CSV stores them (6 significant digits), so a summary of fresh rows and one of
+    # rows merged from the CSV agree, and contenders with the same trajectory tie
+    df["regret"] = [float(f"{float(v):.6g}") for v in df["regret"]]
     curves = []
     for (problem, budget, contender), g in df.groupby(["problem", "budget", "contender"], sort=True):
         mat = np.array([[float(v) for v in s.split()] for s in g["regret_by_round"]])
@@ -431,6 +434,27 @@ def _allowed(limit: dict[str, Any] | None, key: ProblemKey, budget: str) -> bool
             and (limit.get("mixed", True) or not key.mixed))
 
 
+def report(rows: list[dict[str, Any]], out: Path) -> None:
+    """Write the summaries and plots of ``rows`` (every run of the output folder) and print the tables."""
+    curves, overall, groups = summarise(rows)
+    _bench.write_csv(out / "samplers_curves.csv", curves)
+    overall.sort(key=lambda r: (r["budget"], r["scope"] != "all problems", r["scope"], r["avg_rank"]))
+    _bench.write_csv(out / "samplers_summary.csv", overall)
+    _bench.write_csv(out / "samplers_groups.csv", groups)
+    shown = sorted({r["problem"] for r in rows})
+    pick = [n for n in ("f1-d5-i1", "f3-d5-i1", "f8-d10-i1", "mixed-f3-d5-i1") if n in shown] or shown[:3]
+    for budget in sorted({r["budget"] for r in rows}):
+        plot(curves, out / f"samplers_curves_{budget}.png", pick, budget)
+    for budget, scope in dict.fromkeys((r["budget"], r["scope"]) for r in overall):
+        sub = [r for r in overall if r["budget"] == budget and r["scope"] == scope]
+        print(f"\nbudget {budget}, {scope}: average rank over {sub[0]['problems']} problems, "
+              f"{sub[0]['seeds']} seeds")
+        print(_bench.table([(r["contender"], f"{r['avg_rank']:.2f}", f"{r['median_regret']:.3g}",
+                              f"[{r['q25']:.3g}, {r['q75']:.3g}]", f"{r['sampler_ms']:.2f}", r["problems"])
+                             for r in sub],
+                            ["contender", "avg rank", "median regret", "IQR", "sampler ms/trial", "problems"]))
+
+
 def main(argv: list[str] | None = None) -> int:
     p = _bench.base_parser(__doc__.split("\n")[0])
     p.add_argument("--functions", type=lambda s: tuple(int(x) for x in s.split(",")))
@@ -443,8 +467,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-limits", action="store_true", help="run the GP contenders on the whole grid too")
     p.add_argument("--jobs", type=int, default=1, help="worker processes")
     p.add_argument("--merge", action="store_true",
-                   help="replace only these contenders' rows in the output folder's samplers_runs.csv, keep the "
-                        "others (contenders are independent: same problems and seeds), and re-summarise")
+                   help="replace only these contenders' rows for these budgets in the output folder's "
+                        "samplers_runs.csv, keep the others (contenders and budgets are independent: same problems "
+                        "and seeds), and re-summarise")
+    p.add_argument("--summarise", action="store_true",
+                   help="run nothing: re-summarise and re-plot the output folder's samplers_runs.csv")
     args = p.parse_args(argv)
     cfg = dict(QUICK if args.quick else FULL)
     if args.no_limits:
@@ -456,6 +483,11 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         p.error(f"unknown contenders {unknown}; valid: {', '.join(CONTENDERS)}")
     out = _bench.out_dir(args)
+    if args.summarise:
+        import pandas as pd
+
+        report(pd.read_csv(out / "samplers_runs.csv").to_dict("records"), out)
+        return 0
     keys = [ProblemKey(f, d, i) for f in cfg["functions"] for d in cfg["dims"] for i in cfg["instances"]]
     if not args.no_mixed:
         keys += [ProblemKey(f, d, i, mixed=True) for f, d in cfg["mixed"] for i in cfg["instances"]]
@@ -490,32 +522,21 @@ def main(argv: list[str] | None = None) -> int:
         import pandas as pd
 
         kept = pd.read_csv(out / "samplers_runs.csv")
-        kept = kept[~kept["contender"].isin(args.contenders)]
+        replaced = kept["contender"].isin(args.contenders) & kept["budget"].isin(cfg["budgets"])
+        kept = kept[~replaced]
         rows += kept.to_dict("records")
-        print(f"merged with {len(kept)} kept rows of other contenders from {out / 'samplers_runs.csv'}")
+        print(f"merged with {len(kept)} kept rows of other contenders or budgets from {out / 'samplers_runs.csv'}")
     rows.sort(key=lambda r: (r["budget"], r["problem"], r["contender"], r["seed"]))
     _bench.write_csv(out / "samplers_runs.csv", rows, RUN_COLUMNS)
-    curves, overall, groups = summarise(rows)
-    _bench.write_csv(out / "samplers_curves.csv", curves)
-    overall.sort(key=lambda r: (r["budget"], r["scope"] != "all problems", r["scope"], r["avg_rank"]))
-    _bench.write_csv(out / "samplers_summary.csv", overall)
-    _bench.write_csv(out / "samplers_groups.csv", groups)
-    machine_file = "samplers_machine_merge.csv" if args.merge else "samplers_machine.csv"
+    machine_file = "samplers_machine.csv"
+    if args.merge:  # one record per merge, so earlier merges stay documented
+        n = 1 + sum(1 for _ in out.glob("samplers_machine_merge*.csv"))
+        machine_file = "samplers_machine_merge.csv" if n == 1 else f"samplers_machine_merge_{n}.csv"
     _bench.write_machine(out / machine_file, {
         "seeds": cfg["seeds"], "functions": cfg["functions"], "dims": cfg["dims"], "instances": cfg["instances"],
         "budgets": cfg["budgets"], "limits": cfg["limits"], "elapsed_s": round(elapsed, 1),
         "jobs": args.jobs})
-    shown = [k.name for k in keys if k.instance == cfg["instances"][0]]
-    pick = [n for n in ("f1-d5-i1", "f3-d5-i1", "f8-d10-i1", "mixed-f3-d5-i1") if n in shown] or shown[:3]
-    for budget in cfg["budgets"]:
-        plot(curves, out / f"samplers_curves_{budget}.png", pick, budget)
-    for budget, scope in dict.fromkeys((r["budget"], r["scope"]) for r in overall):
-        sub = [r for r in overall if r["budget"] == budget and r["scope"] == scope]
-        print(f"\nbudget {budget}, {scope}: average rank over {sub[0]['problems']} problems, {cfg['seeds']} seeds")
-        print(_bench.table([(r["contender"], f"{r['avg_rank']:.2f}", f"{r['median_regret']:.3g}",
-                              f"[{r['q25']:.3g}, {r['q75']:.3g}]", f"{r['sampler_ms']:.2f}", r["problems"])
-                             for r in sub],
-                            ["contender", "avg rank", "median regret", "IQR", "sampler ms/trial", "problems"]))
+    report(rows, out)
     print(f"\n{len(rows)} runs in {elapsed:.0f} s; results in {out}")
     return 0
 

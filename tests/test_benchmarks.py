@@ -53,6 +53,17 @@ def test_samplers_quick(tmp_path: Path) -> None:
     assert {"budget", "scope", "contender", "avg_rank", "median_regret", "q25", "q75", "sampler_ms"} <= set(summary[0])
     assert read(tmp_path / "samplers_curves.csv")
 
+    # --merge replaces only the named contenders' rows for the named budgets: a new budget for one contender
+    # adds its rows and keeps everything else byte for byte
+    run_script("samplers.py", tmp_path, "--contenders", "random", "--budgets", "3x3", "--merge")
+    merged = read(tmp_path / "samplers_runs.csv")
+    assert len(merged) == len(runs) + 3 * 2
+    assert {(r["contender"], r["budget"]) for r in merged if r["budget"] == "3x3"} == {("random", "3x3")}
+    key = lambda r: (r["budget"], r["problem"], r["contender"], r["seed"])  # noqa: E731
+    assert sorted(map(key, (r for r in merged if r["budget"] == "4x4"))) == sorted(map(key, runs))
+    assert [r for r in merged if r["budget"] == "4x4"] == sorted(runs, key=key)
+    assert {r["budget"] for r in read(tmp_path / "samplers_summary.csv")} == {"4x4", "3x3"}
+
 
 def test_finetune_quick(tmp_path: Path) -> None:
     run_script("finetune.py", tmp_path)
