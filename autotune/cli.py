@@ -91,9 +91,11 @@ def build_parser() -> argparse.ArgumentParser:
     rs.add_argument("--address", help="Ray cluster to continue on")
     rs.add_argument("--executor", choices=["ray", "local"], default="ray", help=argparse.SUPPRESS)
 
-    sh = sub.add_parser("show", help="print a run's trials and best trial")
-    sh.add_argument("run_dir")
-    sh.add_argument("--json", action="store_true", help="print JSON ({best, trials}) for scripts")
+    sh = sub.add_parser("show", help="print a run's trials and best trial (or list the runs of a folder)")
+    sh.add_argument("run_dirs", nargs="+", metavar="RUN_DIR",
+                    help="run folders; a folder of run folders (e.g. runs/) lists its runs")
+    sh.add_argument("--json", action="store_true",
+                    help="print JSON for scripts: {best, trials} for one run, a list of those for several")
     sh.add_argument("--storage")
 
     ex = sub.add_parser("export", help="export a run's trial table")
@@ -113,7 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 # -- progress --------------------------------------------------------------------------------------
 class Progress:
-    """A live line per round on a terminal; silent otherwise."""
+    """Where the run lives, then a live status line on a terminal; a plain line per round otherwise (logs)."""
 
     def __init__(self, stream: Any = None, mode: str = "max") -> None:
         self.stream = stream or sys.stderr
@@ -128,6 +130,12 @@ class Progress:
 
     def __call__(self, event: dict[str, Any]) -> None:
         kind = event["event"]
+        if kind == "run_start":
+            start = f", continuing at round {event['round'] + 1}" if event["round"] else ""
+            self.stream.write(f"run folder {event['run_dir']} ({event['rounds']} rounds{start}); "
+                              f"watch it with: autotune dashboard {event['run_dir']}\n")
+            self.stream.flush()
+            return
         if kind == "round_start":
             self.round, self.rounds, self.total = event["round"], event["rounds"], event["trials"]
             self.done = self.total - event["todo"]
@@ -144,21 +152,26 @@ class Progress:
                 self.best = rec
         elif kind == "round_end":
             self.best = event["best"] or self.best
-        if not self.live:
-            return
-        line = self._line()
         if kind == "round_end":
-            self.stream.write("\r\033[K" + line + "\n")
+            self.stream.write(("\r\033[K" if self.live else "") + self._round_line() + "\n")
+        elif self.live:
+            self.stream.write("\r\033[K" + self._line())
         else:
-            self.stream.write("\r\033[K" + line)
+            return
         self.stream.flush()
 
+    def _best(self) -> str:
+        return f"best {self.best.value:.4g} (trial {self.best.trial_id})" if self.best else "best -"
+
+    def _round_line(self) -> str:
+        return (f"round {self.round + 1}/{self.rounds}: {self.total} trials, {self.failed} failed; "
+                f"{self._best()}  [{time.time() - self.t0:.0f}s]")
+
     def _line(self) -> str:
-        best = f"best {self.best.value:.4g} (trial {self.best.trial_id})" if self.best else "best -"
         left = self.total - self.done
         running = min(self.slots, left)
         return (f"round {self.round + 1}/{self.rounds}  running {running}  queued {left - running}  "
-                f"done {self.done - self.failed}  failed {self.failed}  {best}  [{time.time() - self.t0:.0f}s]")
+                f"done {self.done - self.failed}  failed {self.failed}  {self._best()}  [{time.time() - self.t0:.0f}s]")
 
 
 # -- commands ------------------------------------------------------------------------------------
@@ -201,15 +214,59 @@ def _summary(result: Any) -> None:
 
 
 def _cmd_show(a: argparse.Namespace) -> int:
+    from .results import load_result, run_folders
+
+    listed = {Path(d): run_folders(d) for d in a.run_dirs}
+    for folder, runs in listed.items():
+        if not runs:
+            raise AutotuneError(f"{folder} is not an autotune run folder and holds none (no run.json in it or "
+                                f"in its subfolders)")
+    if a.json:
+        results = [load_result(run, a.storage) for runs in listed.values() for run in runs]
+        docs = [{"name": r.name, "path": str(r.path), "status": r.status, "metric": r.settings.metric,
+                 "mode": r.settings.mode, "best": r.best.to_dict() if r.best else None,
+                 "trials": [t.to_dict() for t in r.records]} for r in results]
+        single = len(a.run_dirs) == 1 and listed[Path(a.run_dirs[0])] == [Path(a.run_dirs[0])]
+        print(json.dumps(docs[0] if single else docs, default=str))
+        return 0
+    first = True
+    for folder, runs in listed.items():
+        if not first:
+            print()
+        first = False
+        if runs == [folder]:
+            _show_run(load_result(folder, a.storage))
+        else:
+            _list_runs(folder, runs, a.storage)
+    return 0
+
+
+def _list_runs(folder: Path, runs: list[Path], storage: str | None) -> None:
+    """One line per run of a folder of runs; a run that cannot be read says why instead of stopping the list."""
     from .results import load_result
 
-    result = load_result(a.run_dir, a.storage)
-    if a.json:
-        best = result.best
-        print(json.dumps({"name": result.name, "status": result.status, "metric": result.settings.metric,
-                          "mode": result.settings.mode, "best": best.to_dict() if best else None,
-                          "trials": [r.to_dict() for r in result.records]}, default=str))
-        return 0
+    rows = []
+    for run in runs:
+        try:
+            r = load_result(run, storage)
+        except AutotuneError as e:
+            rows.append([run.name, "unreadable", "", "", str(e)[:80]])
+            continue
+        b = r.best
+        rows.append([r.name, r.status, str(len(r.records)), str(sum(t.status != "completed" for t in r.records)),
+                     f"{r.settings.metric}={b.value:.4g} (trial {b.trial_id})" if b else "-"])
+    _print_table(["run", "status", "trials", "failed", "best"], rows)
+    print(f"\n{len(runs)} runs in {folder}; one in full: autotune show {runs[-1]}")
+
+
+def _print_table(header: list[str], rows: list[list[str]]) -> None:
+    widths = [max(len(h), *(len(row[i]) for row in rows)) if rows else len(h) for i, h in enumerate(header)]
+    print("  ".join(h.ljust(w) for h, w in zip(header, widths)).rstrip())
+    for row in rows:
+        print("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip())
+
+
+def _show_run(result: Any) -> None:
     names = result.param_names
     header = ["trial", "round", "status", result.settings.metric, *names, "parent", "secs", "reason"]
     rows = []
@@ -218,17 +275,13 @@ def _cmd_show(a: argparse.Namespace) -> int:
         rows.append([str(r.trial_id), str(r.round), r.status, "" if r.value is None else f"{r.value:.4g}",
                      *[_fmt(r.config.get(n)) for n in names], "" if r.parent_id is None else str(r.parent_id),
                      secs, (r.reason or "")[:60]])
-    widths = [max(len(h), *(len(row[i]) for row in rows)) if rows else len(h) for i, h in enumerate(header)]
-    print("  ".join(h.ljust(w) for h, w in zip(header, widths)))
-    for row in rows:
-        print("  ".join(c.ljust(w) for c, w in zip(row, widths)))
+    _print_table(header, rows)
     b = result.best
     print(f"\nrun {result.name} ({result.status}): {len(result.records)} trials, "
           f"{sum(r.status != 'completed' for r in result.records)} failed")
     if b:
         print(f"best: trial {b.trial_id} {result.settings.metric}={b.value:.6g} "
               + json.dumps({k: b.config[k] for k in names if k in b.config}))
-    return 0
 
 
 def _fmt(v: Any) -> str:

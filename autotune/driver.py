@@ -129,6 +129,8 @@ class Driver:
                     self.sampler.load_state_dict(state["sampler"])
                     start_round = state["round"]
                     specs = [TrialSpec.from_dict(d) for d in state["specs"]]
+            self.progress({"event": "run_start", "run_dir": str(self.ctx.run_dir), "round": start_round,
+                           "rounds": s.rounds})
             for rnd in range(start_round, s.rounds):
                 if specs is None:
                     specs = self._plan(rnd)

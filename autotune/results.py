@@ -24,6 +24,17 @@ def write_run_file(run_dir: Path, name: str, storage_url: str) -> None:
     (run_dir / RUN_FILE).write_text(json.dumps({"name": name, "storage": storage_url}, indent=2) + "\n")
 
 
+def run_folders(folder: str | Path) -> list[Path]:
+    """``folder`` itself if it is a run folder, else the run folders directly inside it (sorted)."""
+    folder = Path(folder)
+    if (folder / RUN_FILE).is_file() or not folder.is_dir():
+        return [folder]
+    try:
+        return sorted(child for child in folder.iterdir() if (child / RUN_FILE).is_file())
+    except OSError as e:
+        raise StoreError(f"cannot list {folder}: {e.strerror or e}") from None
+
+
 def locate_run(run_dir: str | Path, storage: str | None = None) -> tuple[Store, int, str]:
     """Open the store of the run in ``run_dir``: (store, run id, run name)."""
     run_dir = Path(run_dir)

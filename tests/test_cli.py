@@ -74,6 +74,22 @@ def test_show_and_export(tmp_path, xy_space):
     assert len(frame) == 4 and set(frame["status"]) == {"completed"}
     parquet = cli("export", str(tmp_path / "r"), "--format", "parquet").stdout.strip()
     assert len(pd.read_parquet(parquet)) == 4
+    # not a terminal: where the run lives, then one line per round
+    assert proc.stderr.splitlines()[0].startswith(f"run folder {tmp_path / 'r'} (2 rounds)")
+    assert [ln.split(":")[0] for ln in proc.stderr.splitlines()[1:]] == ["round 1/2", "round 2/2"]
+
+    # several runs: a folder of runs lists them, several folders show each, --json gives a list
+    assert cli("run", objective("quadratic"), "--space", str(space), "--sampler", "random", "--rounds", "1",
+               "--popsize", "1", "--output", str(tmp_path), "--name", "r2", "--executor", "local").returncode == 0
+    (tmp_path / "not-a-run").mkdir()
+    listing = cli("show", str(tmp_path)).stdout.splitlines()
+    assert listing[0].split() == ["run", "status", "trials", "failed", "best"]
+    assert [ln.split()[:4] for ln in listing[1:3]] == [["r", "completed", "4", "0"], ["r2", "completed", "1", "0"]]
+    assert listing[1].split()[4] == f"score={shown['best']['value']:.4g}"
+    both = cli("show", str(tmp_path / "r"), str(tmp_path / "r2")).stdout
+    assert "run r (completed): 4 trials" in both and "run r2 (completed): 1 trials" in both
+    docs = json.loads(cli("show", str(tmp_path), "--json").stdout)
+    assert [(d["name"], len(d["trials"])) for d in docs] == [("r", 4), ("r2", 1)]
 
 
 @pytest.mark.slow
@@ -150,7 +166,7 @@ def test_a_killed_drivers_run_reads_interrupted_and_a_live_one_is_not_resumed_tw
     assert [r["status"] for r in runs["runs"] if r["name"] == "slow"] == ["interrupted"]
 
 
-def test_progress_line_counts_running_queued_done_and_failed():
+def test_progress_line_counts_running_queued_done_and_failed_and_logs_a_line_per_round():
     import io
 
     from autotune.cli import Progress
@@ -176,9 +192,22 @@ def test_progress_line_counts_running_queued_done_and_failed():
     p({"event": "trial_end", "round": 0, "record": rec(2, "failed", None)})
     assert out.getvalue().rsplit("\r", 1)[1].startswith(
         "\033[Kround 1/3  running 2  queued 0  done 2  failed 1  best 0.2 (trial 1)")  # min mode: lower is better
-    quiet = io.StringIO()
-    Progress(stream=quiet)({"event": "round_start", "round": 0, "rounds": 1, "trials": 1, "todo": 1, "slots": 1})
-    assert quiet.getvalue() == ""  # not a terminal: quiet
+    p({"event": "trial_end", "round": 0, "record": rec(3, "completed", 0.9)})
+    p({"event": "trial_end", "round": 0, "record": rec(4, "completed", 0.1)})
+    p({"event": "round_end", "round": 0, "rounds": 3, "best": rec(4, "completed", 0.1), "records": []})
+    assert out.getvalue().endswith("\n") and "round 1/3: 5 trials, 1 failed; best 0.1 (trial 4)" in out.getvalue()
+
+    log = io.StringIO()  # not a terminal (a log file, CI): no status line, one plain line per round
+    p = Progress(stream=log)
+    p({"event": "run_start", "run_dir": "runs/x", "round": 1, "rounds": 2})
+    p({"event": "round_start", "round": 1, "rounds": 2, "trials": 2, "todo": 2, "slots": 1, "mode": "max"})
+    p({"event": "trial_end", "round": 1, "record": rec(0, "completed", 0.5)})
+    assert log.getvalue() == "run folder runs/x (2 rounds, continuing at round 2); watch it with: autotune dashboard runs/x\n"
+    p({"event": "trial_end", "round": 1, "record": rec(1, "failed", None)})
+    p({"event": "round_end", "round": 1, "rounds": 2, "best": rec(0, "completed", 0.5), "records": []})
+    lines = log.getvalue().splitlines()
+    assert len(lines) == 2 and "\r" not in log.getvalue() and "\033" not in log.getvalue()
+    assert lines[1].startswith("round 2/2: 2 trials, 1 failed; best 0.5 (trial 0)")
 
 
 def test_a_driver_on_another_host_is_judged_by_its_heartbeat():
