@@ -57,7 +57,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
 
-    r = sub.add_parser("run", help="run a search")
+    r = sub.add_parser("run", help="run a search",
+                       usage="autotune run [TRIAL] --space FILE [options] [-- SCRIPT_ARGS...]",
+                       epilog="Arguments after `--` are passed to every run of a script trial, before the "
+                              "searched --NAME=VALUE flags (fixed settings, e.g. -- --epochs=3).")
     r.add_argument("trial", nargs="?", help="trial: script.py, file.py:function or module:function "
                    "(default: the space file's `trial:`)")
     r.add_argument("--space", required=True, help="search space YAML (autotune or PaddleHub format)")
@@ -189,6 +192,7 @@ def _cmd_run(a: argparse.Namespace) -> int:
         metric=a.metric, mode=a.mode, output=a.output, name=a.name, seed=a.seed, budget=a.budget,
         address=a.address, resources=resources, trial_timeout=a.trial_timeout, max_retries=a.max_retries,
         keep_checkpoints=a.keep_checkpoints, artifacts=a.artifacts, storage=a.storage, executor=a.executor, progress=progress,
+        script_args=a.script_args,
     )
     _summary(result)
     return 0
@@ -321,8 +325,14 @@ COMMANDS = {"run": _cmd_run, "resume": _cmd_resume, "show": _cmd_show, "export":
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    script_args: list[str] = []
+    if argv[:1] == ["run"] and "--" in argv:  # `autotune run script.py --space F -- --epochs=3`
+        cut = argv.index("--")
+        argv, script_args = argv[:cut], argv[cut + 1:]
     try:
         args = build_parser().parse_args(argv)
+        args.script_args = tuple(script_args)
         return COMMANDS[args.command](args)
     except RunInterrupted as e:
         print(f"\nautotune: {e}", file=sys.stderr)

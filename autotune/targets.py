@@ -115,6 +115,7 @@ def parse_target(
     else against the current directory.
     """
     if callable(target):
+        _no_script_args(script_args, "a Python function")
         return TrialTarget(kind=CALLABLE, ref="", fn=target)
     if not isinstance(target, str) or not target.strip():
         raise TrialError(f"a trial target must be 'file.py', 'file.py:function' or 'module:function', got {target!r}")
@@ -130,12 +131,20 @@ def parse_target(
         if not func:
             return TrialTarget(kind=SCRIPT, ref=str(path), args=tuple(script_args))
         _check_defines(path, func)
+        _no_script_args(script_args, f"the function {target}")
         return TrialTarget(kind=FUNCTION, ref=f"{path}:{func}")
     if not func:
         raise TrialError(f"trial target {target!r}: name the function as 'module:function'")
     if importlib.util.find_spec(module_ref.split(".")[0]) is None:
         raise TrialError(f"trial target {target!r}: module {module_ref!r} is not importable")
+    _no_script_args(script_args, f"the function {target}")
     return TrialTarget(kind=FUNCTION, ref=target)
+
+
+def _no_script_args(script_args: tuple[str, ...], what: str) -> None:
+    if script_args:
+        raise TrialError(f"script arguments ({' '.join(script_args)}) go to a script trial, but the trial is {what}: "
+                         f"put fixed values under `fixed:` in the space file")
 
 
 def _check_defines(path: Path, func: str) -> None:

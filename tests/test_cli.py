@@ -36,6 +36,7 @@ def _space_file(tmp_path, space, name="space.yaml"):
         (["run", "--space", "{bare}"], "no trial to run"),
         (["run", "nowhere.py", "--space", "{space}"], "nowhere.py does not exist"),
         (["run", "{objectives}:absent", "--space", "{space}"], "defines no function 'absent'"),
+        (["run", "--space", "{space}", "--", "--epochs=3"], "go to a script trial, but the trial is the function"),
         (["show", "{tmp}"], "is not an autotune run folder"),
         (["resume", "{tmp}/none"], "is not an autotune run folder"),
         (["frobnicate"], "invalid choice"),

@@ -227,3 +227,74 @@ def test_script_mode_under_the_runner_reports_through_autotune(tmp_path, monkeyp
     assert out2.parent_id == 0
     assert [r["step"] for r in out2.reports] == [2, 3]
     assert json.loads(json.dumps(out2.reports[-1]["metrics"]))["val_loss"] > 0
+
+
+SPACES = REPO / "search_spaces"
+
+
+@pytest.mark.parametrize("path", sorted(SPACES.glob("*.yaml")), ids=lambda p: p.name)
+def test_every_bundled_space_file_loads_and_names_a_trial_that_exists(path):
+    """What `autotune run --space search_spaces/X.yaml` checks before anything starts: the file parses, its
+    defaults are valid run settings, and the trial it names resolves (the PaddleHub format names none)."""
+    from autotune.api import prepare
+    from autotune.space import load_space
+
+    space = load_space(path)
+    assert space.params and path.read_text().lstrip().startswith("#"), "each file says what it tunes in a comment"
+    trial = None if space.trial else str(TRIAL_FILE)  # paddlehub_hparam.yaml: the script comes from the CLI
+    settings, _, target, _ = prepare(trial, space=str(path), output="/nonexistent-never-created")
+    assert settings.rounds >= 1 and settings.popsize >= 1
+    assert Path(target.describe().split(":")[0]).is_file()
+
+
+def test_bundled_image_spaces_run_2_rounds_x_3_through_the_cli_with_each_evaluator(tmp_path):
+    """`autotune run --space` on lr_bs.yaml (full and pbt), image_finetune.yaml (its default evaluator, full)
+    and paddlehub_hparam.yaml (pbt, the script trial, shrunk through script arguments after `--`); tiny
+    data, 1 epoch per trial. The four runs go side by side so their torch start-ups overlap."""
+    import yaml
+
+    from autotune.results import load_result
+
+    def shrunk(name: str) -> Path:
+        space = yaml.safe_load((SPACES / name).read_text())
+        space["trial"] = f"{TRIAL_FILE}:objective"
+        space["budget"] = 1
+        space["fixed"].update({"labels_per_class": 10, "val_size": 100})
+        if "schedule_epochs" in space["fixed"]:
+            space["fixed"]["schedule_epochs"] = 2
+        (tmp_path / name).write_text(yaml.safe_dump(space))
+        return tmp_path / name
+
+    common = ["--rounds", "2", "--popsize", "3", "--seed", "1", "--output", str(tmp_path), "--executor", "local"]
+    runs = {
+        "lr_bs-full": [str(shrunk("lr_bs.yaml")), "--evaluator", "full"],
+        "lr_bs-pbt": [str(shrunk("lr_bs.yaml")), "--evaluator", "pbt"],
+        "image_finetune": [str(shrunk("image_finetune.yaml"))],
+        "paddlehub": [str(SPACES / "paddlehub_hparam.yaml"), "--evaluator", "pbt", "--budget", "1"],
+    }
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    procs = {}
+    for name, (space, *flags) in runs.items():
+        trial = [str(TRIAL_FILE)] if name == "paddlehub" else []
+        extra = ["--", "--labels_per_class=10", "--val_size=100"] if name == "paddlehub" else []
+        procs[name] = subprocess.Popen([sys.executable, "-m", "autotune", "run", *trial, "--space", space, *flags,
+                                        *common, "--name", name, *extra],
+                                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    for name, proc in procs.items():
+        _, err = proc.communicate(timeout=300)
+        assert proc.returncode == 0, (name, err)
+    expected_evaluator = {"lr_bs-full": "full", "lr_bs-pbt": "pbt", "image_finetune": "full", "paddlehub": "pbt"}
+    for name, evaluator in expected_evaluator.items():
+        result = load_result(tmp_path / name)
+        assert result.settings.evaluator == evaluator, name
+        records = sorted(result.records, key=lambda r: r.trial_id)
+        assert [(r.round, r.status) for r in records] == [(0, COMPLETED)] * 3 + [(1, COMPLETED)] * 3, name
+        assert all(0.0 <= r.value <= 1.0 and r.checkpoint for r in records), name
+        assert records[0].config["learning_rate"] == pytest.approx(1e-4), name  # the init point comes first
+        if evaluator == "full":
+            assert all(r.parent_id is None and r.checkpoint_step == 1 for r in records), name
+        else:
+            assert all(r.parent_id in (0, 1, 2) and r.checkpoint_step == 2 for r in records[3:]), name
+    # the script arguments reached every run of the script (10 labels x 10 classes, 100 validation images)
+    logs = sorted((tmp_path / "paddlehub" / "trials").glob("*/trial.log"))
+    assert len(logs) == 6 and all("(100 train / 100 val" in p.read_text() for p in logs)
