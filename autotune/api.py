@@ -163,7 +163,7 @@ def run(
                 "run_dir": str(run_dir.resolve()),
             },
         )
-        write_run_file(run_dir, settings.name, redact_url(url))
+        write_run_file(run_dir, settings.name, None if storage is None else redact_url(url))
         _build(RunContext(store, run_id, run_dir, settings, space_obj, target), executor, progress).run()
     except RunInterrupted:
         raise  # resumable: keep everything

@@ -14,13 +14,14 @@ from .liveness import run_status
 from .records import TrialRecord
 from .settings import RunSettings
 from .space import SearchSpace
-from .store import Store, sqlite_url
+from .store import Store, sqlite_path, sqlite_url
 
 RUN_FILE = "run.json"
 
 
-def write_run_file(run_dir: Path, name: str, storage_url: str) -> None:
-    """``run.json`` tells ``resume``/``show``/``dashboard`` which database holds this run."""
+def write_run_file(run_dir: Path, name: str, storage_url: str | None) -> None:
+    """``run.json`` tells ``resume``/``show``/``dashboard`` which database holds this run: ``storage`` null
+    means the SQLite database inside the folder, found wherever the folder is moved or copied to."""
     (run_dir / RUN_FILE).write_text(json.dumps({"name": name, "storage": storage_url}, indent=2) + "\n")
 
 
@@ -49,8 +50,9 @@ def locate_run(run_dir: str | Path, storage: str | None = None) -> tuple[Store, 
     url = storage or info.get("storage") or sqlite_url(run_dir)
     if ":***@" in url:
         raise StoreError(f"the results database of {run_dir} needs its password: pass --storage URL (storage= in Python)")
-    if url.startswith("sqlite:///") and not Path(url[len("sqlite:///"):]).exists():
-        raise StoreError(f"the results database of {run_dir} is missing ({url[len('sqlite:///'):]})")
+    db_file = sqlite_path(url)
+    if db_file is not None and not Path(db_file).exists():
+        raise StoreError(f"the results database of {run_dir} is missing ({db_file})")
     store = Store(url)
     return store, store.run_id(name), name
 

@@ -39,13 +39,28 @@ optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 
 def sqlite_url(run_dir: str | os.PathLike[str]) -> str:
-    return f"sqlite:///{Path(run_dir).resolve() / DB_FILE_NAME}"
+    """The URL of the run folder's own SQLite database (``%``, ``?`` and ``#`` in the path quoted)."""
+    path = str(Path(run_dir).resolve() / DB_FILE_NAME)
+    return "sqlite:///" + path.replace("%", "%25").replace("?", "%3F").replace("#", "%23")
+
+
+def sqlite_path(url: str) -> str | None:
+    """The file of a ``sqlite:///`` URL as SQLAlchemy reads it; None for other databases and in-memory SQLite."""
+    if not url.startswith("sqlite:///"):
+        return None
+    from sqlalchemy.engine import make_url
+
+    try:
+        path = make_url(url).database
+    except Exception:  # noqa: BLE001 - a malformed URL: let the engine report it
+        return None
+    return path if path and path != ":memory:" else None
 
 
 def _enable_wal(url: str) -> None:
     """WAL lets a dashboard read a live SQLite run without ever blocking the driver's writes."""
-    path = url[len("sqlite:///"):]
-    if not path or path == ":memory:":
+    path = sqlite_path(url)
+    if path is None:
         return
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     con = sqlite3.connect(path, timeout=30)
@@ -76,13 +91,20 @@ def _storage_errors(method):  # type: ignore[no-untyped-def]
 
 
 def redact_url(url: str) -> str:
-    """A storage URL with its password hidden, for messages and the run folder."""
-    if "@" in url and "://" in url:
-        scheme, rest = url.split("://", 1)
-        cred, host = rest.rsplit("@", 1)
-        user = cred.split(":", 1)[0]
-        return f"{scheme}://{user}:***@{host}"
-    return url
+    """A storage URL with its password hidden, for messages and the run folder.
+
+    Only the host part (before the first ``/`` after ``://``) can hold credentials: an ``@`` in a
+    SQLite file path is part of the path.
+    """
+    if "://" not in url:
+        return url
+    scheme, rest = url.split("://", 1)
+    netloc, sep, path = rest.partition("/")
+    if "@" not in netloc:
+        return url
+    cred, host = netloc.rsplit("@", 1)
+    user = cred.split(":", 1)[0]
+    return f"{scheme}://{user}:***@{host}{sep}{path}"
 
 
 class Store:

@@ -93,6 +93,28 @@ def test_show_and_export(tmp_path, xy_space):
     assert [(d["name"], len(d["trials"])) for d in docs] == [("r", 4), ("r2", 1)]
 
 
+def test_a_run_folder_is_self_contained_whatever_its_name_and_wherever_it_moves(tmp_path, xy_space):
+    """The default database is found through the folder itself: a name with URL characters works, and a
+    moved or copied run folder reads its own database, never the original's."""
+    import shutil
+
+    space = _space_file(tmp_path, xy_space)
+    name = "lr@small%41 #x"
+    proc = cli("run", objective("quadratic"), "--space", str(space), "--sampler", "random", "--rounds", "1",
+               "--popsize", "2", "--output", str(tmp_path / "a"), "--name", name, "--executor", "local")
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads((tmp_path / "a" / name / "run.json").read_text())["storage"] is None
+    assert len(json.loads(cli("show", str(tmp_path / "a" / name), "--json").stdout)["trials"]) == 2
+    shutil.copytree(tmp_path / "a" / name, tmp_path / "copy")
+    shutil.move(tmp_path / "a" / name, tmp_path / "moved")
+    for folder in ("moved", "copy"):
+        shown = cli("show", str(tmp_path / folder), "--json")
+        assert shown.returncode == 0, shown.stderr
+        assert json.loads(shown.stdout)["name"] == name and len(json.loads(shown.stdout)["trials"]) == 2
+    (tmp_path / "moved" / "autotune.db").unlink()  # the copy does not lean on the moved original
+    assert json.loads(cli("show", str(tmp_path / "copy"), "--json").stdout)["status"] == "completed"
+
+
 @pytest.mark.slow
 def test_resume_after_sigkill_runs_each_trial_once(tmp_path, xy_space):
     xy_space["fixed"] = {"sleep": 0.4}

@@ -25,7 +25,7 @@ from ..errors import AutotuneError, StoreError
 from ..records import TrialRecord
 from ..liveness import run_status
 from ..results import RUN_FILE
-from ..store import REMOVED_ATTR, Store, redact_url, sqlite_url
+from ..store import REMOVED_ATTR, Store, redact_url, sqlite_path, sqlite_url
 
 SETTINGS_ATTR = "autotune:settings"
 MAX_RUN_FOLDERS = 10_000  # per source folder; a folder holding more is not a runs folder
@@ -60,11 +60,8 @@ def is_url(source: str | os.PathLike[str]) -> bool:
 
 
 def _canonical(url: str) -> str:
-    if url.startswith("sqlite:///"):
-        path = url[len("sqlite:///"):]
-        if path and path != ":memory:":
-            return "sqlite:///" + str(Path(path).resolve())
-    return url
+    path = sqlite_path(url)
+    return url if path is None else "sqlite:///" + str(Path(path).resolve())
 
 
 def _read_run_file(run_dir: Path) -> tuple[str, str | None]:
@@ -74,14 +71,6 @@ def _read_run_file(run_dir: Path) -> tuple[str, str | None]:
         raise ValueError("no run name")
     storage = info.get("storage")
     return name, storage if isinstance(storage, str) and storage else None
-
-
-def _url_withheld(run_dir: Path) -> bool:
-    try:
-        info = json.loads((run_dir / RUN_FILE).read_text())
-    except (OSError, ValueError):
-        return False
-    return isinstance(info, dict) and info.get("storage") == ""
 
 
 def verified_run_dir(path: Any, name: str) -> Path | None:
@@ -179,13 +168,15 @@ class Catalog:
         except (OSError, ValueError) as e:
             problems.append(f"{run_dir}: unreadable {RUN_FILE} ({e})")
             return
-        url = storage or sqlite_url(run_dir)
-        if url.startswith("sqlite:///") and not Path(url[len("sqlite:///"):]).is_file():
+        if storage and ":***@" in storage:
+            problems.append(f"{run_dir}: its database URL holds a password, which {RUN_FILE} does not record; "
+                            f"serve that database with --storage URL")
+            return
+        url = storage or sqlite_url(run_dir)  # no storage recorded: the database in the folder, wherever it is now
+        db_file = sqlite_path(url)
+        if db_file is not None and not Path(db_file).is_file():
             if storage:
-                problems.append(f"{run_dir}: results database missing ({url[len('sqlite:///'):]})")
-            elif _url_withheld(run_dir):
-                problems.append(f"{run_dir}: its database URL holds a password and is not recorded in "
-                                f"{RUN_FILE}; serve that database with --storage URL")
+                problems.append(f"{run_dir}: results database missing ({db_file})")
             return  # else a run folder still being created
         ident = (_canonical(url), name)
         if ident in seen:

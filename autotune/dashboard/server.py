@@ -18,7 +18,7 @@ from typing import TextIO
 
 from ..errors import ConfigError
 from ..results import RUN_FILE
-from ..store import redact_url
+from ..store import redact_url, sqlite_path
 from .app import LOOPBACK_NAMES, create_app
 from .catalog import is_url
 
@@ -56,8 +56,8 @@ def resolve_sources(run_dirs: Sequence[str | os.PathLike[str]], storage: str | N
         if not is_url(storage):
             raise ConfigError(f"--storage must be a database URL such as sqlite:///path/autotune.db or "
                               f"postgresql://user@host/db, but got {storage!r}")
-        path = storage[len("sqlite:///"):] if storage.startswith("sqlite:///") else ""
-        if path and path != ":memory:" and not Path(path).is_file():
+        path = sqlite_path(storage)
+        if path is not None and not Path(path).is_file():
             raise ConfigError(f"no results database at {path} (--storage {storage})")
         out.append(storage)
     if not out:

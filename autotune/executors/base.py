@@ -19,7 +19,7 @@ class Executor(ABC):
 
     def open(self, run_dir: Path, target: TrialTarget, metric: str, artifacts: str | None = None) -> None:
         """``artifacts``: an object-store URI for trial folders (see :mod:`autotune.artifacts`)."""
-        self.run_dir = Path(run_dir)
+        self.run_dir = Path(run_dir).resolve()  # absolute: workers on other nodes start in other folders
         self.target = target
         self.metric = metric
         self.artifacts = artifacts
