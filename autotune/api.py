@@ -182,8 +182,13 @@ def resume(
     address: str | None = None,
     executor: Executor | str = "ray",
     progress: ProgressFn | None = None,
+    objective: Callable[..., Any] | None = None,
 ) -> Result:
-    """Continue an interrupted run where it stopped: no finished trial lost, none run twice."""
+    """Continue an interrupted run where it stopped: no finished trial lost, none run twice.
+
+    ``objective``: the run's objective function, needed only when it cannot be imported again (it was
+    defined in the script that started the run, or is a lambda).
+    """
     run_dir = Path(run_dir)
     store, run_id, name = locate_run(run_dir, storage)
     attrs = store.attrs(run_id)
@@ -195,7 +200,7 @@ def resume(
     if address is not None:
         settings.address = address
     space_obj = SearchSpace.from_dict(attrs["space"])
-    target = TrialTarget.from_dict(attrs["target"])
+    target = TrialTarget.from_dict(attrs["target"], objective)
     ctx = RunContext(store, run_id, run_dir, settings, space_obj, target)
     _build(ctx, executor, progress).run()
     return load_result(run_dir, storage)

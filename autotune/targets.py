@@ -50,13 +50,24 @@ class TrialTarget:
         return {"kind": self.kind, "ref": self.describe(), "python": self.python, "args": list(self.args)}
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "TrialTarget":
+    def from_dict(cls, d: dict[str, Any], objective: Callable[..., Any] | None = None) -> "TrialTarget":
+        """``objective``: the function itself, for a run whose objective cannot be imported again (one
+        defined in a script run directly, a lambda, a nested function)."""
         kind = d["kind"]
         if kind == CALLABLE:
-            target = parse_target(d["ref"])
-            if target.kind != FUNCTION:
-                raise TrialError(f"cannot reload the objective {d['ref']!r}")
-            return target
+            if objective is not None:
+                return parse_target(objective)
+            module, _, name = d["ref"].partition(":")
+            if module != "__main__" and "<" not in name:
+                try:
+                    return parse_target(d["ref"])
+                except TrialError:
+                    pass
+            raise TrialError(
+                f"this run's objective {d['ref']!r} cannot be imported again (a function of a script run "
+                f"directly, a lambda or a nested function): resume it from Python with "
+                f"autotune.resume(RUN_DIR, objective=your_function), or give it an importable home "
+                f"(module:function or file.py:function)")
         return cls(kind=kind, ref=d["ref"], python=d.get("python", sys.executable), args=tuple(d.get("args", ())))
 
     def load_function(self) -> Callable[..., Any]:
@@ -135,7 +146,11 @@ def parse_target(
         return TrialTarget(kind=FUNCTION, ref=f"{path}:{func}")
     if not func:
         raise TrialError(f"trial target {target!r}: name the function as 'module:function'")
-    if importlib.util.find_spec(module_ref.split(".")[0]) is None:
+    try:
+        found = importlib.util.find_spec(module_ref.split(".")[0])
+    except (ImportError, ValueError):  # e.g. __main__ of an interactive session has no spec
+        found = None
+    if found is None:
         raise TrialError(f"trial target {target!r}: module {module_ref!r} is not importable")
     _no_script_args(script_args, f"the function {target}")
     return TrialTarget(kind=FUNCTION, ref=target)

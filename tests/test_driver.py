@@ -315,3 +315,22 @@ def test_a_bad_artifacts_uri_is_refused_before_anything_runs(tmp_path, lr_space)
             autotune.run(objective("weights"), space=lr_space, rounds=1, popsize=1, output=tmp_path, name="x",
                          executor="local", artifacts=uri)
     assert not (tmp_path / "x").exists()
+
+
+def test_a_run_whose_objective_cannot_be_imported_again_resumes_with_the_function_given_back(tmp_path, xy_space):
+    """A lambda (like a function of a script run directly) is stored by a name that cannot be imported:
+    resume says how to continue, and continues when given the function."""
+    from autotune.errors import TrialError
+
+    def objective(config, trial):
+        return -(config["x"] ** 2)
+
+    with pytest.raises(RunInterrupted):
+        autotune.run(objective, space=xy_space, sampler="random", evaluator="full", rounds=2, popsize=2, seed=0,
+                     output=tmp_path, name="nested", executor=_InterruptingExecutor(3))
+    with pytest.raises(TrialError, match=r"cannot be imported again.*objective=your_function"):
+        autotune.resume(tmp_path / "nested", executor="local")
+    assert autotune.load(tmp_path / "nested").status == "interrupted"  # the refusal changed nothing
+    again = autotune.resume(tmp_path / "nested", executor="local", objective=objective)
+    assert again.status == "completed"
+    assert [(r.trial_id, r.status) for r in again.records] == [(i, "completed") for i in range(4)]
