@@ -82,7 +82,7 @@ def prepare(
     settings = RunSettings(
         name=run_name,
         metric=metric if metric is not None else (sp.metric or DEFAULT_METRIC),
-        mode=mode if mode is not None else (sp.mode or "max"),
+        mode=mode.strip().lower() if isinstance(mode, str) else (sp.mode or "max"),
         sampler=resolve_sampler_name(pick(sampler, "sampler", "pshe2")),
         evaluator=resolve_evaluator_name(pick(evaluator, "evaluator", "pbt")),
         rounds=pick(rounds, "rounds", 10),
@@ -98,9 +98,12 @@ def prepare(
         max_retries=max_retries,
         keep_checkpoints=pick(keep_checkpoints, "keep_checkpoints", None),
         artifacts=check_uri(artifacts) if artifacts else None,
-        sampler_options=dict(sampler_options or {}),
+        sampler_options={**defaults.get("sampler_options", {}), **(sampler_options or {})},
     )
     run_dir = Path(output) / settings.name
+    for folder in (Path(output), run_dir):
+        if folder.exists() and not folder.is_dir():
+            raise ConfigError(f"{folder} is a file, not a folder: choose another --output or --name")
     if run_dir.exists() and any(run_dir.iterdir()):
         raise ConfigError(f"run folder {run_dir} already exists; continue it with: autotune resume {run_dir}")
     make_sampler(settings.sampler, sp, settings.popsize, seed=settings.seed, **settings.sampler_options)
@@ -147,7 +150,10 @@ def run(
     URL (default: SQLite in the run folder).
     """
     settings, space_obj, target, run_dir = prepare(objective_or_script, space=space, **options)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ConfigError(f"cannot create the run folder {run_dir}: {e.strerror or e}") from None
     url = storage or sqlite_url(run_dir)
     try:
         store = Store(url)

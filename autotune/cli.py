@@ -52,6 +52,19 @@ def _resource(text: str) -> tuple[str, float]:
     return key, _number(value)
 
 
+def _option(text: str) -> tuple[str, Any]:
+    """KEY=VALUE, the value read as a YAML scalar (0.25, 3, true, null, text)."""
+    import yaml
+
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    try:
+        return key.strip(), yaml.safe_load(value)
+    except yaml.YAMLError:
+        return key.strip(), value
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="autotune", description="Hyperparameter search for fine-tuning, on Ray.")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
@@ -77,6 +90,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--address", help="Ray cluster: auto, HOST:PORT or ray://HOST:PORT (default: local Ray)")
     r.add_argument("--cpus-per-trial", type=_number, help="CPUs per trial (default 1)")
     r.add_argument("--gpus-per-trial", type=_number, help="GPUs per trial, fractions allowed (default 0)")
+    r.add_argument("--sampler-option", type=_option, action="append", default=[], metavar="KEY=VALUE",
+                   help="a sampler option, e.g. sigma0=0.25 for hazero (repeatable)")
     r.add_argument("--resource", type=_resource, action="append", default=[], metavar="NAME=AMOUNT",
                    help="custom Ray resource per trial (repeatable)")
     r.add_argument("--trial-timeout", type=_number, help="seconds before a trial is stopped and failed")
@@ -192,7 +207,7 @@ def _cmd_run(a: argparse.Namespace) -> int:
         metric=a.metric, mode=a.mode, output=a.output, name=a.name, seed=a.seed, budget=a.budget,
         address=a.address, resources=resources, trial_timeout=a.trial_timeout, max_retries=a.max_retries,
         keep_checkpoints=a.keep_checkpoints, artifacts=a.artifacts, storage=a.storage, executor=a.executor, progress=progress,
-        script_args=a.script_args,
+        script_args=a.script_args, sampler_options=dict(a.sampler_option) or None,
     )
     _summary(result)
     return 0
@@ -294,6 +309,16 @@ def _fmt(v: Any) -> str:
     return str(v)
 
 
+def _typed_columns(frame: Any) -> Any:
+    """Parquet columns have one type: a categorical mixing kinds (``[auto, 16]``) is written as text."""
+    frame = frame.copy()
+    for name in frame.columns:
+        col = frame[name]
+        if col.dtype == object and col.dropna().map(type).nunique() > 1:
+            frame[name] = col.map(lambda v: v if v is None or (isinstance(v, float) and v != v) else str(v))
+    return frame
+
+
 def _cmd_export(a: argparse.Namespace) -> int:
     from .results import load_result
 
@@ -304,9 +329,12 @@ def _cmd_export(a: argparse.Namespace) -> int:
         if a.format == "csv":
             frame.to_csv(out, index=False)
         else:
-            frame.to_parquet(out, index=False)
+            _typed_columns(frame).to_parquet(out, index=False)
     except OSError as e:
         raise AutotuneError(f"cannot write {out}: {e.strerror or e}") from None
+    except (ValueError, TypeError, ImportError) as e:  # e.g. pyarrow and a column of mixed types
+        raise AutotuneError(f"cannot write {out} as {a.format}: {type(e).__name__}: {e}".splitlines()[0]
+                            + ("; try --format csv" if a.format != "csv" else "")) from None
     print(out)
     return 0
 

@@ -21,7 +21,7 @@ from typing import Any, Callable, Sequence
 import yaml
 
 from .artifacts import Artifacts
-from .errors import ConfigError, DiskFullError, RunInterrupted
+from .errors import ConfigError, DiskFullError, RunInterrupted, TrialError
 from .evaluators import Evaluator
 from .executors.base import Executor
 from .liveness import DRIVER_ATTR, HEARTBEAT_ATTR, Heartbeat, this_driver
@@ -31,7 +31,7 @@ from .settings import RunSettings
 from .space import SearchSpace
 from .store import Store
 from .targets import TrialTarget
-from .trial_runner import DISK_FULL, finished_outcome
+from .trial_runner import DISK_FULL, LOG_FILE_NAME, finished_outcome
 
 STATE_KEY = "driver_state"
 PLANNED, TOLD = "planned", "told"
@@ -196,6 +196,7 @@ class Driver:
             raise
         if rnd == 0:
             self._check_metric_exists([finished[x.trial_id] for x in specs])
+            self._check_some_trial_completed([finished[x.trial_id] for x in specs])
         observations = [Observation(id=x.trial_id, loss=loss_of(finished[x.trial_id], s.mode)) for x in specs]
         self.sampler.tell(observations)
         self._save_state({"phase": TOLD, "round": rnd, "sampler": self.sampler.state_dict()})
@@ -214,13 +215,26 @@ class Driver:
         if records and len(missing) == len(records):
             reported = sorted({k for r in records for rep in r.reports for k in rep.get("metrics", {})})
             raise ConfigError(
-                f"no trial of round 0 reported the metric {metric!r}; they reported: "
+                f"no trial of the first round reported the metric {metric!r}; they reported: "
                 f"{', '.join(reported) or 'nothing'} (choose one with --metric or `metric:` in the space file)"
             )
 
+    def _check_some_trial_completed(self, records: list[TrialRecord]) -> None:
+        """Every trial of the first round failing is almost always the trial itself (an import error, a
+        typo, a missing file): stop with the first reason rather than burn every round on it."""
+        if not records or any(r.status == COMPLETED for r in records):
+            return
+        first = min(records, key=lambda r: r.trial_id)
+        log = self.ctx.run_dir / first.trial_dir / LOG_FILE_NAME
+        raise TrialError(
+            f"all {len(records)} trials of the first round failed, so the search stopped; trial {first.trial_id}: "
+            f"{first.reason or 'no reason recorded'} (its log: {log}; autotune show {self.ctx.run_dir})"
+        )
+
     def _record(self, spec: TrialSpec, outcome: TrialOutcome) -> TrialRecord:
         record = TrialRecord.from_parts(spec, outcome)
-        self.ctx.store.record_trial(self.ctx.run_id, record, self._distributions)
+        self.ctx.store.record_trial(self.ctx.run_id, record, self._distributions,
+                                    self.ctx.space.to_optuna_params(record.config))
         if self._records is not None:
             self._records[record.trial_id] = record
         return record

@@ -144,6 +144,7 @@ class Store:
             known = ", ".join(names[:20]) or "none"
             raise StoreError(f"no run named {name!r} in {redact_url(self.url)} (runs: {known})") from None
 
+    @_storage_errors
     def run_names(self) -> list[str]:
         return [s.study_name for s in self.storage.get_all_studies()]
 
@@ -185,11 +186,16 @@ class Store:
                 self.storage.set_study_user_attr(run_id, k, "")
 
     # -- trials ----------------------------------------------------------------------------------
+    @_storage_errors
     def record_trial(
-        self, run_id: int, record: TrialRecord, distributions: dict[str, BaseDistribution]
+        self, run_id: int, record: TrialRecord, distributions: dict[str, BaseDistribution],
+        params: dict[str, Any] | None = None,
     ) -> None:
-        """Write one finished trial in one transaction."""
-        params = {k: record.config[k] for k in distributions if k in record.config}
+        """Write one finished trial in one transaction; ``params``: its searched values in Optuna's terms
+        (``SearchSpace.to_optuna_params``), by default those of its config."""
+        if params is None:
+            params = {k: record.config[k] for k in distributions if k in record.config}
+        params = {k: v for k, v in params.items() if k in distributions}
         dists = {k: distributions[k] for k in params}
         completed = record.status == COMPLETED
         start = _datetime(record.started)
@@ -240,6 +246,7 @@ class Store:
             self._metric_cache[run_id] = self.attrs(run_id).get("settings", {}).get("metric", "")
         return self._metric_cache[run_id]
 
+    @_storage_errors
     def mark_checkpoints_removed(self, run_id: int, trial_ids: Iterable[int]) -> None:
         """Record that these trials' checkpoints are deleted (a finished trial's row is immutable)."""
         removed = set(self.attrs(run_id).get(REMOVED_ATTR, [])) | {int(t) for t in trial_ids}

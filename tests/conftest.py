@@ -57,3 +57,11 @@ def cli(*args: str, **kwargs) -> "subprocess.CompletedProcess[str]":  # noqa: F8
 
     return subprocess.run([sys.executable, "-m", "autotune", *args], capture_output=True, text=True,
                           timeout=kwargs.pop("timeout", 300), **kwargs)
+
+
+def error_line(stderr: str) -> str:
+    """The one error line of a failed ``autotune`` command; anything before it must be progress lines."""
+    *progress, last = stderr.strip().splitlines()
+    assert all(line.startswith(("run folder ", "round ")) for line in progress), stderr
+    assert last.startswith("autotune: error:"), stderr
+    return last

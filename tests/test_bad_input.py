@@ -18,7 +18,8 @@ from autotune.space import load_space
 from conftest import objective
 
 KEYS = ["type", "low", "high", "log", "step", "init", "choices", "name", "init_value", "greater_than",
-        "lower_than", "params", "param_list", "metric", "mode", "trial", "budget", "fixed", "defaults", "hihg"]
+        "lower_than", "params", "param_list", "metric", "mode", "trial", "budget", "fixed", "defaults", "hihg",
+        "rounds", "cpus_per_trial", "keep_checkpoints", "sampler_options"]
 scalars = st.one_of(st.none(), st.booleans(), st.integers(-10**6, 10**6), st.floats(allow_nan=True),
                     st.text(max_size=8), st.sampled_from(["float", "int", "categorical", "max", "min", "log"]))
 values = st.recursive(scalars, lambda inner: st.one_of(st.lists(inner, max_size=4),
@@ -61,6 +62,8 @@ BAD_OPTIONS = {
     "--budget": ["0", "-2", "lots"],
     "--resource": ["novalue", "=3", "x=abc"],
     "--space": ["missing.yaml"],
+    "--sampler-option": ["novalue", "=3", "bogus=1"],
+    "--output": ["space.yaml"],  # a file
 }
 GOOD_OPTIONS = {"--seed": ["1", "7"], "--metric": ["score"], "--name": ["r1"], "--sampler": ["random", "tpe"],
                 "--evaluator": ["full", "pbt"], "--popsize": ["2"], "--rounds": ["1"]}
@@ -73,7 +76,9 @@ def test_bad_cli_arguments_fail_in_one_line_before_anything_is_created(tmp_path,
     space.write_text(yaml.safe_dump({**xy_space, "trial": objective("quadratic")}))
     bad = data.draw(st.dictionaries(st.sampled_from(sorted(BAD_OPTIONS)), st.none(), min_size=1, max_size=3))
     good = data.draw(st.dictionaries(st.sampled_from(sorted(set(GOOD_OPTIONS) - set(bad))), st.none(), max_size=4))
-    args = ["run", "--space", str(space), "--output", str(tmp_path / "runs"), "--executor", "local"]
+    args = ["run", "--space", str(space), "--executor", "local"]
+    if "--output" not in bad:
+        args += ["--output", str(tmp_path / "runs")]
     for opt in good:
         args += [opt, data.draw(st.sampled_from(GOOD_OPTIONS[opt]))]
     for opt in bad:

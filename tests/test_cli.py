@@ -37,6 +37,8 @@ def _space_file(tmp_path, space, name="space.yaml"):
         (["run", "nowhere.py", "--space", "{space}"], "nowhere.py does not exist"),
         (["run", "{objectives}:absent", "--space", "{space}"], "defines no function 'absent'"),
         (["run", "--space", "{space}", "--", "--epochs=3"], "go to a script trial, but the trial is the function"),
+        (["run", "--space", "{space}", "--output", "{space}"], "is a file, not a folder"),
+        (["run", "--space", "{bad_defaults}"], "bad_defaults.yaml: defaults: rounds must be an integer >= 1, but got 'ten'"),
         (["show", "{tmp}"], "is not an autotune run folder"),
         (["resume", "{tmp}/none"], "is not an autotune run folder"),
         (["frobnicate"], "invalid choice"),
@@ -45,9 +47,14 @@ def _space_file(tmp_path, space, name="space.yaml"):
 def test_user_errors_are_one_line_and_leave_nothing(tmp_path, xy_space, args, message):
     bare = _space_file(tmp_path, xy_space, "bare.yaml")
     space = _space_file(tmp_path, {**xy_space, "trial": objective("quadratic")})
-    fmt = {"space": str(space), "bare": str(bare), "tmp": str(tmp_path), "objectives": str(objective("x").rsplit(":", 1)[0])}
+    bad_defaults = _space_file(tmp_path, {**xy_space, "trial": objective("quadratic"), "defaults": {"rounds": "ten"}},
+                               "bad_defaults.yaml")
+    fmt = {"space": str(space), "bare": str(bare), "tmp": str(tmp_path), "bad_defaults": str(bad_defaults),
+           "objectives": str(objective("x").rsplit(":", 1)[0])}
     args = [a.format(**fmt) for a in args]
-    proc = cli(*args, "--output", str(tmp_path / "runs"), cwd=tmp_path) if args[0] == "run" else cli(*args, cwd=tmp_path)
+    if args[0] == "run" and "--output" not in args:
+        args[1:1] = ["--output", str(tmp_path / "runs")]  # before any `--`
+    proc = cli(*args, cwd=tmp_path)
     assert proc.returncode == 2, proc.stderr
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("autotune: error:"), proc.stderr
@@ -270,3 +277,20 @@ def test_a_running_driver_writes_heartbeats(tmp_path, xy_space):
     ]), str(space), str(tmp_path / "hb")], env=env, cwd=REPO, capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, res.stderr
     assert int(res.stdout.split()[-1]) >= 3  # the heartbeat advanced while the trials ran
+
+
+def test_export_to_parquet_writes_a_categorical_that_mixes_kinds_as_text(tmp_path):
+    space = _space_file(tmp_path, {"params": {"bs": {"type": "categorical", "choices": ["auto", 16, 32]},
+                                              "x": {"type": "float", "low": 0.0, "high": 1.0}}})
+    assert cli("run", objective("returns_number"), "--space", str(space), "--sampler", "random", "--rounds", "2",
+               "--popsize", "4", "--seed", "3", "--output", str(tmp_path), "--name", "m", "--executor",
+               "local").returncode == 0
+    proc = cli("export", str(tmp_path / "m"), "--format", "parquet")
+    assert proc.returncode == 0, proc.stderr
+    import pandas as pd
+
+    frame = pd.read_parquet(proc.stdout.strip())
+    configs = {r.trial_id: r.config["bs"] for r in autotune.load(tmp_path / "m").records}
+    assert {type(v) for v in configs.values()} == {str, int}  # the column really mixes kinds
+    assert len(frame) == 8 and list(frame["config.bs"]) == [str(configs[t]) for t in frame["trial_id"]]
+    assert frame["reason"].isna().all()  # missing stays missing, not the text "None"

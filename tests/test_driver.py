@@ -146,9 +146,15 @@ def test_failures_are_recorded_and_the_search_goes_on(tmp_path, xy_space):
     ],
 )
 def test_each_trial_fault_is_a_failed_trial(tmp_path, xy_space, name, reason):
-    result = autotune.run(objective(name), space=xy_space, sampler="random", evaluator="full", rounds=1,
-                          popsize=2, seed=0, output=tmp_path, name=name, executor="local")
-    assert len(result.records) == 2
+    """Each fault is recorded as a failed trial with its reason and log; when every trial of the first
+    round fails, the search stops there (rather than burning every round) and says why."""
+    from autotune.errors import TrialError
+
+    with pytest.raises(TrialError, match=rf"all 2 trials of the first round failed.*trial 0: .*{reason}"):
+        autotune.run(objective(name), space=xy_space, sampler="random", evaluator="full", rounds=3,
+                     popsize=2, seed=0, output=tmp_path, name=name, executor="local")
+    result = autotune.load(tmp_path / name)
+    assert len(result.records) == 2 and result.status == "failed"  # rounds 2 and 3 never started
     for r in result.records:
         assert r.status == "failed" and reason in r.reason and r.value is None
         assert r.log_tail and f"trial {r.trial_id}" in r.log_tail
@@ -158,7 +164,7 @@ def test_each_trial_fault_is_a_failed_trial(tmp_path, xy_space, name, reason):
 def test_a_metric_no_trial_reports_stops_the_run_after_round_0(tmp_path, xy_space):
     from autotune.errors import ConfigError
 
-    with pytest.raises(ConfigError, match="no trial of round 0 reported the metric 'score'; they reported: accuracy"):
+    with pytest.raises(ConfigError, match="no trial of the first round reported the metric 'score'; they reported: accuracy"):
         autotune.run(objective("wrong_metric"), space=xy_space, sampler="random", evaluator="full", rounds=5,
                      popsize=2, seed=0, output=tmp_path, name="wm", executor="local")
     result = autotune.load(tmp_path / "wm")
@@ -334,3 +340,22 @@ def test_a_run_whose_objective_cannot_be_imported_again_resumes_with_the_functio
     again = autotune.resume(tmp_path / "nested", executor="local", objective=objective)
     assert again.status == "completed"
     assert [(r.trial_id, r.status) for r in again.records] == [(i, "completed") for i in range(4)]
+
+
+@pytest.mark.parametrize("sampler", ["bayes", "random"])
+def test_choices_that_python_finds_equal_stay_apart_in_the_sampler_and_the_database(tmp_path, sampler):
+    """`true` and `1` (and `false` and `0`) are different choices: the trial gets the one proposed, and the
+    results database (read with plain Optuna) records that one, not its equal."""
+    import optuna
+
+    space = {"params": {"flag": {"type": "categorical", "choices": [1, True, 0, False, "1"]},
+                        "x": {"type": "float", "low": 0.0, "high": 1.0}}}
+    result = autotune.run(objective("returns_number"), space=space, sampler=sampler, evaluator="full", rounds=4,
+                          popsize=4, seed=0, output=tmp_path, name="eq", executor="local",
+                          sampler_options={"n_startup_trials": 4} if sampler == "bayes" else None)
+    seen = {(type(r.config["flag"]), r.config["flag"]) for r in result.records}
+    assert {bool, int} <= {t for t, _ in seen}  # both kinds were proposed and ran
+    study = optuna.load_study(study_name="eq", storage=f"sqlite:///{tmp_path / 'eq' / 'autotune.db'}")
+    stored = {t.user_attrs["trial_id"]: json.loads(t.params["flag"]) for t in study.trials}
+    for r in result.records:
+        assert type(stored[r.trial_id]) is type(r.config["flag"]) and stored[r.trial_id] == r.config["flag"]

@@ -12,7 +12,7 @@ import time
 import pytest
 import yaml
 
-from conftest import REPO, cli, objective
+from conftest import REPO, cli, error_line, objective
 
 pytestmark = pytest.mark.slow
 
@@ -38,8 +38,8 @@ def test_a_full_disk_stops_cleanly_and_resumes_after_space_is_freed(tmp_path, sm
     proc = cli("run", objective("big_checkpoint"), "--space", str(space), "--sampler", "random", "--evaluator",
                "full", "--rounds", "5", "--popsize", "2", "--seed", "0", "--output", str(small_disk), "--name", "d")
     assert proc.returncode == 2, proc.stderr
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and "no space left on device" in lines[0] and "autotune resume" in lines[0], proc.stderr
+    line = error_line(proc.stderr)
+    assert "no space left on device" in line and "autotune resume" in line, proc.stderr
     run_dir = small_disk / "d"
     shown = cli("show", str(run_dir), "--json")
     assert shown.returncode == 0, shown.stderr  # the database is intact and readable

@@ -54,7 +54,7 @@ class _OptunaSampler(Sampler):
             for k in range(n):
                 trial = self._study.ask(fixed_distributions=self._distributions)
                 self._trial_of[self._next_id + k] = trial.number
-                points.append(self.space.encode(trial.params).tolist())
+                points.append(self.space.encode(self.space.from_optuna_params(trial.params)).tolist())
         return points
 
     def _observe(self, pairs: list[tuple[tuple[float, ...], Observation]]) -> None:

@@ -17,6 +17,7 @@ Floats round-trip up to floating-point rounding; ints and choices round-trip exa
 
 from __future__ import annotations
 
+import json
 import math
 from typing import Any
 
@@ -94,4 +95,29 @@ def to_distribution(p: Param) -> BaseDistribution:
     if isinstance(p, IntParam):
         return IntDistribution(p.low, p.high, log=p.log, step=p.step)
     assert isinstance(p, CategoricalParam)
-    return CategoricalDistribution(p.choices)
+    return CategoricalDistribution(optuna_choices(p))
+
+
+def _needs_labels(p: CategoricalParam) -> bool:
+    """Optuna finds a choice by ``==``, so ``True`` and ``1`` (or ``1`` and ``1.0``) would be one choice."""
+    return any(a == b for i, a in enumerate(p.choices) for b in p.choices[i + 1:])
+
+
+def optuna_choices(p: CategoricalParam) -> tuple[Any, ...]:
+    """The choices as Optuna sees them: themselves, or JSON labels (``true``, ``1``, ``1.0``) when two of
+    them compare equal in Python."""
+    return tuple(json.dumps(c) for c in p.choices) if _needs_labels(p) else tuple(p.choices)
+
+
+def to_optuna_value(p: Param, value: Any) -> Any:
+    """A value of ``p`` in Optuna's terms (see :func:`optuna_choices`)."""
+    if isinstance(p, CategoricalParam) and _needs_labels(p):
+        return json.dumps(next(c for c in p.choices if same_choice(c, value)))
+    return value
+
+
+def from_optuna_value(p: Param, value: Any) -> Any:
+    """The value of ``p`` that Optuna's ``value`` stands for."""
+    if isinstance(p, CategoricalParam) and _needs_labels(p):
+        return p.choices[optuna_choices(p).index(value)]
+    return value

@@ -27,11 +27,28 @@ from .params import (
     same_choice,
 )
 
-#: run settings a space file may preset under ``defaults:`` (only the names are checked here)
+#: run settings a space file may preset under ``defaults:``, with what each must be (the run settings
+#: check ranges again; here the file and key are named)
 DEFAULT_KEYS = (
     "sampler", "evaluator", "rounds", "popsize", "seed", "cpus_per_trial", "gpus_per_trial", "trial_timeout",
-    "keep_checkpoints",
+    "keep_checkpoints", "sampler_options",
 )
+_DEFAULT_KINDS: dict[str, tuple[str, Any]] = {
+    "sampler": ("a sampler name (a string)", lambda v: isinstance(v, str)),
+    "evaluator": ("an evaluator name (a string)", lambda v: isinstance(v, str)),
+    "rounds": ("an integer >= 1", lambda v: _is_int(v) and v >= 1),
+    "popsize": ("an integer >= 1", lambda v: _is_int(v) and v >= 1),
+    "seed": ("an integer (or null)", lambda v: v is None or _is_int(v)),
+    "cpus_per_trial": ("a number > 0", lambda v: is_number(v) and 0 < v < math.inf),
+    "gpus_per_trial": ("a number >= 0", lambda v: is_number(v) and 0 <= v < math.inf),
+    "trial_timeout": ("a number of seconds > 0 (or null)", lambda v: v is None or (is_number(v) and 0 < v < math.inf)),
+    "keep_checkpoints": ("an integer >= 1 (or null, to keep all)", lambda v: v is None or (_is_int(v) and v >= 1)),
+    "sampler_options": ("a mapping of option: value", lambda v: isinstance(v, Mapping) and all(isinstance(k, str) for k in v)),
+}
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 MODES = ("min", "max")
 
 
@@ -89,6 +106,9 @@ class SearchSpace:
                     f"{where}: defaults: unknown key {key!r}{did_you_mean(key, DEFAULT_KEYS)}; "
                     f"expected one of: {', '.join(sorted(DEFAULT_KEYS))}"
                 )
+            want, ok = _DEFAULT_KINDS[key]
+            if not ok(self.defaults[key]):
+                raise SearchSpaceError(f"{where}: defaults: {key} must be {want}, but got {self.defaults[key]!r}")
         object.__setattr__(self, "fixed", dict(self.fixed))
         object.__setattr__(self, "defaults", dict(self.defaults))
 
@@ -151,6 +171,14 @@ class SearchSpace:
 
     def to_optuna_distributions(self) -> dict[str, BaseDistribution]:
         return {p.name: encoding.to_distribution(p) for p in self.params}
+
+    def to_optuna_params(self, config: Mapping[str, Any]) -> dict[str, Any]:
+        """A config's searched values in Optuna's terms (for the results database and Optuna samplers)."""
+        return {p.name: encoding.to_optuna_value(p, config[p.name]) for p in self.params if p.name in config}
+
+    def from_optuna_params(self, params: Mapping[str, Any]) -> dict[str, Any]:
+        """The inverse of :meth:`to_optuna_params`."""
+        return {p.name: encoding.from_optuna_value(p, params[p.name]) for p in self.params if p.name in params}
 
     # -- serialisation ------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
