@@ -11,7 +11,9 @@ all plain Optuna data; the complete autotune record rides along in the ``autotun
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
+import importlib.util
 import json
 import logging
 import math
@@ -72,7 +74,6 @@ def _enable_wal(url: str) -> None:
 
 def _storage_errors(method):  # type: ignore[no-untyped-def]
     """Database failures become one clear StoreError (DiskFullError when the disk is full)."""
-    import functools
 
     @functools.wraps(method)
     def wrapper(self, *args, **kwargs):  # type: ignore[no-untyped-def]
@@ -103,8 +104,26 @@ def redact_url(url: str) -> str:
     if "@" not in netloc:
         return url
     cred, host = netloc.rsplit("@", 1)
-    user = cred.split(":", 1)[0]
+    user, colon, password = cred.partition(":")
+    if not password:  # postgresql://me@host/db, postgresql://me:@/db?host=/socket: nothing to hide
+        return url
     return f"{scheme}://{user}:***@{host}{sep}{path}"
+
+
+def engine_url(url: str) -> str:
+    """``url`` with a PostgreSQL driver that is installed, when it names none.
+
+    A bare ``postgresql://`` means psycopg 2 to SQLAlchemy 2.0 and psycopg 3 to SQLAlchemy 2.1, so the
+    same URL would work or not depending on versions; the ``postgres`` extra brings psycopg 3, and
+    either driver is used when it is the one present.  URLs that name a driver are left alone.
+    """
+    if not url.startswith(("postgresql://", "postgres://")):
+        return url
+    rest = url.split("://", 1)[1]
+    for module, scheme in (("psycopg", "postgresql+psycopg"), ("psycopg2", "postgresql+psycopg2")):
+        if importlib.util.find_spec(module) is not None:
+            return f"{scheme}://{rest}"
+    return url
 
 
 class Store:
@@ -120,7 +139,8 @@ class Store:
                 engine_kwargs = {"pool_pre_ping": True}
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                self.storage = RDBStorage(url, engine_kwargs=engine_kwargs, skip_compatibility_check=False)
+                self.storage = RDBStorage(engine_url(url), engine_kwargs=engine_kwargs,
+                                          skip_compatibility_check=False)
         except Exception as e:  # noqa: BLE001 - any driver/URL problem is the user's storage setting
             raise StoreError(f"cannot open results database {redact_url(url)}: {type(e).__name__}: {e}") from None
 

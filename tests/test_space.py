@@ -362,11 +362,14 @@ def test_optuna_distributions() -> None:
     assert dists["drop"] == FloatDistribution(-1.0, 0.5)
     assert dists["width"] == IntDistribution(8, 512, log=True)
     assert dists["every"] == IntDistribution(0, 100, step=25)
-    assert dists["opt"] == CategoricalDistribution(("adam", 1, 2.5, True, None))
-    for name, dist in dists.items():  # every value the cube decodes to is inside its distribution
-        for u in (0.0, 0.37, 1.0):
-            value = MIXED.decode(np.full(MIXED.dim, u))[name]
-            assert dist._contains(dist.to_internal_repr(value))
+    # 1 and True compare equal in Python, so Optuna sees JSON labels that keep them apart
+    assert dists["opt"] == CategoricalDistribution(('"adam"', "1", "2.5", "true", "null"))
+    for u in (0.0, 0.37, 1.0):  # every config the cube decodes to is inside the distributions, both ways
+        config = MIXED.decode(np.full(MIXED.dim, u))
+        params = MIXED.to_optuna_params(config)
+        for name, dist in dists.items():
+            assert dist._contains(dist.to_internal_repr(params[name]))
+        assert MIXED.from_optuna_params(params) == config
 
 
 # -- property tests -------------------------------------------------------------------------------
