@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from autotune.executors.local import LocalExecutor
+
 TESTS = Path(__file__).resolve().parent
 REPO = TESTS.parent
 PROGRAMS = TESTS / "programs"
@@ -65,3 +67,20 @@ def error_line(stderr: str) -> str:
     assert all(line.startswith(("run folder ", "round ")) for line in progress), stderr
     assert last.startswith("autotune: error:"), stderr
     return last
+
+
+class InterruptingExecutor(LocalExecutor):
+    """Raises KeyboardInterrupt (as Ctrl-C would) once ``after`` trials have finished."""
+
+    def __init__(self, after: int) -> None:
+        self.after = after
+        self.count = 0
+
+    def run(self, specs):
+        from autotune.trial_runner import run_trial
+
+        for spec in specs:
+            if self.count == self.after:
+                raise KeyboardInterrupt
+            self.count += 1
+            yield run_trial(self.target, spec, self.run_dir, self.metric)

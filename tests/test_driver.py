@@ -11,7 +11,7 @@ import autotune
 from autotune.api import resume
 from autotune.errors import RunInterrupted
 from autotune.executors.local import LocalExecutor
-from conftest import objective
+from conftest import InterruptingExecutor, objective
 
 
 def test_full_search_records_every_trial(tmp_path, xy_space):
@@ -172,27 +172,10 @@ def test_a_metric_no_trial_reports_stops_the_run_after_round_0(tmp_path, xy_spac
     assert all("metric 'score' was never reported (reported: accuracy)" in r.reason for r in result.records)
 
 
-class _InterruptingExecutor(LocalExecutor):
-    """Raises KeyboardInterrupt (as Ctrl-C would) once ``after`` trials have finished."""
-
-    def __init__(self, after: int) -> None:
-        self.after = after
-        self.count = 0
-
-    def run(self, specs):
-        from autotune.trial_runner import run_trial
-
-        for spec in specs:
-            if self.count == self.after:
-                raise KeyboardInterrupt
-            self.count += 1
-            yield run_trial(self.target, spec, self.run_dir, self.metric)
-
-
 def test_interrupt_then_resume_loses_nothing_and_repeats_nothing(tmp_path, xy_space, executions):
     with pytest.raises(RunInterrupted):
         autotune.run(objective("quadratic"), space=xy_space, sampler="hazero", evaluator="full", rounds=3,
-                     popsize=4, seed=7, output=tmp_path, name="int", executor=_InterruptingExecutor(6))
+                     popsize=4, seed=7, output=tmp_path, name="int", executor=InterruptingExecutor(6))
     partial = autotune.load(tmp_path / "int")
     assert partial.status == "interrupted"
     assert len([r for r in partial.records if r.status == "completed"]) == 6
@@ -333,7 +316,7 @@ def test_a_run_whose_objective_cannot_be_imported_again_resumes_with_the_functio
 
     with pytest.raises(RunInterrupted):
         autotune.run(objective, space=xy_space, sampler="random", evaluator="full", rounds=2, popsize=2, seed=0,
-                     output=tmp_path, name="nested", executor=_InterruptingExecutor(3))
+                     output=tmp_path, name="nested", executor=InterruptingExecutor(3))
     with pytest.raises(TrialError, match=r"cannot be imported again.*objective=your_function"):
         autotune.resume(tmp_path / "nested", executor="local")
     assert autotune.load(tmp_path / "nested").status == "interrupted"  # the refusal changed nothing

@@ -15,9 +15,8 @@ import pytest
 
 import autotune
 from autotune.errors import RunInterrupted
-from autotune.executors.local import LocalExecutor
 from autotune.store import engine_url, redact_url
-from conftest import cli, objective
+from conftest import InterruptingExecutor, cli, objective
 
 SPACE = {"metric": "neg_loss", "mode": "max", "budget": 2,
          "params": {"lr": {"type": "float", "low": 0.01, "high": 0.5, "log": True, "init": 0.05}}}
@@ -47,26 +46,10 @@ def _with_password(url: str) -> str:
     return url.replace("postgresql://postgres:@/autotune_test", "postgresql://tuner:tuner-secret@/autotune_tuner", 1)
 
 
-class _StopAfter(LocalExecutor):
-    """Stops the run (as Ctrl-C would) once ``after`` trials have finished."""
-
-    def __init__(self, after: int) -> None:
-        self.after, self.count = after, 0
-
-    def run(self, specs):
-        from autotune.trial_runner import run_trial
-
-        for spec in specs:
-            if self.count == self.after:
-                raise KeyboardInterrupt
-            self.count += 1
-            yield run_trial(self.target, spec, self.run_dir, self.metric)
-
-
 def test_a_population_based_run_lives_in_postgres_and_resumes_there(tmp_path, postgres):
     with pytest.raises(RunInterrupted):
         autotune.run(objective("weights"), space=SPACE, sampler="bayes", evaluator="pbt", rounds=3, popsize=3,
-                     seed=4, output=tmp_path, name="pg-pbt", storage=postgres, executor=_StopAfter(5))
+                     seed=4, output=tmp_path, name="pg-pbt", storage=postgres, executor=InterruptingExecutor(5))
     info = json.loads((tmp_path / "pg-pbt" / "run.json").read_text())
     assert info["storage"] == postgres  # no password in this URL: kept whole, so show/resume need no flag
     assert not (tmp_path / "pg-pbt" / "autotune.db").exists()
