@@ -14,7 +14,7 @@ from typing import Any, Callable, Mapping
 
 from .artifacts import check_uri
 from .driver import Driver, ProgressFn, RunContext
-from .errors import AutotuneError, ConfigError, RunInterrupted, SearchSpaceError
+from .errors import AutotuneError, ConfigError, RunInterrupted, SearchSpaceError, TrialError
 from .evaluators import make_evaluator, resolve_evaluator_name
 from .executors import Executor, make_executor
 from .liveness import DRIVER_ATTR, RUNNING, driver_alive
@@ -71,7 +71,11 @@ def prepare(
     if objective_or_script is None:
         if not sp.trial:
             raise ConfigError("no trial to run: pass a script or objective, or set `trial:` in the space file")
-        target = parse_target(sp.trial, script_args=script_args)
+        try:
+            target = parse_target(sp.trial, script_args=script_args)
+        except TrialError as e:  # say where the path came from: it is relative to the space file
+            raise TrialError(f"{e} (the `trial:` of {sp.source or 'the space'}; a relative path there is "
+                             "taken from the space file's folder)") from None
     else:
         target = parse_target(objective_or_script, script_args=script_args)
     res = dict(resources or {})

@@ -117,13 +117,11 @@ def _load_file_module(path: Path) -> Any:
     return module
 
 
-def parse_target(
-    target: str | Callable[..., Any], base_dir: str | Path | None = None, script_args: tuple[str, ...] = ()
-) -> TrialTarget:
+def parse_target(target: str | Callable[..., Any], script_args: tuple[str, ...] = ()) -> TrialTarget:
     """Resolve a target string (or callable) and check it exists, without running user code.
 
-    Relative file paths are resolved against ``base_dir`` (the space file's folder) when given,
-    else against the current directory.
+    Relative file paths are resolved against the current directory (the space loader has already made
+    a space file's ``trial:`` absolute, relative to that file).
     """
     if callable(target):
         _no_script_args(script_args, "a Python function")
@@ -135,7 +133,7 @@ def parse_target(
     if _is_path(module_ref):
         path = Path(module_ref).expanduser()
         if not path.is_absolute():
-            path = Path(base_dir or ".") / path
+            path = Path.cwd() / path
         path = path.resolve()
         if not path.is_file():
             raise TrialError(f"trial file {path} does not exist")

@@ -35,6 +35,7 @@ def _space_file(tmp_path, space, name="space.yaml"):
         (["run", "--space", "{space}", "--rounds", "many"], "expected an integer"),
         (["run", "--space", "{bare}"], "no trial to run"),
         (["run", "nowhere.py", "--space", "{space}"], "nowhere.py does not exist"),
+        (["run", "--space", "{lost_trial}"], "lost.py does not exist (the `trial:` of "),
         (["run", "{objectives}:absent", "--space", "{space}"], "defines no function 'absent'"),
         (["run", "--space", "{space}", "--", "--epochs=3"], "go to a script trial, but the trial is the function"),
         (["run", "--space", "{space}", "--output", "{space}"], "is a file, not a folder"),
@@ -49,7 +50,8 @@ def test_user_errors_are_one_line_and_leave_nothing(tmp_path, xy_space, args, me
     space = _space_file(tmp_path, {**xy_space, "trial": objective("quadratic")})
     bad_defaults = _space_file(tmp_path, {**xy_space, "trial": objective("quadratic"), "defaults": {"rounds": "ten"}},
                                "bad_defaults.yaml")
-    fmt = {"space": str(space), "bare": str(bare), "tmp": str(tmp_path), "bad_defaults": str(bad_defaults),
+    lost_trial = _space_file(tmp_path, {**xy_space, "trial": "../lost.py"}, "lost_trial.yaml")
+    fmt = {"lost_trial": str(lost_trial), "space": str(space), "bare": str(bare), "tmp": str(tmp_path), "bad_defaults": str(bad_defaults),
            "objectives": str(objective("x").rsplit(":", 1)[0])}
     args = [a.format(**fmt) for a in args]
     if args[0] == "run" and "--output" not in args:
