@@ -275,7 +275,7 @@ def _list_runs(folder: Path, runs: list[Path], storage: str | None) -> None:
         rows.append([r.name, r.status, str(len(r.records)), str(sum(t.status != "completed" for t in r.records)),
                      f"{r.settings.metric}={b.value:.4g} (trial {b.trial_id})" if b else "-"])
     _print_table(["run", "status", "trials", "failed", "best"], rows)
-    print(f"\n{len(runs)} runs in {folder}; one in full: autotune show {runs[-1]}")
+    print(f"\n{len(runs)} run{'' if len(runs) == 1 else 's'} in {folder}; one in full: autotune show {runs[-1]}")
 
 
 def _print_table(header: list[str], rows: list[list[str]]) -> None:
