@@ -65,6 +65,9 @@ def _option(text: str) -> tuple[str, Any]:
         return key.strip(), value
 
 
+STORAGE_HELP = "results database URL, if not the run folder's (needed when run.json hides its password)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="autotune", description="Hyperparameter search for fine-tuning, on Ray.")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
@@ -105,7 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     rs = sub.add_parser("resume", help="continue an interrupted run")
     rs.add_argument("run_dir")
-    rs.add_argument("--storage", help="results database URL, if not the run folder's")
+    rs.add_argument("--storage", help=STORAGE_HELP)
     rs.add_argument("--address", help="Ray cluster to continue on")
     rs.add_argument("--executor", choices=["ray", "local"], default="ray", help=argparse.SUPPRESS)
 
@@ -114,19 +117,20 @@ def build_parser() -> argparse.ArgumentParser:
                     help="run folders; a folder of run folders (e.g. runs/) lists its runs")
     sh.add_argument("--json", action="store_true",
                     help="print JSON for scripts: {best, trials} for one run, a list of those for several")
-    sh.add_argument("--storage")
+    sh.add_argument("--storage", help=STORAGE_HELP)
 
     ex = sub.add_parser("export", help="export a run's trial table")
     ex.add_argument("run_dir")
     ex.add_argument("--format", choices=["csv", "parquet"], default="csv")
     ex.add_argument("--output", help="file to write (default RUN_DIR/trials.FORMAT)")
-    ex.add_argument("--storage")
+    ex.add_argument("--storage", help=STORAGE_HELP)
 
     db = sub.add_parser("dashboard", help="serve the web dashboard of runs")
     db.add_argument("run_dirs", nargs="*", help="run folders, or folders of run folders (default ./runs)")
     db.add_argument("--storage", help="a database URL whose runs to serve")
-    db.add_argument("--host", default="127.0.0.1")
-    db.add_argument("--port", type=_positive_int, default=8080)
+    db.add_argument("--host", default="127.0.0.1",
+                    help="address to listen on (default 127.0.0.1; 0.0.0.0 serves the network: add --token)")
+    db.add_argument("--port", type=_positive_int, default=8080, help="port (default 8080)")
     db.add_argument("--token", help="require this token (or AUTOTUNE_DASHBOARD_TOKEN)")
     return p
 
