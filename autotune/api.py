@@ -19,7 +19,7 @@ from .evaluators import make_evaluator, resolve_evaluator_name
 from .executors import Executor, make_executor
 from .liveness import DRIVER_ATTR, RUNNING, driver_alive
 from .results import Result, load_result, locate_run, write_run_file
-from .samplers import make_sampler, resolve_sampler_name
+from .samplers import check_sampler_options, make_sampler, resolve_sampler_name
 from .settings import RunSettings
 from .space import SearchSpace, load_space
 from .store import Store, redact_url, sqlite_url
@@ -110,6 +110,7 @@ def prepare(
             raise ConfigError(f"{folder} is a file, not a folder: choose another --output or --name")
     if run_dir.exists() and any(run_dir.iterdir()):
         raise ConfigError(f"run folder {run_dir} already exists; continue it with: autotune resume {run_dir}")
+    check_sampler_options(settings.sampler, settings.sampler_options)  # before a `seed` option collides
     make_sampler(settings.sampler, sp, settings.popsize, seed=settings.seed, **settings.sampler_options)
     return settings, sp, target, run_dir
 

@@ -14,7 +14,7 @@ name              alias        what it is
 from __future__ import annotations
 
 import inspect
-from typing import Any
+from typing import Any, Mapping
 
 from ..errors import SamplerError
 from ..space import SearchSpace
@@ -69,15 +69,27 @@ def make_sampler(name: str, space: SearchSpace, popsize: int, seed: int | None =
         raise SamplerError(f"popsize must be an integer >= 1, but got {popsize!r}")
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
         raise SamplerError(f"seed must be an integer >= 0 or None, but got {seed!r}")
+    check_sampler_options(canonical, options)
+    try:
+        return SAMPLERS[canonical](space, popsize, seed, **options)
+    except (TypeError, ValueError) as e:  # an option value of the wrong kind ('big' for a number)
+        given = ", ".join(f"{k}={v!r}" for k, v in options.items())
+        raise SamplerError(f"sampler {canonical!r}: bad option value ({given}): {e}") from None
+
+
+def check_sampler_options(name: str, options: Mapping[str, Any]) -> None:
+    """Refuse option names the sampler does not take (``seed`` and ``popsize`` are settings, not options)."""
+    canonical = resolve_sampler_name(name)
     accepted = sampler_options(canonical)
     for key in options:
         if key not in accepted:
             valid = ", ".join(f"{k}={v!r}" for k, v in accepted.items()) or "none"
-            raise SamplerError(f"sampler {canonical!r} has no option {key!r}; its options are: {valid}")
-    return SAMPLERS[canonical](space, popsize, seed, **options)
+            setting = f" ({key} is a run setting: --{key})" if key in ("seed", "popsize", "rounds") else ""
+            raise SamplerError(f"sampler {canonical!r} has no option {key!r}{setting}; its options are: {valid}")
 
 
 __all__ = [
-    "ALIASES", "SAMPLERS", "Candidate", "Observation", "Sampler", "make_sampler", "resolve_sampler_name",
+    "ALIASES", "SAMPLERS", "Candidate", "Observation", "Sampler", "check_sampler_options", "make_sampler",
+    "resolve_sampler_name",
     "sampler_names", "sampler_options",
 ]
