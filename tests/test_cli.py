@@ -38,6 +38,7 @@ def _space_file(tmp_path, space, name="space.yaml"):
         (["run", "--space", "{space}", "--sampler", "hazero", "--sampler-option", "sigma0=big"],
          "bad option value (sigma0='big')"),
         (["run", "--space", "{space}", "--sampler-option", "seed=3"], "seed is a run setting: --seed"),
+        (["run", "--space", "{space}", "--address", "127.0.0.1:1"], "cannot reach Ray at 127.0.0.1:1"),  # not a hang
         (["run", "--space", "{lost_trial}"], "lost.py does not exist (the `trial:` of "),
         (["run", "{objectives}:absent", "--space", "{space}"], "defines no function 'absent'"),
         (["run", "--space", "{space}", "--", "--epochs=3"], "go to a script trial, but the trial is the function"),

@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import socket
 import time
 from collections import deque
 from pathlib import Path
@@ -116,6 +117,7 @@ class RayExecutor(Executor):
                 configure_logging=True,
             )
             if self.address:
+                _check_reachable(self.address)
                 kwargs["address"] = self.address
                 _enable_token_auth()
             else:
@@ -409,6 +411,19 @@ class RayExecutor(Executor):
 #: Ray Client's head starts a server process per client; on a busy head that start can time out
 #: ("Starting Ray client server failed"), and a second try, with the imports warm, usually succeeds.
 CLIENT_START_TRIES = 3
+
+
+def _check_reachable(address: str, timeout: float = 10.0) -> None:
+    """Fail fast on a HOST:PORT nobody listens on: ``ray.init`` would retry such an address forever."""
+    hostport = address.removeprefix("ray://")
+    host, sep, port = hostport.rpartition(":")
+    if not sep or not port.isdigit() or not host:
+        return  # "auto", "local" and the like: Ray resolves them itself, and fails fast
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+    except OSError as e:
+        raise ExecutorError(f"cannot reach Ray at {address}: {e.strerror or e} (is the head running, and is"
+                            " the port open from here?)") from None
 
 
 def _init_ray(kwargs: dict[str, Any]) -> None:
