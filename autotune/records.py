@@ -129,6 +129,10 @@ class TrialRecord:
     retry_note: str | None = None
     checkpoint_removed: bool = False  # deleted from disk by ``keep_checkpoints``; the path stays as lineage
 
+    def __post_init__(self) -> None:
+        if self.status != COMPLETED:  # a crashed trial's last report is in ``reports``, never its score
+            self.value = None
+
     @classmethod
     def from_parts(cls, spec: TrialSpec, outcome: TrialOutcome) -> "TrialRecord":
         return cls(

@@ -139,6 +139,7 @@ def test_failures_are_recorded_and_the_search_goes_on(tmp_path, xy_space):
     "name, reason",
     [
         ("raises", "RuntimeError: boom in trial"),
+        ("reports_then_raises", "RuntimeError: crash after a good report"),
         ("reports_nan", "was nan"),
         ("reports_inf", "was inf"),
         ("reports_nothing", "reported no metrics"),
@@ -158,7 +159,7 @@ def test_each_trial_fault_is_a_failed_trial(tmp_path, xy_space, name, reason):
     for r in result.records:
         assert r.status == "failed" and reason in r.reason and r.value is None
         assert r.log_tail and f"trial {r.trial_id}" in r.log_tail
-    assert result.best is None
+    assert result.best is None and result.trials["value"].isna().all()  # no failed trial has a score
 
 
 def test_a_metric_no_trial_reports_stops_the_run_after_round_0(tmp_path, xy_space):

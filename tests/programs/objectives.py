@@ -67,6 +67,11 @@ def raises(config, trial):
     raise RuntimeError("boom in trial")
 
 
+def reports_then_raises(config, trial):
+    trial.report({"score": 100.0})  # a fine score, then a crash: the trial failed, its score is no result
+    raise RuntimeError("crash after a good report")
+
+
 def reports_nan(config, trial):
     trial.report({"score": float("nan")})
 
