@@ -207,6 +207,8 @@ def resume(
         info = attrs.get(DRIVER_ATTR) or {}
         raise ConfigError(f"run {name!r} is still running (driver pid {info.get('pid')} on {info.get('host')}); "
                           f"stop that driver (Ctrl-C) before resuming the run")
+    if attrs.get("status") == "completed":  # nothing left to run: no objective, executor or Ray needed
+        return load_result(run_dir, storage)
     settings = RunSettings.from_dict(attrs["settings"])
     if address is not None:
         settings.address = address

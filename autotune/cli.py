@@ -219,7 +219,10 @@ def _cmd_run(a: argparse.Namespace) -> int:
 
 def _cmd_resume(a: argparse.Namespace) -> int:
     from .api import resume
+    from .results import load_result
 
+    if load_result(a.run_dir, a.storage).status == "completed":
+        print(f"run {a.run_dir} is already completed: nothing to resume", file=sys.stderr)
     result = resume(a.run_dir, storage=a.storage, address=a.address, executor=a.executor, progress=Progress())
     _summary(result)
     return 0
@@ -227,8 +230,10 @@ def _cmd_resume(a: argparse.Namespace) -> int:
 
 def _summary(result: Any) -> None:
     recs = result.records
-    failed = sum(r.status != "completed" for r in recs)
-    print(f"run {result.name}: {len(recs)} trials ({failed} failed), status {result.status}")
+    failed = sum(r.status == "failed" for r in recs)
+    stopped = sum(r.status == "stopped" for r in recs)
+    counts = f"{failed} failed" + (f", {stopped} stopped" if stopped else "")
+    print(f"run {result.name}: {len(recs)} trials ({counts}), status {result.status}")
     b = result.best
     if b is not None:
         print(f"best {result.settings.metric} = {b.value:.6g} (trial {b.trial_id}, round {b.round}): "

@@ -68,7 +68,12 @@ class TrialTarget:
                 f"directly, a lambda or a nested function): resume it from Python with "
                 f"autotune.resume(RUN_DIR, objective=your_function), or give it an importable home "
                 f"(module:function or file.py:function)")
-        return cls(kind=kind, ref=d["ref"], python=d.get("python", sys.executable), args=tuple(d.get("args", ())))
+        args = tuple(d.get("args", ()))
+        try:  # the file may have moved since: say so now rather than fail every remaining trial
+            parse_target(d["ref"], script_args=args)
+        except TrialError as e:
+            raise TrialError(f"this run's trial can no longer be found: {e}") from None
+        return cls(kind=kind, ref=d["ref"], python=d.get("python", sys.executable), args=args)
 
     def load_function(self) -> Callable[..., Any]:
         """The objective (worker side).  File modules are cached per process so reused workers import once."""

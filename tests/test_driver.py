@@ -326,6 +326,32 @@ def test_a_run_whose_objective_cannot_be_imported_again_resumes_with_the_functio
     assert [(r.trial_id, r.status) for r in again.records] == [(i, "completed") for i in range(4)]
 
 
+def test_resume_checks_the_trial_is_still_there_and_a_completed_run_needs_nothing(tmp_path, xy_space):
+    """A trial file moved since the run started is one clear error, not every remaining trial failed
+    (which would have marked the run completed); resuming a completed run runs nothing and needs nothing."""
+    import shutil
+
+    from autotune.errors import TrialError
+
+    moved = tmp_path / "my_objectives.py"
+    shutil.copy(objective("x").rsplit(":", 1)[0], moved)
+    with pytest.raises(RunInterrupted):
+        autotune.run(f"{moved}:quadratic", space=xy_space, sampler="random", evaluator="full", rounds=2, popsize=2,
+                     seed=0, output=tmp_path, name="mv", executor=InterruptingExecutor(1))
+    moved.rename(tmp_path / "elsewhere.py")
+    with pytest.raises(TrialError, match=r"trial can no longer be found: trial file .*my_objectives.py does not exist"):
+        autotune.resume(tmp_path / "mv", executor="local")
+    assert autotune.load(tmp_path / "mv").status == "interrupted"  # nothing recorded as failed
+
+    (tmp_path / "elsewhere.py").rename(moved)
+    done = autotune.resume(tmp_path / "mv", executor="local")
+    assert done.status == "completed" and len(done.records) == 4
+    moved.unlink()  # a completed run is not re-checked, nor re-run
+    again = autotune.resume(tmp_path / "mv", executor="local")
+    assert [(r.trial_id, r.status, r.value) for r in again.records] == [(r.trial_id, r.status, r.value)
+                                                                        for r in done.records]
+
+
 @pytest.mark.parametrize("sampler", ["bayes", "random"])
 def test_choices_that_python_finds_equal_stay_apart_in_the_sampler_and_the_database(tmp_path, sampler):
     """`true` and `1` (and `false` and `0`) are different choices: the trial gets the one proposed, and the
