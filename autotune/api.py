@@ -6,6 +6,7 @@ Everything a user can get wrong is checked before the run folder is created; a r
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import time
@@ -160,6 +161,8 @@ def run(
     except OSError as e:
         raise ConfigError(f"cannot create the run folder {run_dir}: {e.strerror or e}") from None
     url = storage or sqlite_url(run_dir)
+    store: Store | None = None
+    run_id: int | None = None
     try:
         store = Store(url)
         run_id = store.create_run(
@@ -179,11 +182,25 @@ def run(
     except RunInterrupted:
         raise  # resumable: keep everything
     except AutotuneError:
-        # A run that failed before any trial started (no Ray, impossible resources) leaves nothing behind.
-        if storage is None and not (run_dir / "trials").exists():
+        # A run that failed before any trial started (no Ray, impossible resources, a name already taken
+        # in a shared database) leaves nothing behind: no folder, no run in the database.
+        if not _recorded_a_trial(store, run_id):
+            if store is not None and run_id is not None and storage is not None:
+                with contextlib.suppress(AutotuneError):
+                    store.delete_run(run_id)
             shutil.rmtree(run_dir, ignore_errors=True)
         raise
     return load_result(run_dir, storage)
+
+
+def _recorded_a_trial(store: Store | None, run_id: int | None) -> bool:
+    """Whether the run holds any trial (when in doubt, yes: then nothing is deleted)."""
+    if store is None or run_id is None:
+        return False
+    try:
+        return store.n_trials(run_id) > 0
+    except AutotuneError:
+        return True
 
 
 def resume(

@@ -156,6 +156,16 @@ class Store:
             self.set_attr(run_id, k, v)
         return run_id
 
+    @_storage_errors
+    def n_trials(self, run_id: int) -> int:
+        return self.storage.get_n_trials(run_id)
+
+    @_storage_errors
+    def delete_run(self, run_id: int) -> None:
+        """Remove a run that never got to its first trial (a failed start leaves nothing behind)."""
+        if self.storage.get_n_trials(run_id) == 0:
+            self.storage.delete_study(run_id)
+
     def run_id(self, name: str) -> int:
         try:
             return self.storage.get_study_id_from_name(name)

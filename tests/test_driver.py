@@ -369,3 +369,28 @@ def test_choices_that_python_finds_equal_stay_apart_in_the_sampler_and_the_datab
     stored = {t.user_attrs["trial_id"]: json.loads(t.params["flag"]) for t in study.trials}
     for r in result.records:
         assert type(stored[r.trial_id]) is type(r.config["flag"]) and stored[r.trial_id] == r.config["flag"]
+
+
+def test_a_run_that_fails_to_start_leaves_nothing_in_a_shared_database(tmp_path, lr_space):
+    """With --storage, as without: no folder, no run left in the database, the name free for a retry."""
+    import optuna
+
+    from autotune.errors import ConfigError, StoreError
+
+    shared = f"sqlite:///{tmp_path / 'shared.db'}"
+    with pytest.raises(ConfigError, match="cannot open --artifacts"):
+        autotune.run(objective("weights"), space=lr_space, rounds=1, popsize=1, output=tmp_path / "runs", name="x",
+                     storage=shared, executor="local", artifacts="nope://bucket")
+    with pytest.raises(ConfigError, match="unknown executor 'dask'"):
+        autotune.run(objective("weights"), space=lr_space, rounds=1, popsize=1, output=tmp_path / "runs", name="x",
+                     storage=shared, executor="dask")
+    assert not (tmp_path / "runs" / "x").exists()
+    assert optuna.get_all_study_names(storage=shared) == []
+    done = autotune.run(objective("weights"), space=lr_space, rounds=1, popsize=1, output=tmp_path / "runs",
+                        name="x", storage=shared, executor="local")
+    assert done.status == "completed"
+    with pytest.raises(StoreError, match="already exists"):  # the name is taken now: refused, and the
+        autotune.run(objective("weights"), space=lr_space, rounds=1, popsize=1, output=tmp_path / "other",
+                     name="x", storage=shared, executor="local")
+    assert not (tmp_path / "other" / "x").exists()  # ...refusal leaves no folder
+    assert autotune.load(tmp_path / "runs" / "x").status == "completed"  # and the first run is untouched

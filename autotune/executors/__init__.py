@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..errors import ConfigError
 from .base import Executor
 from .local import LocalExecutor
 
@@ -16,7 +17,7 @@ def make_executor(kind: str = "ray", **kwargs: Any) -> Executor:
         from .ray_executor import RayExecutor
 
         return RayExecutor(**kwargs)
-    raise ValueError(f"unknown executor {kind!r}")
+    raise ConfigError(f"unknown executor {kind!r}: 'ray' or 'local', or an Executor instance")
 
 
 __all__ = ["Executor", "LocalExecutor", "make_executor"]
