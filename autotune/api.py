@@ -23,7 +23,7 @@ from .results import Result, load_result, locate_run, write_run_file
 from .samplers import check_sampler_options, make_sampler, resolve_sampler_name
 from .settings import RunSettings
 from .space import SearchSpace, load_space
-from .store import Store, redact_url, sqlite_url
+from .store import Store, absolute_url, redact_url, sqlite_url
 from .targets import TrialTarget, parse_target
 
 DEFAULT_OUTPUT = "runs"
@@ -160,6 +160,7 @@ def run(
         run_dir.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise ConfigError(f"cannot create the run folder {run_dir}: {e.strerror or e}") from None
+    storage = absolute_url(storage) if storage else None  # run.json must work from any directory
     url = storage or sqlite_url(run_dir)
     store: Store | None = None
     run_id: int | None = None

@@ -42,8 +42,11 @@ optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 def sqlite_url(run_dir: str | os.PathLike[str]) -> str:
     """The URL of the run folder's own SQLite database (``%``, ``?`` and ``#`` in the path quoted)."""
-    path = str(Path(run_dir).resolve() / DB_FILE_NAME)
-    return "sqlite:///" + path.replace("%", "%25").replace("?", "%3F").replace("#", "%23")
+    return "sqlite:///" + _quote_path(str(Path(run_dir).resolve() / DB_FILE_NAME))
+
+
+def _quote_path(path: str) -> str:
+    return path.replace("%", "%25").replace("?", "%3F").replace("#", "%23")
 
 
 def sqlite_path(url: str) -> str | None:
@@ -57,6 +60,17 @@ def sqlite_path(url: str) -> str | None:
     except Exception:  # noqa: BLE001 - a malformed URL: let the engine report it
         return None
     return path if path and path != ":memory:" else None
+
+
+def absolute_url(url: str) -> str:
+    """A SQLite URL with a relative path (``sqlite:///rel.db``) made absolute, so that the run folder
+    finds its database from any directory; other URLs unchanged."""
+    path = sqlite_path(url)
+    if path is None or os.path.isabs(path):
+        return url
+    query = url[url.index("?"):] if "?" in url else ""
+    absolute = str(Path(path).resolve())
+    return "sqlite:///" + _quote_path(absolute) + query
 
 
 def _enable_wal(url: str) -> None:

@@ -394,3 +394,15 @@ def test_a_run_that_fails_to_start_leaves_nothing_in_a_shared_database(tmp_path,
                      name="x", storage=shared, executor="local")
     assert not (tmp_path / "other" / "x").exists()  # ...refusal leaves no folder
     assert autotune.load(tmp_path / "runs" / "x").status == "completed"  # and the first run is untouched
+
+
+def test_a_relative_sqlite_url_is_kept_absolute_so_the_run_folder_works_from_anywhere(tmp_path, lr_space,
+                                                                                      monkeypatch):
+    (tmp_path / "work").mkdir()
+    monkeypatch.chdir(tmp_path / "work")
+    autotune.run(objective("weights"), space=lr_space, rounds=1, popsize=1, output=tmp_path / "runs", name="rel",
+                 storage="sqlite:///rel.db", executor="local")
+    info = json.loads((tmp_path / "runs" / "rel" / "run.json").read_text())
+    assert info["storage"] == f"sqlite:///{tmp_path / 'work' / 'rel.db'}"
+    monkeypatch.chdir(tmp_path)
+    assert autotune.load(tmp_path / "runs" / "rel").status == "completed"
