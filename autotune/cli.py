@@ -9,11 +9,13 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import sys
 import time
 from pathlib import Path
 from typing import Any, Sequence
 
+from . import __version__
 from .errors import AutotuneError, RunInterrupted
 
 EXIT_USAGE = 2
@@ -33,6 +35,13 @@ def _positive_int(text: str) -> int:
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
     return v
+
+
+def _port(text: str) -> int:
+    port = _positive_int(text)
+    if not 1 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"a port is 1 to 65535, got {port}")
+    return port
 
 
 def _number(text: str) -> float:
@@ -70,6 +79,7 @@ STORAGE_HELP = "results database URL, if not the run folder's (needed when run.j
 
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="autotune", description="Hyperparameter search for fine-tuning, on Ray.")
+    p.add_argument("--version", action="version", version=f"autotune {__version__}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
 
@@ -121,7 +131,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     ex = sub.add_parser("export", help="export a run's trial table")
     ex.add_argument("run_dir")
-    ex.add_argument("--format", choices=["csv", "parquet"], default="csv")
+    ex.add_argument("--format", choices=["csv", "parquet"], type=str.lower,
+                    help="csv or parquet (default: from --output's extension, else csv)")
     ex.add_argument("--output", help="file to write (default RUN_DIR/trials.FORMAT)")
     ex.add_argument("--storage", help=STORAGE_HELP)
 
@@ -130,7 +141,7 @@ def build_parser() -> argparse.ArgumentParser:
     db.add_argument("--storage", help="a database URL whose runs to serve")
     db.add_argument("--host", default="127.0.0.1",
                     help="address to listen on (default 127.0.0.1; 0.0.0.0 serves the network: add --token)")
-    db.add_argument("--port", type=_positive_int, default=8080, help="port (default 8080)")
+    db.add_argument("--port", type=_port, default=8080, help="port (default 8080)")
     db.add_argument("--token", help="require this token (or AUTOTUNE_DASHBOARD_TOKEN)")
     return p
 
@@ -250,12 +261,18 @@ def _cmd_show(a: argparse.Namespace) -> int:
             raise AutotuneError(f"{folder} is not an autotune run folder and holds none (no run.json in it or "
                                 f"in its subfolders)")
     if a.json:
-        results = [load_result(run, a.storage) for runs in listed.values() for run in runs]
-        docs = [{"name": r.name, "path": str(r.path), "status": r.status, "metric": r.settings.metric,
-                 "mode": r.settings.mode, "best": r.best.to_dict() if r.best else None,
-                 "trials": [t.to_dict() for t in r.records]} for r in results]
         single = len(a.run_dirs) == 1 and listed[Path(a.run_dirs[0])] == [Path(a.run_dirs[0])]
-        print(json.dumps(docs[0] if single else docs, default=str))
+        if single:  # one run asked for by name: unreadable is an error
+            print(json.dumps(_run_doc(load_result(a.run_dirs[0], a.storage)), default=str))
+            return 0
+        docs = []
+        for runs in listed.values():
+            for run in runs:  # a listing says which run cannot be read, as the table does, and goes on
+                try:
+                    docs.append(_run_doc(load_result(run, a.storage)))
+                except AutotuneError as e:
+                    docs.append({"name": run.name, "path": str(run), "status": "unreadable", "error": str(e)})
+        print(json.dumps(docs, default=str))
         return 0
     first = True
     for folder, runs in listed.items():
@@ -267,6 +284,12 @@ def _cmd_show(a: argparse.Namespace) -> int:
         else:
             _list_runs(folder, runs, a.storage)
     return 0
+
+
+def _run_doc(r: Any) -> dict[str, Any]:
+    return {"name": r.name, "path": str(r.path), "status": r.status, "metric": r.settings.metric,
+            "mode": r.settings.mode, "best": r.best.to_dict() if r.best else None,
+            "trials": [t.to_dict() for t in r.records]}
 
 
 def _list_runs(folder: Path, runs: list[Path], storage: str | None) -> None:
@@ -333,6 +356,8 @@ def _cmd_export(a: argparse.Namespace) -> int:
 
     result = load_result(a.run_dir, a.storage)
     frame = result.trials
+    if a.format is None:
+        a.format = "parquet" if a.output and Path(a.output).suffix.lower() in (".parquet", ".pq") else "csv"
     out = Path(a.output) if a.output else Path(a.run_dir) / f"trials.{a.format}"
     try:
         if a.format == "csv":
@@ -381,6 +406,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         msg = str(e).strip().replace("\n", " ")
         print(f"autotune: error: {msg}", file=sys.stderr)
         return EXIT_USAGE
+    except BrokenPipeError:  # `autotune show runs/ | head`: the reader has gone, which is fine
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
+        return 0
 
 
 if __name__ == "__main__":

@@ -14,6 +14,10 @@ from .errors import ConfigError
 MODES = ("min", "max")
 
 
+#: a run name is a folder name (file systems allow 255 bytes) and a database key
+MAX_NAME_BYTES = 200
+
+
 @dataclass
 class RunSettings:
     """How a search runs.  Defaults follow PaddleHub's AutoDL Finetuner: pshe2, pbt, 10 rounds x 5."""
@@ -47,6 +51,8 @@ class RunSettings:
         bad = set(self.name) & set('/\\:*?"<>|\0')
         if bad or self.name in (".", ".."):
             raise ConfigError(f"run name {self.name!r} may not contain {''.join(sorted(bad)) or 'only dots'}")
+        if len(self.name.encode()) > MAX_NAME_BYTES:  # it names a folder: file systems stop at 255 bytes
+            raise ConfigError(f"run name is {len(self.name.encode())} bytes long; at most {MAX_NAME_BYTES} please")
         if not isinstance(self.metric, str) or not self.metric:
             raise ConfigError("a metric name is needed (--metric, or `metric:` in the space file)")
         if self.mode not in MODES:

@@ -47,6 +47,8 @@ def _space_file(tmp_path, space, name="space.yaml"):
         (["show", "{tmp}"], "is not an autotune run folder"),
         (["resume", "{tmp}/none"], "is not an autotune run folder"),
         (["frobnicate"], "invalid choice"),
+        (["dashboard", "--port", "80000"], "a port is 1 to 65535, got 80000"),
+        (["run", "--space", "{space}", "--name", "x" * 300], "run name is 300 bytes long; at most 200"),
     ],
 )
 def test_user_errors_are_one_line_and_leave_nothing(tmp_path, xy_space, args, message):
@@ -104,6 +106,16 @@ def test_show_and_export(tmp_path, xy_space):
     assert "run r (completed): 4 trials" in both and "run r2 (completed): 1 trials" in both
     docs = json.loads(cli("show", str(tmp_path), "--json").stdout)
     assert [(d["name"], len(d["trials"])) for d in docs] == [("r", 4), ("r2", 1)]
+    # an unreadable run is listed as such, in text and JSON alike, and the others still show
+    (tmp_path / "broken").mkdir()
+    (tmp_path / "broken" / "run.json").write_text("{not json")
+    docs = json.loads(cli("show", str(tmp_path), "--json").stdout)
+    assert [(d["name"], d["status"]) for d in docs] == [("broken", "unreadable"), ("r", "completed"),
+                                                        ("r2", "completed")]
+    assert "unreadable" in docs[0]["error"]
+    # the export format follows --output's extension
+    pq = cli("export", str(tmp_path / "r"), "--output", str(tmp_path / "t.parquet")).stdout.strip()
+    assert len(pd.read_parquet(pq)) == 4
 
 
 def test_a_run_folder_is_self_contained_whatever_its_name_and_wherever_it_moves(tmp_path, xy_space):
