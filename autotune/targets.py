@@ -18,6 +18,7 @@ import ast
 import hashlib
 import importlib
 import importlib.util
+import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,6 +40,9 @@ class TrialTarget:
     fn: Callable[..., Any] | None = field(default=None, compare=False)
     python: str = sys.executable
     args: tuple[str, ...] = ()
+    #: where a script runs: the directory ``autotune run`` started in (as PaddleHub runs its scripts),
+    #: so relative paths in the script and its arguments mean what they meant there
+    workdir: str = ""
 
     def describe(self) -> str:
         if self.kind == CALLABLE:
@@ -47,7 +51,8 @@ class TrialTarget:
 
     def to_dict(self) -> dict[str, Any]:
         """Settings form, for resume; a bare callable is stored by its importable name if it has one."""
-        return {"kind": self.kind, "ref": self.describe(), "python": self.python, "args": list(self.args)}
+        return {"kind": self.kind, "ref": self.describe(), "python": self.python, "args": list(self.args),
+                "workdir": self.workdir}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any], objective: Callable[..., Any] | None = None) -> "TrialTarget":
@@ -73,7 +78,8 @@ class TrialTarget:
             parse_target(d["ref"], script_args=args)
         except TrialError as e:
             raise TrialError(f"this run's trial can no longer be found: {e}") from None
-        return cls(kind=kind, ref=d["ref"], python=d.get("python", sys.executable), args=args)
+        return cls(kind=kind, ref=d["ref"], python=d.get("python", sys.executable), args=args,
+                   workdir=d.get("workdir", ""))
 
     def load_function(self) -> Callable[..., Any]:
         """The objective (worker side).  File modules are cached per process so reused workers import once."""
@@ -143,7 +149,7 @@ def parse_target(target: str | Callable[..., Any], script_args: tuple[str, ...] 
         if not path.is_file():
             raise TrialError(f"trial file {path} does not exist")
         if not func:
-            return TrialTarget(kind=SCRIPT, ref=str(path), args=tuple(script_args))
+            return TrialTarget(kind=SCRIPT, ref=str(path), args=tuple(script_args), workdir=os.getcwd())
         _check_defines(path, func)
         _no_script_args(script_args, f"the function {target}")
         return TrialTarget(kind=FUNCTION, ref=f"{path}:{func}")

@@ -407,7 +407,12 @@ def _run_script(
     with open(log_path, "ab") as log:
         log.write(("[autotune] $ " + " ".join(argv) + "\n").encode())
         log.flush()
-        proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=str(trial_dir),
+        # The launch directory when this node has it (a shared file system, or the driver's own machine),
+        # so that `--data=relative/path` works; else the trial's own folder.
+        workdir = target.workdir if target.workdir and os.path.isdir(target.workdir) else str(trial_dir)
+        log.write(f"[autotune] cwd {workdir}\n".encode())
+        log.flush()
+        proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=workdir,
                                 start_new_session=True)
         try:
             code = proc.wait(timeout=spec.timeout)
@@ -423,8 +428,25 @@ def _run_script(
             raise
     if code is not None and code != 0:
         error = f"script exited with code {code}" if code > 0 else f"script killed by {_signal_name(code)}"
+        last = _last_output_line(log_path)
+        if last:
+            error += f": {last}"
     reports = read_reports(report_file)
     checkpoint = saved if any(saved.iterdir()) else None
     if checkpoint is not None and reports and not any(r.get("checkpoint") for r in reports):
         reports[-1]["checkpoint"] = str(saved)
     return reports, checkpoint, error
+
+
+def _last_output_line(log_path: Path, limit: int = 300) -> str:
+    """The script's last line of output (its error, usually), for the failure reason."""
+    try:
+        with open(log_path, "rb") as f:
+            f.seek(max(0, f.seek(0, os.SEEK_END) - 8192))
+            lines = f.read().decode("utf-8", "replace").splitlines()
+    except OSError:
+        return ""
+    for line in reversed(lines):
+        if line.strip() and not line.startswith("[autotune]"):
+            return line.strip()[:limit]
+    return ""

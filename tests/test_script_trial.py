@@ -31,6 +31,33 @@ def test_script_trials_report_and_warm_start(tmp_path):
         assert f"--model_path={run_dir.resolve() / parent.checkpoint}" in log
 
 
+def test_a_script_runs_where_autotune_started_and_a_crash_says_why(tmp_path, monkeypatch):
+    """Relative paths in a script's arguments mean what they meant where `autotune run` started (as with
+    PaddleHub); a script that exits with an error has its last output line in the failure reason."""
+    import pytest
+
+    from autotune.errors import TrialError
+
+    space = {"params": {"x": {"type": "float", "low": 0.0, "high": 1.0}}, "metric": "score"}
+    (tmp_path / "proj" / "data").mkdir(parents=True)
+    (tmp_path / "proj" / "data" / "offset.txt").write_text("10")
+    monkeypatch.chdir(tmp_path / "proj")
+    result = autotune.run(str(PROGRAMS / "script_trial.py"), space=space, sampler="random", evaluator="full",
+                          rounds=1, popsize=2, seed=0, output=tmp_path / "runs", name="rel", executor="local",
+                          script_args=("--data=data/offset.txt",))
+    assert [r.status for r in result.records] == ["completed", "completed"], [r.reason for r in result.records]
+    assert all(r.value > 9 for r in result.records)  # the offset file was read
+
+    monkeypatch.chdir(tmp_path)  # no data/ here
+    with pytest.raises(TrialError):
+        autotune.run(str(PROGRAMS / "script_trial.py"), space=space, sampler="random", evaluator="full",
+                     rounds=1, popsize=2, seed=0, output=tmp_path / "runs", name="lost", executor="local",
+                     script_args=("--data=data/offset.txt",))
+    for r in autotune.load(tmp_path / "runs" / "lost").records:
+        assert r.status == "failed"
+        assert r.reason.startswith("script exited with code 1: FileNotFoundError:") and "data/offset.txt" in r.reason
+
+
 def test_report_outside_a_trial_is_a_clear_error():
     import pytest
 
