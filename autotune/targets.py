@@ -161,6 +161,8 @@ def parse_target(target: str | Callable[..., Any], script_args: tuple[str, ...] 
         found = None
     if found is None:
         raise TrialError(f"trial target {target!r}: module {module_ref!r} is not importable")
+    if "." not in module_ref and found.origin and found.origin.endswith(".py"):  # read, never run, here
+        _check_defines(Path(found.origin), func)
     _no_script_args(script_args, f"the function {target}")
     return TrialTarget(kind=FUNCTION, ref=target)
 
@@ -176,7 +178,32 @@ def _check_defines(path: Path, func: str) -> None:
         tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
     except SyntaxError as e:
         raise TrialError(f"trial file {path}: syntax error at line {e.lineno}: {e.msg}") from None
-    names = {n.name for n in tree.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))}
-    names |= {t.id for n in tree.body if isinstance(n, ast.Assign) for t in n.targets if isinstance(t, ast.Name)}
-    if func not in names:
+    names, star = _top_level_names(tree.body)
+    if func not in names and not star:
         raise TrialError(f"trial file {path} defines no function {func!r}")
+
+
+def _top_level_names(body: list[ast.stmt]) -> tuple[set[str], bool]:
+    """Names a module binds at import (defs, classes, assignments, imports, also inside top-level
+    if/try blocks), and whether a ``from x import *`` or a module ``__getattr__`` makes that unknowable."""
+    names: set[str] = set()
+    star = False
+    for n in body:
+        if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            names.add(n.name)
+        elif isinstance(n, ast.Assign):
+            names |= {t.id for t in n.targets if isinstance(t, ast.Name)}
+        elif isinstance(n, ast.AnnAssign) and isinstance(n.target, ast.Name):
+            names.add(n.target.id)
+        elif isinstance(n, (ast.Import, ast.ImportFrom)):
+            for alias in n.names:
+                star |= alias.name == "*"
+                names.add(alias.asname or alias.name.split(".")[0])
+        elif isinstance(n, (ast.If, ast.Try, ast.With)):
+            blocks = [n.body, getattr(n, "orelse", []), getattr(n, "finalbody", [])]
+            blocks += [h.body for h in getattr(n, "handlers", [])]
+            for block in blocks:
+                inner, inner_star = _top_level_names(block)
+                names |= inner
+                star |= inner_star
+    return names, star or "__getattr__" in names

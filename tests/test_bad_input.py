@@ -8,6 +8,7 @@ import os
 from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
 
+import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -131,3 +132,21 @@ def test_a_trial_cannot_overwrite_another_trials_checkpoint(tmp_path, xy_space):
         assert r.status == "completed" and r.checkpoint == f"{r.trial_dir}/checkpoint"
         assert (tmp_path / "b" / r.checkpoint / "weights.bin").read_bytes() == b"scribbled"  # its own copy
     assert hash_path(victim) == before  # the other trial's checkpoint is untouched
+
+
+def test_a_trial_function_may_come_from_an_import_or_a_guarded_block(tmp_path):
+    """The up-front check reads the file without running it: imported, guarded and star-imported names
+    count as defined; a name bound nowhere is refused."""
+    from autotune.errors import TrialError
+    from autotune.targets import parse_target
+
+    (tmp_path / "entry.py").write_text(
+        "from json import loads as objective\n"
+        "try:\n    import numpy\nexcept ImportError:\n    pass\nelse:\n    def guarded(config, trial):\n        return 1\n"
+        "class Trial:\n    pass\n")
+    for name in ("objective", "guarded", "Trial"):
+        assert parse_target(f"{tmp_path / 'entry.py'}:{name}").ref.endswith(f":{name}")
+    with pytest.raises(TrialError, match="defines no function 'missing'"):
+        parse_target(f"{tmp_path / 'entry.py'}:missing")
+    (tmp_path / "star.py").write_text("from os.path import *\n")
+    assert parse_target(f"{tmp_path / 'star.py'}:join").kind == "function"
