@@ -7,6 +7,8 @@ Everything a user can get wrong is checked before the run folder is created; a r
 from __future__ import annotations
 
 import contextlib
+import difflib
+import inspect
 import os
 import shutil
 import time
@@ -83,7 +85,7 @@ def prepare(
     cpus = res.pop("cpu", res.pop("CPU", defaults.get("cpus_per_trial", 1.0)))
     gpus = res.pop("gpu", res.pop("GPU", defaults.get("gpus_per_trial", 0.0)))
     pick = lambda given, key, fallback: given if given is not None else defaults.get(key, fallback)  # noqa: E731
-    run_name = name or f"{_stem(space)}-{time.strftime('%Y%m%d-%H%M%S')}"
+    run_name = name if name is not None else f"{_stem(space)}-{time.strftime('%Y%m%d-%H%M%S')}"
     settings = RunSettings(
         name=run_name,
         metric=metric if metric is not None else (sp.metric or DEFAULT_METRIC),
@@ -155,6 +157,7 @@ def run(
     ``resources``: ``{"cpu": 1, "gpu": 0.25, "<custom>": 1}`` per trial.  ``storage``: a database
     URL (default: SQLite in the run folder).
     """
+    _check_options(options)
     settings, space_obj, target, run_dir = prepare(objective_or_script, space=space, **options)
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -192,6 +195,16 @@ def run(
             shutil.rmtree(run_dir, ignore_errors=True)
         raise
     return load_result(run_dir, storage)
+
+
+def _check_options(options: Mapping[str, Any]) -> None:
+    """A misspelt keyword names itself and its likely meaning, not an internal function."""
+    known = [p for p in inspect.signature(prepare).parameters if p not in ("objective_or_script", "space")]
+    for key in options:
+        if key not in known:
+            close = difflib.get_close_matches(key, known, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else f"; the options are: {', '.join(known)}"
+            raise TypeError(f"autotune.run() got an unexpected keyword argument {key!r}{hint}")
 
 
 def _recorded_a_trial(store: Store | None, run_id: int | None) -> bool:

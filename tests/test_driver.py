@@ -406,3 +406,13 @@ def test_a_relative_sqlite_url_is_kept_absolute_so_the_run_folder_works_from_any
     assert info["storage"] == f"sqlite:///{tmp_path / 'work' / 'rel.db'}"
     monkeypatch.chdir(tmp_path)
     assert autotune.load(tmp_path / "runs" / "rel").status == "completed"
+
+
+def test_a_misspelt_keyword_or_an_empty_name_is_refused_before_anything_is_made(tmp_path, lr_space):
+    from autotune.errors import ConfigError
+
+    with pytest.raises(TypeError, match=r"autotune.run\(\) got an unexpected keyword argument 'roudns'; did you mean 'rounds'"):
+        autotune.run(objective("weights"), space=lr_space, roudns=3, output=tmp_path, executor="local")
+    with pytest.raises(ConfigError, match="a run needs a non-empty name"):
+        autotune.run(objective("weights"), space=lr_space, name="", output=tmp_path, executor="local")
+    assert list(tmp_path.iterdir()) == []
