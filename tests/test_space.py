@@ -467,3 +467,13 @@ def test_yaml_aliases_cannot_blow_up_or_loop(tmp_path: Path) -> None:
     loop = "fixed: {me: &me [1, *me]}\nparams: {x: {type: float, low: 0, high: 1}}\n"
     with pytest.raises(SearchSpaceError, match="fixed: 'me': a value contains itself"):
         load_space(write(tmp_path, loop))
+
+
+def test_the_init_point_decodes_to_the_init_values_exactly() -> None:
+    """Users see (and scripts get) `--learning_rate=0.001`, not its round trip 0.0010000000000000002."""
+    space = SearchSpace.from_dict({"params": {
+        "lr": {"type": "float", "low": 1e-5, "high": 0.1, "log": True, "init": 1e-3},
+        "x": {"type": "float", "low": 0.0, "high": 1.0, "init": 0.1},
+        "wd": {"type": "float", "low": 1e-6, "high": 1e-2, "log": True, "init": 3e-4}}})
+    assert space.decode(space.init_point()) == {"lr": 0.001, "x": 0.1, "wd": 0.0003}
+    assert repr(space.decode(space.init_point())["lr"]) == "0.001"

@@ -70,6 +70,8 @@ def decode_value(p: Param, u: float) -> Any:
             x = math.exp(math.log(p.low) + u * (math.log(p.high) - math.log(p.low)))
         else:
             x = p.low + u * (p.high - p.low)
+        if p.init is not None and math.isclose(x, p.init, rel_tol=1e-12, abs_tol=1e-15):
+            return float(p.init)  # the init as written (1e-3), not its round trip (0.0010000000000000002)
         return float(min(max(x, p.low), p.high))
     if isinstance(p, IntParam):
         if p.log:
