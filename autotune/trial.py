@@ -42,6 +42,8 @@ def _clean_metrics(metrics: Mapping[str, Any]) -> dict[str, float | None]:
         if not isinstance(k, str):
             raise TrialError(f"metric names must be strings, got {k!r}")
         try:
+            if isinstance(v, (str, bytes)):  # "0.5" is text read from somewhere, not a measurement
+                raise TypeError
             f = float(v)
         except (TypeError, ValueError):
             raise TrialError(f"metric {k!r} must be a number, got {v!r}") from None

@@ -140,6 +140,7 @@ def test_failures_are_recorded_and_the_search_goes_on(tmp_path, xy_space):
     [
         ("raises", "RuntimeError: boom in trial"),
         ("reports_then_raises", "RuntimeError: crash after a good report"),
+        ("reports_text", "metric 'score' must be a number, got '0.5'"),
         ("reports_nan", "was nan"),
         ("reports_inf", "was inf"),
         ("reports_nothing", "reported no metrics"),

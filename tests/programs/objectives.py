@@ -72,6 +72,10 @@ def reports_then_raises(config, trial):
     raise RuntimeError("crash after a good report")
 
 
+def reports_text(config, trial):
+    trial.report({"score": "0.5"})  # text, not a number: a bug in the objective, not a score of 0.5
+
+
 def reports_nan(config, trial):
     trial.report({"score": float("nan")})
 
