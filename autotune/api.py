@@ -112,7 +112,10 @@ def prepare(
         if folder.exists() and not folder.is_dir():
             raise ConfigError(f"{folder} is a file, not a folder: choose another --output or --name")
     if run_dir.exists() and any(run_dir.iterdir()):
-        raise ConfigError(f"run folder {run_dir} already exists; continue it with: autotune resume {run_dir}")
+        if (run_dir / "run.json").exists():
+            raise ConfigError(f"run folder {run_dir} already exists; continue it with: autotune resume {run_dir}")
+        raise ConfigError(f"{run_dir} already exists and is not empty (not a run folder): choose another --name "
+                          f"or --output")
     check_sampler_options(settings.sampler, settings.sampler_options)  # before a `seed` option collides
     make_sampler(settings.sampler, sp, settings.popsize, seed=settings.seed, **settings.sampler_options)
     return settings, sp, target, run_dir

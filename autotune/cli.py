@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import shlex
 import os
 import sys
 import time
@@ -166,7 +167,7 @@ class Progress:
         if kind == "run_start":
             start = f", continuing at round {event['round'] + 1}" if event["round"] else ""
             self.stream.write(f"run folder {event['run_dir']} ({event['rounds']} rounds{start}); "
-                              f"watch it with: autotune dashboard {event['run_dir']}\n")
+                              f"watch it with: autotune dashboard {shlex.quote(str(event['run_dir']))}\n")
             self.stream.flush()
             return
         if kind == "round_start":

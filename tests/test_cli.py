@@ -47,6 +47,7 @@ def _space_file(tmp_path, space, name="space.yaml"):
         (["show", "{tmp}"], "is not an autotune run folder"),
         (["resume", "{tmp}/none"], "is not an autotune run folder"),
         (["frobnicate"], "invalid choice"),
+        (["run", "--space", "{space}", "--output", "{tmp}", "--name", "full"], "is not empty (not a run folder)"),
         (["run", "tmod:absent", "--space", "{space}"], "tmod.py defines no function 'absent'"),  # read, not run
         (["dashboard", "--port", "80000"], "a port is 1 to 65535, got 80000"),
         (["run", "--space", "{space}", "--name", "x" * 300], "run name is 300 bytes long; at most 200"),
@@ -57,6 +58,7 @@ def test_user_errors_are_one_line_and_leave_nothing(tmp_path, xy_space, args, me
     space = _space_file(tmp_path, {**xy_space, "trial": objective("quadratic")})
     bad_defaults = _space_file(tmp_path, {**xy_space, "trial": objective("quadratic"), "defaults": {"rounds": "ten"}},
                                "bad_defaults.yaml")
+    (tmp_path / "full" / "stuff").mkdir(parents=True)
     (tmp_path / "tmod.py").write_text("def real(config, trial):\n    return 1.0\n")
     lost_trial = _space_file(tmp_path, {**xy_space, "trial": "../lost.py"}, "lost_trial.yaml")
     fmt = {"lost_trial": str(lost_trial), "space": str(space), "bare": str(bare), "tmp": str(tmp_path), "bad_defaults": str(bad_defaults),

@@ -477,3 +477,8 @@ def test_the_init_point_decodes_to_the_init_values_exactly() -> None:
         "wd": {"type": "float", "low": 1e-6, "high": 1e-2, "log": True, "init": 3e-4}}})
     assert space.decode(space.init_point()) == {"lr": 0.001, "x": 0.1, "wd": 0.0003}
     assert repr(space.decode(space.init_point())["lr"]) == "0.001"
+
+
+def test_parameters_at_the_top_level_get_a_hint_to_use_params() -> None:
+    with pytest.raises(SearchSpaceError, match=r"unknown key 'lr'; it looks like a parameter: put parameters under 'params:'"):
+        SearchSpace.from_dict({"lr": {"type": "float", "low": 0.0, "high": 1.0}})

@@ -124,6 +124,9 @@ def parse_space(data: Any, source: str | None = None) -> SearchSpace:
         raise SearchSpaceError(f"{where}: expected a mapping with a 'params' key (or PaddleHub's 'param_list'), but got {got}")
     for key in data:
         if key not in TOP_KEYS:
+            if isinstance(data[key], Mapping) and "type" in data[key]:  # {lr: {type: float, ...}} at the top
+                raise SearchSpaceError(f"{where}: unknown key {key!r}; it looks like a parameter: put parameters "
+                                       f"under 'params:' (e.g. {{'params': {{{key!r}: {{...}}}}}})")
             raise _unknown(where, key, TOP_KEYS)
     if "params" in data and "param_list" in data:
         raise SearchSpaceError(f"{where}: both 'params' and 'param_list' are given; expected one of them")
