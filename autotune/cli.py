@@ -9,8 +9,8 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import shlex
 import os
+import shlex
 import sys
 import time
 from pathlib import Path

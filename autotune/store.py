@@ -118,7 +118,7 @@ def redact_url(url: str) -> str:
     if "@" not in netloc:
         return url
     cred, host = netloc.rsplit("@", 1)
-    user, colon, password = cred.partition(":")
+    user, _, password = cred.partition(":")
     if not password:  # postgresql://me@host/db, postgresql://me:@/db?host=/socket: nothing to hide
         return url
     return f"{scheme}://{user}:***@{host}{sep}{path}"

@@ -440,13 +440,7 @@ def _run_script(
 
 def _last_output_line(log_path: Path, limit: int = 300) -> str:
     """The script's last line of output (its error, usually), for the failure reason."""
-    try:
-        with open(log_path, "rb") as f:
-            f.seek(max(0, f.seek(0, os.SEEK_END) - 8192))
-            lines = f.read().decode("utf-8", "replace").splitlines()
-    except OSError:
-        return ""
-    for line in reversed(lines):
+    for line in reversed((log_tail(log_path) or "").splitlines()):
         if line.strip() and not line.startswith("[autotune]"):
             return line.strip()[:limit]
     return ""
