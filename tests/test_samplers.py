@@ -3,6 +3,7 @@ sampler-specific checks.  Every test builds fresh samplers; nothing needs Ray.""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 from collections.abc import Callable
@@ -40,6 +41,11 @@ MIXED = SearchSpace.from_dict({"params": {
     "every": {"type": "int", "low": 0, "high": 100, "step": 25},
     "opt": {"type": "categorical", "choices": ["adam", "sgd", 3, True, None], "init": "sgd"},
 }})
+
+
+#: a small 2-d space on which the GP's model-based proposals stay quick
+SMALL = SearchSpace.from_dict({"params": {"a": {"type": "float", "low": 1e-3, "high": 1.0, "log": True},
+                                          "b": {"type": "float", "low": -1.0, "high": 1.0}}})
 
 
 def make(name: str, seed: int | None = 0, popsize: int = POP, space: SearchSpace = MIXED, **options: Any) -> Sampler:
@@ -89,6 +95,32 @@ def test_unknown_names_and_options_are_clear_errors() -> None:
         make_sampler("hazero", MIXED, 1)
     with pytest.raises(SamplerError, match=r"alpha must be a number in \(0, 1\]"):
         make_sampler("pshe2", MIXED, 2, alpha=0.0)
+
+
+# -- rounds mode is pinned ------------------------------------------------------------------------
+def digest(candidates: list[Candidate]) -> str:
+    """A short hash of the proposals' points, rounded to 6 decimals (-0.0 folded into 0.0)."""
+    points = np.round(np.array([c.point for c in candidates]), 6) + 0.0
+    return hashlib.sha256(json.dumps(points.tolist()).encode()).hexdigest()[:16]
+
+
+#: the first 3 populations (seed 0, suite options, MIXED, bowl loss) of each sampler, computed before
+#: asynchronous scheduling was added: rounds mode must keep proposing exactly these
+GOLDEN = {"hazero": "a2eae8f210965e08", "pshe2": "000e76ee1bc942fe", "bayes": "606d8805b3b5d3e2",
+          "bayes-gp": "b83b50e9d6f1d059", "random": "32bdace09bb94646"}
+#: 2 rounds of 2 on SMALL with 2 start-up trials: the Optuna models' own proposals
+GOLDEN_MODEL = {"bayes": "241a1d16c00643b7", "bayes-gp": "4490aef834e328cb"}
+
+
+@pytest.mark.parametrize("name", sorted(GOLDEN))
+def test_rounds_mode_proposals_are_unchanged(name: str) -> None:
+    assert digest(run(make(name, seed=0), rounds=3)) == GOLDEN[name]
+
+
+@pytest.mark.parametrize("name", sorted(GOLDEN_MODEL))
+def test_rounds_mode_model_proposals_are_unchanged(name: str) -> None:
+    sampler = make_sampler(name, SMALL, 2, 0, n_startup_trials=2)
+    assert digest(run(sampler, rounds=2)) == GOLDEN_MODEL[name]
 
 
 # -- conformance: every sampler -------------------------------------------------------------------
@@ -239,8 +271,7 @@ def test_optuna_samplers_see_failed_trials_as_failed(name: str) -> None:
 
 
 def test_bayes_gp_model_reproduces_and_resumes() -> None:
-    space = SearchSpace.from_dict({"params": {"a": {"type": "float", "low": 1e-3, "high": 1.0, "log": True},
-                                              "b": {"type": "float", "low": -1.0, "high": 1.0}}})
+    space = SMALL
     outcomes = {2: None}  # candidate 2 (in the first model-based round) fails
 
     def loss(c: Candidate) -> float | None:
