@@ -73,7 +73,7 @@ def same(a: list[Candidate], b: list[Candidate]) -> bool:
 
 # -- registry -------------------------------------------------------------------------------------
 def test_registry_names_and_aliases() -> None:
-    assert NAMES == ["hazero", "pshe2", "bayes", "bayes-gp", "random"]
+    assert NAMES == ["hazero", "pshe2", "bayes", "bayes-gp", "random", "pshe3"]
     assert set(SAMPLERS) == set(NAMES)
     for alias, canonical in {"cmaes": "hazero", "hamiltonian": "pshe2", "tpe": "bayes", "gp": "bayes-gp",
                              "HAZero": "hazero", " Random ": "random", "BAYES-GP": "bayes-gp"}.items():

@@ -8,6 +8,7 @@ name              alias        what it is
 ``bayes``         tpe          Optuna's TPE
 ``bayes-gp``      gp           Optuna's Gaussian-process sampler
 ``random``                     uniform in the unit cube: the baseline
+``pshe3``         hmc          HMC particles on a GP lower confidence bound (see ``pshe3.py``)
 ================  ===========  ====================================================================
 """
 
@@ -22,6 +23,7 @@ from .base import Candidate, Observation, Sampler
 from .bayes import BayesGPSampler, BayesSampler
 from .hazero import HazeroSampler
 from .pshe2 import PSHE2Sampler
+from .pshe3 import PSHE3Sampler
 from .random_search import RandomSampler
 
 #: canonical name -> sampler class (each class is its own factory: ``cls(space, popsize, seed, **options)``)
@@ -31,8 +33,9 @@ SAMPLERS: dict[str, type[Sampler]] = {
     "bayes": BayesSampler,
     "bayes-gp": BayesGPSampler,
     "random": RandomSampler,
+    "pshe3": PSHE3Sampler,
 }
-ALIASES: dict[str, str] = {"cmaes": "hazero", "hamiltonian": "pshe2", "tpe": "bayes", "gp": "bayes-gp"}
+ALIASES: dict[str, str] = {"cmaes": "hazero", "hamiltonian": "pshe2", "tpe": "bayes", "gp": "bayes-gp", "hmc": "pshe3"}
 
 
 def sampler_names() -> list[str]:
