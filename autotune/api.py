@@ -23,7 +23,7 @@ from .executors import Executor, make_executor
 from .liveness import DRIVER_ATTR, RUNNING, driver_alive
 from .results import Result, load_result, locate_run, write_run_file
 from .samplers import check_sampler_options, make_sampler, resolve_sampler_name
-from .settings import RunSettings
+from .settings import DEFAULT_SCHEDULE, ROUNDS, RunSettings
 from .space import SearchSpace, load_space
 from .store import Store, absolute_url, redact_url, sqlite_url
 from .targets import TrialTarget, parse_target
@@ -31,7 +31,7 @@ from .targets import TrialTarget, parse_target
 DEFAULT_OUTPUT = "runs"
 DEFAULT_METRIC = "score"
 _SPACE_DEFAULT_KEYS = ("sampler", "evaluator", "rounds", "popsize", "seed", "cpus_per_trial", "gpus_per_trial",
-                       "trial_timeout")
+                       "trial_timeout", "schedule")
 
 
 def _as_space(space: str | os.PathLike[str] | SearchSpace | Mapping[str, Any]) -> SearchSpace:
@@ -67,6 +67,7 @@ def prepare(
     artifacts: str | None = None,
     sampler_options: Mapping[str, Any] | None = None,
     script_args: tuple[str, ...] = (),
+    schedule: str | None = None,
 ) -> tuple[RunSettings, SearchSpace, TrialTarget, Path]:
     """Validate everything a run needs, without creating anything."""
     sp = _as_space(space)
@@ -106,6 +107,7 @@ def prepare(
         keep_checkpoints=pick(keep_checkpoints, "keep_checkpoints", None),
         artifacts=check_uri(artifacts) if artifacts else None,
         sampler_options={**defaults.get("sampler_options", {}), **(sampler_options or {})},
+        schedule=_schedule(pick(schedule, "schedule", DEFAULT_SCHEDULE)),
     )
     run_dir = Path(output) / settings.name
     for folder in (Path(output), run_dir):
@@ -119,6 +121,10 @@ def prepare(
     check_sampler_options(settings.sampler, settings.sampler_options)  # before a `seed` option collides
     make_sampler(settings.sampler, sp, settings.popsize, seed=settings.seed, **settings.sampler_options)
     return settings, sp, target, run_dir
+
+
+def _schedule(value: Any) -> Any:
+    return value.strip().lower() if isinstance(value, str) else value
 
 
 def _stem(space: Any) -> str:
@@ -136,7 +142,8 @@ def _build(ctx: RunContext, executor: Executor | str, progress: ProgressFn | Non
         if executor == "ray":
             executor = make_executor("ray", address=s.address, cpus_per_trial=s.cpus_per_trial,
                                      gpus_per_trial=s.gpus_per_trial, resources_per_trial=s.resources_per_trial,
-                                     max_workers=s.popsize, max_retries=s.max_retries)
+                                     max_workers=s.popsize if s.schedule == ROUNDS else s.rounds * s.popsize,
+                                     max_retries=s.max_retries)
         else:
             executor = make_executor(executor)
     return Driver(ctx, sampler, evaluator, executor, progress)
@@ -156,7 +163,8 @@ def run(
     ``objective_or_script``: a Python function ``objective(config, trial)``, a ``file.py:function``
     or ``module:function`` string, or a script path (AutoDL Finetuner protocol); None takes the space
     file's ``trial:``.  Defaults: sampler ``pshe2``, evaluator ``pbt``, 10 rounds x population 5,
-    mode ``max``; the space file's ``defaults:`` override these, explicit arguments override both.
+    mode ``max``, ``schedule="async"`` (a trial starts the moment a slot frees; ``"rounds"`` waits
+    for each round's slowest trial, as AutoDL Finetuner did); the space file's ``defaults:`` override these, explicit arguments override both.
     ``resources``: ``{"cpu": 1, "gpu": 0.25, "<custom>": 1}`` per trial.  ``storage``: a database
     URL (default: SQLite in the run folder).
     """

@@ -93,8 +93,11 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--space", required=True, help="search space YAML (autotune or PaddleHub format)")
     r.add_argument("--sampler", help="hazero|pshe2|bayes|bayes-gp|random (default pshe2)")
     r.add_argument("--evaluator", help="full|pbt (default pbt)")
-    r.add_argument("--rounds", type=_positive_int, help="rounds (default 10)")
+    r.add_argument("--rounds", type=_positive_int, help="rounds (default 10): the run has rounds x popsize trials")
     r.add_argument("--popsize", type=_positive_int, help="trials per round (default 5)")
+    r.add_argument("--schedule", type=str.lower, choices=["async", "rounds"],
+                   help="async: a trial starts the moment a slot frees (default); rounds: each round waits for "
+                        "its slowest trial, as AutoDL Finetuner did")
     r.add_argument("--metric", help="metric to optimise (default: the space file's, else 'score')")
     r.add_argument("--mode", help="min|max (default: the space file's, else max)")
     r.add_argument("--budget", type=_number, help="training units per trial (per round under pbt)")
@@ -111,7 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--trial-timeout", type=_number, help="seconds before a trial is stopped and failed")
     r.add_argument("--max-retries", type=_positive_int, default=1, help="retries of a trial whose node was lost")
     r.add_argument("--keep-checkpoints", type=_positive_int, metavar="K",
-                   help="after each round, delete the checkpoints of all but the K best trials (default: keep all)")
+                   help="as trials end, delete the checkpoints of all but the K best trials (default: keep all)")
     r.add_argument("--artifacts", metavar="URI", help="keep trial folders (logs, checkpoints) in an object store: "
                    "s3://bucket/prefix, gs://..., file:///shared/path (default: in the run folder)")
     r.add_argument("--storage", help="results database URL (default: SQLite in the run folder)")
@@ -149,7 +152,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 # -- progress --------------------------------------------------------------------------------------
 class Progress:
-    """Where the run lives, then a live status line on a terminal; a plain line per round otherwise (logs)."""
+    """Where the run lives, then a live status line on a terminal; otherwise (logs) a plain line per
+    round, or per ``popsize`` finished trials when the schedule is asynchronous."""
 
     def __init__(self, stream: Any = None, mode: str = "max") -> None:
         self.stream = stream or sys.stderr
@@ -159,16 +163,15 @@ class Progress:
         self.round = 0
         self.rounds = 0
         self.total = self.done = self.failed = 0
+        self.running = 0
         self.slots = 1
+        self.every = 0  # asynchronous: a plain line each time this many more trials have ended
         self.best: Any = None
 
     def __call__(self, event: dict[str, Any]) -> None:
         kind = event["event"]
         if kind == "run_start":
-            start = f", continuing at round {event['round'] + 1}" if event["round"] else ""
-            self.stream.write(f"run folder {event['run_dir']} ({event['rounds']} rounds{start}); "
-                              f"watch it with: autotune dashboard {shlex.quote(str(event['run_dir']))}\n")
-            self.stream.flush()
+            self._start(event)
             return
         if kind == "round_start":
             self.round, self.rounds, self.total = event["round"], event["rounds"], event["trials"]
@@ -176,9 +179,12 @@ class Progress:
             self.slots = max(1, event.get("slots") or 1)
             self.mode = event.get("mode", self.mode)
             self.failed = 0
+        elif kind == "trial_start":
+            self.running, self.slots, self.mode = event["running"], event["slots"], event["mode"]
         elif kind == "trial_end":
             rec = event["record"]
-            self.done += 1
+            self.done = event.get("done", self.done + 1)
+            self.running = event.get("running", self.running)
             self.failed += rec.status != "completed"
             if rec.status == "completed" and rec.value is not None and (
                 self.best is None or (rec.value > self.best.value if self.mode == "max" else rec.value < self.best.value)
@@ -188,10 +194,24 @@ class Progress:
             self.best = event["best"] or self.best
         if kind == "round_end":
             self.stream.write(("\r\033[K" if self.live else "") + self._round_line() + "\n")
+        elif self.every and kind == "trial_end" and (self.done % self.every == 0 or self.done == self.total):
+            self.stream.write(("\r\033[K" if self.live else "") + self._trials_line() + "\n")
         elif self.live:
-            self.stream.write("\r\033[K" + self._line())
+            self.stream.write("\r\033[K" + (self._async_line() if self.every else self._line()))
         else:
             return
+        self.stream.flush()
+
+    def _start(self, event: dict[str, Any]) -> None:
+        if event.get("schedule") == "async":
+            self.total, self.done, self.rounds = event["total"], event["done"], event["rounds"]
+            self.every = max(1, self.total // max(1, self.rounds))
+            what = f"{self.total} trials, asynchronous" + (f", continuing after {self.done}" if self.done else "")
+        else:
+            start = f", continuing at round {event['round'] + 1}" if event["round"] else ""
+            what = f"{event['rounds']} rounds{start}"
+        self.stream.write(f"run folder {event['run_dir']} ({what}); "
+                          f"watch it with: autotune dashboard {shlex.quote(str(event['run_dir']))}\n")
         self.stream.flush()
 
     def _best(self) -> str:
@@ -199,6 +219,15 @@ class Progress:
 
     def _round_line(self) -> str:
         return (f"round {self.round + 1}/{self.rounds}: {self.total} trials, {self.failed} failed; "
+                f"{self._best()}  [{time.time() - self.t0:.0f}s]")
+
+    def _trials_line(self) -> str:
+        return (f"trials {self.done}/{self.total}: {self.failed} failed; {self._best()}  "
+                f"[{time.time() - self.t0:.0f}s]")
+
+    def _async_line(self) -> str:
+        queued = self.total - self.done - self.running
+        return (f"trials {self.done}/{self.total}  running {self.running}  queued {queued}  failed {self.failed}  "
                 f"{self._best()}  [{time.time() - self.t0:.0f}s]")
 
     def _line(self) -> str:
@@ -223,7 +252,7 @@ def _cmd_run(a: argparse.Namespace) -> int:
         metric=a.metric, mode=a.mode, output=a.output, name=a.name, seed=a.seed, budget=a.budget,
         address=a.address, resources=resources, trial_timeout=a.trial_timeout, max_retries=a.max_retries,
         keep_checkpoints=a.keep_checkpoints, artifacts=a.artifacts, storage=a.storage, executor=a.executor, progress=progress,
-        script_args=a.script_args, sampler_options=dict(a.sampler_option) or None,
+        script_args=a.script_args, sampler_options=dict(a.sampler_option) or None, schedule=a.schedule,
     )
     _summary(result)
     return 0

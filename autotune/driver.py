@@ -1,33 +1,41 @@
-"""The search loop: rounds x population, with its executor injected.
+"""The search loop, with its executor injected: asynchronous (the default) or in synchronous rounds.
 
-Each round: the sampler proposes ``popsize`` candidates, the evaluator turns them into trial specs,
-the executor runs them, each finished trial is written to the store in one transaction, and the
-round's observations go back to the sampler.  Two small state writes make every interruption
-resumable exactly: the round's plan (specs + the sampler state just after ``ask``) before any trial
-starts, and the sampler state just after ``tell``.  On resume, finished trials are never run again,
-unfinished ones are run with their original specs, and the sampler continues from its saved state.
+``async``: whenever a slot frees, the sampler proposes one candidate, the evaluator plans it from the
+trials finished at that moment, and the executor starts it; as each trial ends it is written to the
+store in one transaction and told to the sampler.  The state (sampler state and the specs in flight)
+is saved after every ask and every tell, so a driver killed at any moment resumes exactly, trial by
+trial: finished trials are never run again, trials in flight run again with their original specs,
+and the sampler continues from its saved state.
+
+``rounds`` (AutoDL Finetuner's generations): each round the sampler proposes ``popsize`` candidates,
+they all run, and the round's observations go back to the sampler together.  Two state writes per
+round (the plan before any trial starts, the sampler state after ``tell``) make it resumable exactly.
+
+The driver's own work per finished trial does not grow with the trials so far: the best trial, the
+checkpoints to keep and the Population-Based parent pool are kept in sorted leaderboards.
 """
 
 from __future__ import annotations
 
-import math
 import os
 import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable
 
 import yaml
 
 from .artifacts import Artifacts
 from .errors import ConfigError, DiskFullError, RunInterrupted, TrialError
 from .evaluators import Evaluator
+from .evaluators.pbt import PopulationBasedEvaluator
 from .executors.base import Executor
 from .liveness import DRIVER_ATTR, HEARTBEAT_ATTR, Heartbeat, this_driver
+from .ranking import Leaderboard, best_record, loss_of
 from .records import COMPLETED, FAILED, STOPPED, TrialOutcome, TrialRecord, TrialSpec
 from .samplers import Observation, Sampler
-from .settings import RunSettings
+from .settings import ASYNC, RunSettings
 from .space import SearchSpace
 from .store import Store
 from .targets import TrialTarget
@@ -35,8 +43,12 @@ from .trial_runner import DISK_FULL, LOG_FILE_NAME, finished_outcome
 
 STATE_KEY = "driver_state"
 PLANNED, TOLD = "planned", "told"
+#: how long the asynchronous loop waits for an outcome before it looks around (heartbeat, Ctrl-C)
+POLL_S = 1.0
 
 ProgressFn = Callable[[dict[str, Any]], None]
+
+__all__ = ["Driver", "RunContext", "best_record", "loss_of", "STATE_KEY"]
 
 
 @dataclass
@@ -49,22 +61,6 @@ class RunContext:
     settings: RunSettings
     space: SearchSpace
     target: TrialTarget
-
-
-def best_record(records: Sequence[TrialRecord], mode: str) -> TrialRecord | None:
-    """The best completed trial; ties go to the earlier trial."""
-    done = [r for r in records if r.status == COMPLETED and r.value is not None and math.isfinite(r.value)]
-    if not done:
-        return None
-    sign = -1.0 if mode == "max" else 1.0
-    return min(done, key=lambda r: (sign * float(r.value), r.trial_id))  # type: ignore[arg-type]
-
-
-def loss_of(record: TrialRecord, mode: str) -> float | None:
-    """What the sampler minimises: the metric, sign-flipped for ``max``; None for a failed trial."""
-    if record.status != COMPLETED or record.value is None or not math.isfinite(record.value):
-        return None
-    return -float(record.value) if mode == "max" else float(record.value)
 
 
 class Driver:
@@ -84,6 +80,15 @@ class Driver:
         self._distributions = ctx.space.to_optuna_distributions()
         self._best_written: int | None = None
         self._records: dict[int, TrialRecord] | None = None  # this driver's view of the store, see records()
+        mode = ctx.settings.mode
+        self._board = Leaderboard(mode)  # every scored trial: the best
+        self._parents = Leaderboard(mode, PopulationBasedEvaluator.can_parent)  # checkpoints that can be parents
+        self._kept = Leaderboard(mode, lambda r: bool(r.checkpoint) and not r.checkpoint_removed)
+        self._doomed: dict[int, TrialRecord] = {}  # checkpoints to delete once no trial in flight loads them
+        self._inflight: dict[int, TrialSpec] = {}
+        self.asynchronous = ctx.settings.schedule == ASYNC
+        if self.asynchronous:
+            sampler.set_asynchronous(True)
 
     # -- state -----------------------------------------------------------------------------------
     def _save_state(self, state: dict[str, Any]) -> None:
@@ -99,13 +104,23 @@ class Driver:
         only writer (``resume`` refuses a run whose driver lives), and reading every trial back from
         the database each round made a round cost O(trials so far).
         """
+        return [self._all()[k] for k in sorted(self._all())]
+
+    def _all(self) -> dict[int, TrialRecord]:
         if self._records is None:
-            self._records = {r.trial_id: r for r in self.ctx.store.trials(self.ctx.run_id)}
-        return [self._records[k] for k in sorted(self._records)]
+            self._records = {}
+            for r in self.ctx.store.trials(self.ctx.run_id):
+                self._records[r.trial_id] = r
+                self._rank(r)
+        return self._records
+
+    def _rank(self, record: TrialRecord) -> None:
+        for board in (self._board, self._parents, self._kept):
+            board.add(record)
 
     # -- the loop --------------------------------------------------------------------------------
     def run(self) -> list[TrialRecord]:
-        """Run (or continue) the search to its last round; returns every trial record."""
+        """Run (or continue) the search to its end; returns every trial record."""
         s = self.ctx.settings
         store, run_id = self.ctx.store, self.ctx.run_id
         store.set_attr(run_id, "status", "running")
@@ -119,23 +134,11 @@ class Driver:
             raise
         try:
             state = self._load_state()
-            start_round = 0
-            specs: list[TrialSpec] | None = None
-            if state is not None:
-                if state["phase"] == TOLD:
-                    self.sampler.load_state_dict(state["sampler"])
-                    start_round = state["round"] + 1
-                else:
-                    self.sampler.load_state_dict(state["sampler"])
-                    start_round = state["round"]
-                    specs = [TrialSpec.from_dict(d) for d in state["specs"]]
-            self.progress({"event": "run_start", "run_dir": str(self.ctx.run_dir), "round": start_round,
-                           "rounds": s.rounds})
-            for rnd in range(start_round, s.rounds):
-                if specs is None:
-                    specs = self._plan(rnd)
-                self._run_round(rnd, specs)
-                specs = None
+            self._all()
+            if self.asynchronous:
+                self._run_async(state)
+            else:
+                self._run_rounds(state)
             store.set_attr(run_id, "status", "completed")
             store.set_attr(run_id, "finished", time.time())
         except KeyboardInterrupt:
@@ -153,6 +156,131 @@ class Driver:
             heartbeat.__exit__()
             self.executor.close()
         return self.records()
+
+    # -- asynchronous ----------------------------------------------------------------------------
+    def _run_async(self, state: dict[str, Any] | None) -> None:
+        """Keep every slot busy: plan and start a trial whenever one frees, until ``rounds x popsize``."""
+        s = self.ctx.settings
+        total = s.rounds * s.popsize
+        planned = 0
+        if state is not None:
+            if state.get("schedule") != ASYNC:
+                raise ConfigError("this run was started in rounds; it resumes in rounds (schedule: rounds)")
+            self.sampler.load_state_dict(state["sampler"])
+            planned = int(state["planned"])
+            self._inflight = {d["trial_id"]: TrialSpec.from_dict(d) for d in state["specs"]}
+        self.progress({"event": "run_start", "run_dir": str(self.ctx.run_dir), "schedule": ASYNC,
+                       "done": planned - len(self._inflight), "total": total, "rounds": s.rounds})
+        self._adopt_inflight(planned)
+        for spec in self._inflight.values():  # in flight when the last driver stopped: run them again
+            self.executor.submit(spec)
+        slots = max(1, self.executor.slots)
+        try:
+            while True:
+                while planned < total and self.executor.active < slots:
+                    spec = self._plan_next(planned)
+                    planned += 1
+                    self.executor.submit(spec)
+                    self.progress({"event": "trial_start", "spec": spec, "running": self.executor.active,
+                                   "done": planned - len(self._inflight), "total": total, "slots": slots,
+                                   "mode": s.mode})
+                if not self.executor.active:
+                    break
+                for outcome in self.executor.poll(POLL_S):
+                    self._finish(outcome, planned, total)
+        except KeyboardInterrupt:
+            self._record_stopped()
+            raise
+
+    def _plan_next(self, ordinal: int) -> TrialSpec:
+        s = self.ctx.settings
+        candidate = self.sampler.ask(1)[0]
+        spec = self.evaluator.plan_next(candidate, ordinal, s.popsize, self._parents)
+        self._inflight[spec.trial_id] = spec
+        self._save_async_state(ordinal + 1)
+        return spec
+
+    def _save_async_state(self, planned: int) -> None:
+        generation = max((x.round for x in self._inflight.values()), default=None)
+        self._save_state({"schedule": ASYNC, "phase": PLANNED, "planned": planned,
+                          "round": generation, "sampler": self.sampler.state_dict(),
+                          "specs": [x.to_dict() for x in self._inflight.values()]})
+
+    def _adopt_inflight(self, planned: int) -> None:
+        """Trials in flight when the last driver stopped that finished anyway: recorded (if they were
+        not yet) and told, never run again."""
+        finished = self._all()
+        pending = set(self.sampler.pending_ids)
+        for tid, spec in list(self._inflight.items()):
+            record = finished.get(tid)
+            if record is None or record.status not in (COMPLETED, FAILED):
+                left = finished_outcome(self.ctx.run_dir, spec, self.ctx.settings.artifacts)
+                if left is None:
+                    continue
+                record = self._record(spec, left)
+            del self._inflight[tid]
+            if tid in pending:
+                self.sampler.tell([Observation(id=tid, loss=loss_of(record, self.ctx.settings.mode))])
+        if planned:
+            self._save_async_state(planned)
+
+    def _finish(self, outcome: TrialOutcome, planned: int, total: int) -> None:
+        """One trial ended: record it, tell the sampler, save the state, keep the best and checkpoints."""
+        s = self.ctx.settings
+        self._check_disk(outcome)
+        spec = self._inflight.pop(outcome.trial_id)
+        record = self._record(spec, outcome)
+        self.sampler.tell([Observation(id=record.trial_id, loss=loss_of(record, s.mode))])
+        self._save_async_state(planned)
+        done = planned - len(self._inflight)
+        if done == min(s.popsize, total):  # the first popsize trials to end: settings errors surface here
+            first = [r for r in self._all().values() if r.status in (COMPLETED, FAILED)]
+            self._check_metric_exists(first)
+            self._check_some_trial_completed(first)
+        best = self._board.best()
+        self._write_best(best)
+        self._prune_checkpoints()
+        self.progress({"event": "trial_end", "record": record, "best": best, "done": done, "total": total,
+                       "running": self.executor.active, "slots": self.executor.slots, "mode": s.mode})
+
+    def _record_stopped(self) -> None:
+        """Ctrl-C: trials the executor stopped are recorded as stopped; resume runs them again."""
+        for tid in self.executor.stop():
+            spec = self._inflight.get(tid)
+            if spec is not None:
+                self._record(spec, TrialOutcome(trial_id=tid, status=STOPPED, reason="stopped by the user (Ctrl-C)",
+                                                ended=time.time()))
+
+    def _check_disk(self, outcome: TrialOutcome) -> None:
+        if outcome.status == STOPPED and (outcome.reason or "").startswith(DISK_FULL):
+            self.executor.stop()
+            raise DiskFullError(
+                f"no space left on device while trial {outcome.trial_id} saved its results "
+                f"({outcome.reason}); finished trials are safe in the database: free some space, "
+                f"then run: autotune resume {self.ctx.run_dir}"
+            )
+
+    # -- synchronous rounds ----------------------------------------------------------------------
+    def _run_rounds(self, state: dict[str, Any] | None) -> None:
+        s = self.ctx.settings
+        start_round = 0
+        specs: list[TrialSpec] | None = None
+        if state is not None:
+            if state.get("schedule") == ASYNC:
+                raise ConfigError("this run was started asynchronously; it resumes so (schedule: async)")
+            self.sampler.load_state_dict(state["sampler"])
+            if state["phase"] == TOLD:
+                start_round = state["round"] + 1
+            else:
+                start_round = state["round"]
+                specs = [TrialSpec.from_dict(d) for d in state["specs"]]
+        self.progress({"event": "run_start", "run_dir": str(self.ctx.run_dir), "round": start_round,
+                       "rounds": s.rounds, "schedule": "rounds"})
+        for rnd in range(start_round, s.rounds):
+            if specs is None:
+                specs = self._plan(rnd)
+            self._run_round(rnd, specs)
+            specs = None
 
     def _plan(self, rnd: int) -> list[TrialSpec]:
         candidates = self.sampler.ask(self.ctx.settings.popsize)
@@ -173,26 +301,18 @@ class Driver:
                 if left is not None:
                     finished[spec.trial_id] = self._record(spec, left)
         todo = [x for x in specs if x.trial_id not in finished]
+        self._inflight = {x.trial_id: x for x in todo}
         self.progress({"event": "round_start", "round": rnd, "rounds": s.rounds, "trials": len(specs),
                        "todo": len(todo), "slots": self.executor.slots, "mode": s.mode})
         try:
             for outcome in self.executor.run(todo):
-                if outcome.status == STOPPED and (outcome.reason or "").startswith(DISK_FULL):
-                    self.executor.stop()
-                    raise DiskFullError(
-                        f"no space left on device while trial {outcome.trial_id} saved its results "
-                        f"({outcome.reason}); finished trials are safe in the database: free some space, "
-                        f"then run: autotune resume {self.ctx.run_dir}"
-                    )
+                self._check_disk(outcome)
                 record = self._record(by_id[outcome.trial_id], outcome)
+                self._inflight.pop(record.trial_id, None)
                 finished[record.trial_id] = record
                 self.progress({"event": "trial_end", "round": rnd, "record": record})
         except KeyboardInterrupt:
-            for tid in self.executor.stop():
-                spec = by_id[tid]
-                outcome = TrialOutcome(trial_id=tid, status=STOPPED, reason="stopped by the user (Ctrl-C)",
-                                       ended=time.time())
-                self._record(spec, outcome)
+            self._record_stopped()
             raise
         if rnd == 0:
             self._check_metric_exists([finished[x.trial_id] for x in specs])
@@ -200,10 +320,9 @@ class Driver:
         observations = [Observation(id=x.trial_id, loss=loss_of(finished[x.trial_id], s.mode)) for x in specs]
         self.sampler.tell(observations)
         self._save_state({"phase": TOLD, "round": rnd, "sampler": self.sampler.state_dict()})
-        records = self.records()
-        best = best_record(records, s.mode)
+        best = self._board.best()
         self._write_best(best)
-        self._prune_checkpoints(records)
+        self._prune_checkpoints()
         self.progress({"event": "round_end", "round": rnd, "rounds": s.rounds, "best": best,
                        "records": [finished[x.trial_id] for x in specs]})
 
@@ -235,31 +354,44 @@ class Driver:
         record = TrialRecord.from_parts(spec, outcome)
         self.ctx.store.record_trial(self.ctx.run_id, record, self._distributions,
                                     self.ctx.space.to_optuna_params(record.config))
-        if self._records is not None:
-            self._records[record.trial_id] = record
+        self._all()[record.trial_id] = record
+        self._rank(record)
+        self._doom(record)
         return record
 
-    def _prune_checkpoints(self, records: Sequence[TrialRecord]) -> None:
-        """``keep_checkpoints = K``: delete the checkpoints of finished trials outside the K best.
-
-        Runs after each round, so the next round's parents (always among the best) survive.  The
-        deletion is recorded in the store first; the records keep their checkpoint paths and hashes
-        as lineage, flagged ``checkpoint_removed``.
-        """
+    def _doom(self, record: TrialRecord) -> None:
+        """``keep_checkpoints = K``: a new trial outside the K best, or one it pushes out, loses its
+        checkpoint (deleted by :meth:`_prune_checkpoints`)."""
         keep = self.ctx.settings.keep_checkpoints
-        if keep is None:
+        if keep is None or not record.checkpoint or record.checkpoint_removed:
             return
-        sign = -1.0 if self.ctx.settings.mode == "max" else 1.0
-        scored = sorted((r for r in records if loss_of(r, self.ctx.settings.mode) is not None and r.checkpoint),
-                        key=lambda r: (sign * float(r.value), r.trial_id))  # type: ignore[arg-type]
-        kept = {r.trial_id for r in scored[:keep]}
-        doomed = [r for r in records if r.checkpoint and r.status in (COMPLETED, FAILED)
-                  and r.trial_id not in kept and not r.checkpoint_removed]
+        if record.trial_id not in self._kept:  # failed, or finished without a score
+            if record.status in (COMPLETED, FAILED):
+                self._doomed[record.trial_id] = record
+            return
+        while len(self._kept) > keep:
+            loser = self._kept.at(len(self._kept) - 1)
+            for board in (self._kept, self._parents):
+                board.discard(loser.trial_id)
+            self._doomed[loser.trial_id] = loser
+
+    def _prune_checkpoints(self) -> None:
+        """Delete the doomed checkpoints that no trial in flight may load (a parent or a fall-back).
+
+        The deletion is recorded in the store first; the records keep their checkpoint paths and
+        hashes as lineage, flagged ``checkpoint_removed``.  In rounds this runs after each round, so
+        the next round's parents (always among the best) survive.
+        """
+        if not self._doomed:
+            return
+        loading = {p.trial_id for spec in self._inflight.values() for p in spec.parents}
+        doomed = [r for tid, r in self._doomed.items() if tid not in loading]
         if not doomed:
             return
         self.ctx.store.mark_checkpoints_removed(self.ctx.run_id, [r.trial_id for r in doomed])
         for r in doomed:
             r.checkpoint_removed = True
+            del self._doomed[r.trial_id]
         if self.ctx.settings.artifacts:
             store = Artifacts(self.ctx.settings.artifacts)
             for r in doomed:

@@ -113,7 +113,7 @@ class Result:
 
     @property
     def best(self) -> TrialRecord | None:
-        from .driver import best_record
+        from .ranking import best_record
 
         return best_record(self.records, self.settings.mode)
 

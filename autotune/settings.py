@@ -12,6 +12,11 @@ from typing import Any
 from .errors import ConfigError
 
 MODES = ("min", "max")
+#: how trials are scheduled: ``async`` starts a trial the moment a slot frees; ``rounds`` runs
+#: AutoDL Finetuner's synchronous generations (each round waits for its slowest trial)
+ASYNC, ROUNDS = "async", "rounds"
+SCHEDULES = (ASYNC, ROUNDS)
+DEFAULT_SCHEDULE = ASYNC
 
 
 #: a run name is a folder name (file systems allow 255 bytes) and a database key
@@ -41,6 +46,7 @@ class RunSettings:
     keep_checkpoints: int | None = None
     artifacts: str | None = None  # object-store URI for trial folders (see autotune.artifacts)
     sampler_options: dict[str, Any] = field(default_factory=dict)
+    schedule: str = ROUNDS  # runs recorded before schedules existed ran in rounds; new runs get DEFAULT_SCHEDULE
 
     def __post_init__(self) -> None:
         self.validate()
@@ -55,6 +61,8 @@ class RunSettings:
             raise ConfigError(f"run name is {len(self.name.encode())} bytes long; at most {MAX_NAME_BYTES} please")
         if not isinstance(self.metric, str) or not self.metric:
             raise ConfigError("a metric name is needed (--metric, or `metric:` in the space file)")
+        if self.schedule not in SCHEDULES:
+            raise ConfigError(f"schedule must be 'async' or 'rounds', but got {self.schedule!r}")
         if self.mode not in MODES:
             raise ConfigError(f"mode must be 'min' or 'max', but got {self.mode!r}")
         for key in ("rounds", "popsize"):

@@ -203,14 +203,28 @@ class Store:
 
     @_storage_errors
     def put_blob(self, run_id: int, key: str, value: Any) -> None:
-        """Store a large JSON value atomically: chunks first, then one pointer write commits it."""
+        """Store a large JSON value atomically: chunks first, then one pointer write commits it.
+
+        Chunks alternate between two slots, so a value rewritten after every trial keeps a bounded
+        number of keys (Optuna cannot delete attributes); the pointer names the slot and a digest."""
         text = json.dumps(value, separators=(",", ":"))
         digest = hashlib.sha256(text.encode()).hexdigest()[:16]
         chunks = [text[i : i + BLOB_CHUNK] for i in range(0, len(text), BLOB_CHUNK)] or [""]
+        slots = self.__dict__.setdefault("_blob_slots", {})
+        if (run_id, key) not in slots:  # first write of this process: read the pointer once
+            pointer = self.storage.get_study_user_attrs(run_id).get(f"{_PREFIX}{key}:pointer") or {}
+            slots[(run_id, key)] = (pointer.get("slot"), int(pointer.get("chunks", 0)), pointer.get("size", {}))
+        current, _n, sizes = slots[(run_id, key)]
+        slot = "b" if current == "a" else "a"
         for i, chunk in enumerate(chunks):
-            self.storage.set_study_user_attr(run_id, f"{_PREFIX}{key}:blob:{digest}:{i}", chunk)
-        self.set_attr(run_id, key + ":pointer", {"digest": digest, "chunks": len(chunks)})
-        self._drop_old_chunks(run_id, key, digest)
+            self.storage.set_study_user_attr(run_id, f"{_PREFIX}{key}:blob:{slot}:{i}", chunk)
+        for i in range(len(chunks), int(sizes.get(slot, 0))):  # a smaller value: blank the old tail
+            self.storage.set_study_user_attr(run_id, f"{_PREFIX}{key}:blob:{slot}:{i}", "")
+        sizes = {**sizes, slot: len(chunks)}
+        self.set_attr(run_id, key + ":pointer", {"slot": slot, "digest": digest, "chunks": len(chunks), "size": sizes})
+        slots[(run_id, key)] = (slot, len(chunks), sizes)
+        if current is None:
+            self._drop_old_chunks(run_id, key)
 
     @_storage_errors
     def get_blob(self, run_id: int, key: str) -> Any | None:
@@ -218,15 +232,16 @@ class Store:
         pointer = raw.get(f"{_PREFIX}{key}:pointer")
         if pointer is None:
             return None
-        parts = [raw[f"{_PREFIX}{key}:blob:{pointer['digest']}:{i}"] for i in range(pointer["chunks"])]
+        where = pointer.get("slot") or pointer["digest"]  # runs written before slots name chunks by digest
+        parts = [raw[f"{_PREFIX}{key}:blob:{where}:{i}"] for i in range(pointer["chunks"])]
         return json.loads("".join(parts))
 
-    def _drop_old_chunks(self, run_id: int, key: str, keep: str) -> None:
-        """Optuna cannot delete attributes; overwrite stale chunks with empty strings to keep the DB small."""
+    def _drop_old_chunks(self, run_id: int, key: str) -> None:
+        """Blank the digest-named chunks that runs written before slots left behind."""
         raw = self.storage.get_study_user_attrs(run_id)
         stale = f"{_PREFIX}{key}:blob:"
         for k, v in raw.items():
-            if k.startswith(stale) and not k.startswith(stale + keep) and v != "":
+            if k.startswith(stale) and k.split(":")[-2] not in ("a", "b") and v != "":
                 self.storage.set_study_user_attr(run_id, k, "")
 
     # -- trials ----------------------------------------------------------------------------------

@@ -64,7 +64,7 @@ def cli(*args: str, **kwargs) -> "subprocess.CompletedProcess[str]":  # noqa: F8
 def error_line(stderr: str) -> str:
     """The one error line of a failed ``autotune`` command; anything before it must be progress lines."""
     *progress, last = stderr.strip().splitlines()
-    assert all(line.startswith(("run folder ", "round ")) for line in progress), stderr
+    assert all(line.startswith(("run folder ", "round ", "trials ")) for line in progress), stderr
     assert last.startswith("autotune: error:"), stderr
     return last
 
@@ -73,14 +73,12 @@ class InterruptingExecutor(LocalExecutor):
     """Raises KeyboardInterrupt (as Ctrl-C would) once ``after`` trials have finished."""
 
     def __init__(self, after: int) -> None:
+        super().__init__()
         self.after = after
         self.count = 0
 
-    def run(self, specs):
-        from autotune.trial_runner import run_trial
-
-        for spec in specs:
-            if self.count == self.after:
-                raise KeyboardInterrupt
-            self.count += 1
-            yield run_trial(self.target, spec, self.run_dir, self.metric)
+    def poll(self, timeout=None):
+        if self._queue and self.count == self.after:
+            raise KeyboardInterrupt
+        self.count += 1 if self._queue else 0
+        return super().poll(timeout)

@@ -48,7 +48,7 @@ def test_returning_a_number_records_the_metric(tmp_path, xy_space):
 
 def test_pbt_children_start_from_their_parents_weights(tmp_path, lr_space):
     result = autotune.run(objective("weights"), space=lr_space, sampler="random", evaluator="pbt", rounds=3,
-                          popsize=4, seed=2, output=tmp_path, name="pbt", executor="local")
+                          popsize=4, seed=2, output=tmp_path, name="pbt", executor="local", schedule="rounds")
     run_dir = tmp_path / "pbt"
     by_id = {r.trial_id: r for r in result.records}
     assert all(r.parent_id is None for r in result.records if r.round == 0)
@@ -197,14 +197,16 @@ def test_interrupt_then_resume_loses_nothing_and_repeats_nothing(tmp_path, xy_sp
 class _DiesAfterTrialExecutor(LocalExecutor):
     """A trial finishes, then the driver is interrupted before it could record it."""
 
-    def run(self, specs):
-        from autotune.trial_runner import run_trial
+    def __init__(self) -> None:
+        super().__init__()
+        self.count = 0
 
-        for i, spec in enumerate(specs):
-            outcome = run_trial(self.target, spec, self.run_dir, self.metric)
-            if i == 2:
-                raise KeyboardInterrupt
-            yield outcome
+    def poll(self, timeout=None):
+        outcomes = super().poll(timeout)
+        self.count += len(outcomes)
+        if self.count == 3:
+            raise KeyboardInterrupt
+        return outcomes
 
 
 def test_a_trial_finished_but_unrecorded_is_adopted_not_rerun(tmp_path, xy_space, executions):

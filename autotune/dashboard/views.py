@@ -16,7 +16,7 @@ from typing import Any
 import yaml
 
 from ..artifacts import Artifacts
-from ..driver import best_record
+from ..ranking import best_record
 from ..records import COMPLETED, FAILED, STOPPED, TrialRecord
 from .catalog import RunRef, Snapshot
 

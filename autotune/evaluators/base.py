@@ -1,5 +1,7 @@
-"""Evaluators turn a round's candidates into trial specs: config, budget and parent checkpoint.
+"""Evaluators turn candidates into trial specs: config, budget and parent checkpoint.
 
+``plan`` serves synchronous rounds (a whole population at once); ``plan_next`` serves asynchronous
+scheduling (one trial, the moment a slot frees, from the finished trials ranked at that moment).
 They plan; they never run anything.  Warm starts are data in the spec (``TrialSpec.parents``), so the
 lineage of every trial can be shown and audited from the records alone.
 """
@@ -9,8 +11,13 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from typing import Any, ClassVar, Sequence
 
-from ..records import TrialRecord, TrialSpec
+from ..ranking import Leaderboard
+from ..records import ParentRef, TrialRecord, TrialSpec
 from ..samplers.base import Candidate
+
+#: fall-back parents listed in an asynchronously planned spec, after the chosen one (a spec stays
+#: small however long the run: a thousand trials in, the top half would be five hundred)
+MAX_FALLBACKS = 4
 
 
 def trial_dir_name(trial_id: int) -> str:
@@ -52,6 +59,27 @@ class Evaluator(ABC):
             )
             for i, c in enumerate(candidates)
         ]
+
+    def plan_next(self, candidate: Candidate, ordinal: int, popsize: int, pool: Leaderboard) -> TrialSpec:
+        """The spec of the ``ordinal``-th trial of an asynchronous run (0-based).
+
+        ``pool``: finished trials that can be parents, ranked now.  Its ``round`` is the trial's
+        generation, so per-round views still read well: the lineage depth for Population-Based
+        trials, ``ordinal // popsize`` otherwise."""
+        parents, generation = self._next_parents(ordinal, popsize, pool)
+        return TrialSpec(
+            trial_id=candidate.id,
+            round=generation,
+            config={**self.fixed, **candidate.config},
+            budget=self.budget,
+            trial_dir=trial_dir_name(candidate.id),
+            parents=parents,
+            timeout=self.timeout,
+        )
+
+    def _next_parents(self, ordinal: int, popsize: int, pool: Leaderboard) -> tuple[tuple[ParentRef, ...], int]:
+        """Parents (chosen first, then fall-backs) and generation of an asynchronous trial: from scratch."""
+        return (), ordinal // max(1, popsize)
 
     @abstractmethod
     def _parents(self, round: int, n: int, earlier: Sequence[TrialRecord]) -> list[tuple]:

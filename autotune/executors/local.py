@@ -1,12 +1,13 @@
 """In-process executor: trials run one after another in this process.
 
 For tests and debugging; it has no isolation (a trial calling ``os._exit`` ends the driver too) and
-no time limit.  Real searches use the Ray executor.
+no time limit.  Real searches use the Ray executor.  One slot: ``poll`` runs the oldest queued trial
+to its end and returns its outcome.
 """
 
 from __future__ import annotations
 
-from typing import Iterator, Sequence
+from collections import deque
 
 from ..records import TrialOutcome, TrialSpec
 from ..trial_runner import run_trial
@@ -14,9 +15,25 @@ from .base import Executor
 
 
 class LocalExecutor(Executor):
-    def run(self, specs: Sequence[TrialSpec]) -> Iterator[TrialOutcome]:
-        for spec in specs:
-            yield run_trial(self.target, spec, self.run_dir, self.metric, artifacts=self.artifacts)
+    def __init__(self) -> None:
+        self._queue: deque[TrialSpec] = deque()
+
+    def submit(self, spec: TrialSpec) -> None:
+        self._queue.append(spec)
+
+    def poll(self, timeout: float | None = None) -> list[TrialOutcome]:
+        if not self._queue:
+            return []
+        spec = self._queue.popleft()
+        return [run_trial(self.target, spec, self.run_dir, self.metric, artifacts=self.artifacts)]
+
+    @property
+    def active(self) -> int:
+        return len(self._queue)
+
+    def stop(self) -> list[int]:
+        self._queue.clear()  # queued trials never started: nothing to record, resume runs them
+        return []
 
     def describe(self) -> str:
         return "in-process"

@@ -20,7 +20,7 @@ import socket
 import time
 from collections import deque
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 import ray
 from ray.exceptions import ActorUnavailableError, GetTimeoutError, RayActorError, RayError, RayTaskError
@@ -104,6 +104,8 @@ class RayExecutor(Executor):
         self._whole_gpu_workers: set[Any] = set()
         self.start_timeout = start_timeout  # worker -> ref of its ready() call (gives its node)
         self._slots = 0
+        self._queue: deque[tuple[TrialSpec, int]] = deque()  # (spec, attempt) waiting for a worker
+        self._stalled_since: float | None = None
 
     # -- lifecycle -------------------------------------------------------------------------------
     def open(self, run_dir: Path, target: Any, metric: str, artifacts: str | None = None) -> None:
@@ -185,74 +187,90 @@ class RayExecutor(Executor):
             return None
 
     # -- running ---------------------------------------------------------------------------------
-    def run(self, specs: Sequence[TrialSpec]) -> Iterator[TrialOutcome]:
-        """Dispatch specs to started workers only: a worker Ray cannot place (its node is gone, the
-        cluster shrank) waits in ``_starting`` and never holds a trial hostage."""
-        queue: deque[tuple[TrialSpec, int]] = deque((s, 1) for s in specs)
-        while len(self._workers) < min(self._slots, len(specs)):
-            self._spawn()
-        stalled_since: float | None = None
-        while queue or self._running or self._whole_gpu:
-            self._promote_started()
-            for outcome in self._start_whole_gpu_trials():
-                yield outcome
-            if self._whole_gpu:
-                # A whole GPU is wanted: idle pool workers hold GPU fractions, so let them go (the
-                # pool grows back afterwards) and give them no new trial until it has started.
-                while self._idle:
-                    self._retire(self._idle.pop())
-            while queue and not self._whole_gpu and len(self._workers) < min(self._slots, len(queue) + len(self._running)):
-                self._spawn()  # grow the pool back after whole-GPU retries
-            while queue and self._idle and not self._whole_gpu:
-                spec, attempt = queue.popleft()
-                worker = self._idle.pop()
-                ref = worker.run.remote(self.target, spec, str(self.run_dir), self.metric, self.artifacts)
-                self._running[ref] = (worker, spec, time.time(), attempt)
-            if queue and not self._running and not self._idle and not self._whole_gpu:
-                if not self._starting:
-                    self._spawn()
-                stalled_since = stalled_since or time.time()
-                if time.time() - stalled_since > self.start_timeout:
-                    while queue:
-                        spec, attempt = queue.popleft()
-                        yield self._failed(spec, time.time(), attempt,
-                                           f"no Ray node could start a worker within {self.start_timeout:g} s")
-                    return
+    def submit(self, spec: TrialSpec) -> None:
+        self._queue.append((spec, 1))
+
+    @property
+    def active(self) -> int:
+        return len(self._queue) + len(self._running) + len(self._whole_gpu)
+
+    def poll(self, timeout: float | None = None) -> list[TrialOutcome]:
+        """Outcomes that ended, waiting in steps of ``POLL_S`` up to ``timeout`` (None: until one ends)."""
+        deadline = None if timeout is None else time.time() + timeout
+        while self.active:
+            left = POLL_S if deadline is None else max(0.0, min(POLL_S, deadline - time.time()))
+            outcomes = self._step(left)
+            if outcomes or (deadline is not None and time.time() >= deadline):
+                return outcomes
+        return []
+
+    def _step(self, wait_s: float) -> list[TrialOutcome]:
+        """One turn of the pool: start workers, hand queued trials to idle ones, collect what ended.
+
+        Trials go to started workers only: a worker Ray cannot place (its node is gone, the cluster
+        shrank) waits in ``_starting`` and never holds a trial hostage."""
+        out: list[TrialOutcome] = []
+        queue = self._queue
+        self._promote_started()
+        out += self._start_whole_gpu_trials()
+        if self._whole_gpu:
+            # A whole GPU is wanted: idle pool workers hold GPU fractions, so let them go (the
+            # pool grows back afterwards) and give them no new trial until it has started.
+            while self._idle:
+                self._retire(self._idle.pop())
+        while queue and not self._whole_gpu and len(self._workers) < min(self._slots, len(queue) + len(self._running)):
+            self._spawn()  # the pool grows to what is queued, and back after whole-GPU retries
+        while queue and self._idle and not self._whole_gpu:
+            spec, attempt = queue.popleft()
+            worker = self._idle.pop()
+            ref = worker.run.remote(self.target, spec, str(self.run_dir), self.metric, self.artifacts)
+            self._running[ref] = (worker, spec, time.time(), attempt)
+        if queue and not self._running and not self._idle and not self._whole_gpu:
+            if not self._starting:
+                self._spawn()
+            self._stalled_since = self._stalled_since or time.time()
+            if time.time() - self._stalled_since > self.start_timeout:
+                while queue:
+                    spec, attempt = queue.popleft()
+                    out.append(self._failed(spec, time.time(), attempt,
+                                            f"no Ray node could start a worker within {self.start_timeout:g} s"))
+                return out
+        else:
+            self._stalled_since = None
+        waiting = [*self._running, *self._starting, *self._whole_gpu]
+        done, _ = ray.wait(waiting, num_returns=1, timeout=wait_s) if waiting else ([], [])
+        for ref in done:
+            if ref not in self._running:
+                continue  # a worker finished starting: promoted at the next turn
+            worker, spec, started, attempt = self._running.pop(ref)
+            outcome, worker_ok = self._collect(ref, worker, spec, started, attempt)
+            if outcome is None:  # node lost: retry elsewhere
+                queue.append((spec, attempt + 1))
+                self._retry_notes[spec.trial_id] = f"attempt {attempt} lost its node; retried"
+            elif self._wants_whole_gpu(outcome, worker):
+                self._retry_notes[spec.trial_id] = (
+                    f"attempt {attempt} ran out of GPU memory sharing a GPU ({self.gpus_per_trial:g} GPU per "
+                    f"trial): {_first_line(outcome.reason)}; retried with a whole GPU")
+                self._queue_whole_gpu(spec, attempt + 1)
+                outcome = None
+            if worker in self._whole_gpu_workers:
+                self._retire(worker)  # a whole-GPU worker runs one trial, then gives its GPU back
+            elif worker_ok:
+                self._idle.append(worker)
             else:
-                stalled_since = None
-            done, _ = ray.wait([*self._running, *self._starting, *self._whole_gpu], num_returns=1,
-                               timeout=POLL_S)
-            for ref in done:
-                if ref not in self._running:
-                    continue  # a worker finished starting: promoted at the top of the loop
-                worker, spec, started, attempt = self._running.pop(ref)
-                outcome, worker_ok = self._collect(ref, worker, spec, started, attempt)
-                if outcome is None:  # node lost: retry elsewhere
-                    queue.append((spec, attempt + 1))
-                    self._retry_notes[spec.trial_id] = f"attempt {attempt} lost its node; retried"
-                elif self._wants_whole_gpu(outcome, worker):
-                    self._retry_notes[spec.trial_id] = (
-                        f"attempt {attempt} ran out of GPU memory sharing a GPU ({self.gpus_per_trial:g} GPU per "
-                        f"trial): {_first_line(outcome.reason)}; retried with a whole GPU")
-                    self._queue_whole_gpu(spec, attempt + 1)
-                    outcome = None
+                self._replace(worker)
+            if outcome is not None:
+                out.append(outcome)
+        now = time.time()
+        for ref, (worker, spec, started, attempt) in list(self._running.items()):
+            if spec.timeout and now - started > spec.timeout:
+                del self._running[ref]
                 if worker in self._whole_gpu_workers:
-                    self._retire(worker)  # a whole-GPU worker runs one trial, then gives its GPU back
-                elif worker_ok:
-                    self._idle.append(worker)
+                    self._retire(worker)
                 else:
                     self._replace(worker)
-                if outcome is not None:
-                    yield outcome
-            now = time.time()
-            for ref, (worker, spec, started, attempt) in list(self._running.items()):
-                if spec.timeout and now - started > spec.timeout:
-                    del self._running[ref]
-                    if worker in self._whole_gpu_workers:
-                        self._retire(worker)
-                    else:
-                        self._replace(worker)
-                    yield self._failed(spec, started, attempt, f"timed out after {spec.timeout:g} s")
+                out.append(self._failed(spec, started, attempt, f"timed out after {spec.timeout:g} s"))
+        return out
 
     # -- a trial that ran out of GPU memory while sharing a GPU --------------------------------------
     def _wants_whole_gpu(self, outcome: TrialOutcome, worker: Any) -> bool:
@@ -386,6 +404,7 @@ class RayExecutor(Executor):
                 pass
             stopped.append(spec.trial_id)
         self._running.clear()
+        self._queue.clear()  # never started: nothing to record, resume runs them
         for worker, spec, _attempt, _since in self._whole_gpu.values():  # waiting for a whole GPU
             self._retire(worker)
             stopped.append(spec.trial_id)

@@ -31,7 +31,7 @@ from .params import (
 #: check ranges again; here the file and key are named)
 DEFAULT_KEYS = (
     "sampler", "evaluator", "rounds", "popsize", "seed", "cpus_per_trial", "gpus_per_trial", "trial_timeout",
-    "keep_checkpoints", "sampler_options",
+    "keep_checkpoints", "sampler_options", "schedule",
 )
 _DEFAULT_KINDS: dict[str, tuple[str, Any]] = {
     "sampler": ("a sampler name (a string)", lambda v: isinstance(v, str)),
@@ -43,6 +43,7 @@ _DEFAULT_KINDS: dict[str, tuple[str, Any]] = {
     "gpus_per_trial": ("a number >= 0", lambda v: is_number(v) and 0 <= v < math.inf),
     "trial_timeout": ("a number of seconds > 0 (or null)", lambda v: v is None or (is_number(v) and 0 < v < math.inf)),
     "keep_checkpoints": ("an integer >= 1 (or null, to keep all)", lambda v: v is None or (_is_int(v) and v >= 1)),
+    "schedule": ("'async' or 'rounds'", lambda v: isinstance(v, str) and v.strip().lower() in ("async", "rounds")),
     "sampler_options": ("a mapping of option: value", lambda v: isinstance(v, Mapping) and all(isinstance(k, str) for k in v)),
 }
 
