@@ -4,6 +4,12 @@ Samplers minimise a loss; the driver flips the sign once for ``mode: max``.  A s
 configs it did not propose, and it is told about every candidate it proposed, exactly once, with a
 finite loss or a failure (``loss=None``).  ``state_dict`` is JSON-serialisable so a run can resume
 with the exact sampler state rather than an approximate replay.
+
+Two schedules.  In rounds mode (the default) the driver asks a population, runs it and tells it.
+After ``set_asynchronous(True)`` the driver asks one candidate whenever a slot frees and tells each
+outcome as it ends, so any number of candidates (fewer or more than ``popsize``) may be pending and
+they end in any order; every sampler then accepts ``ask(n)`` at any moment.  A sampler can go from
+rounds to asynchronous mid-run (a rounds run resumed asynchronously), never back.
 """
 
 from __future__ import annotations
@@ -17,7 +23,7 @@ from typing import Any, ClassVar, Sequence
 
 import numpy as np
 
-from ..errors import SamplerProtocolError
+from ..errors import SamplerError, SamplerProtocolError
 from ..space import SearchSpace
 
 
@@ -58,7 +64,8 @@ class Sampler(ABC):
 
     #: registry name, set by subclasses
     name: ClassVar[str] = ""
-    #: True when the sampler only learns from whole populations (CMA-ES): the driver must tell a full batch
+    #: True when the sampler only learns from whole populations (CMA-ES): in rounds mode the driver must
+    #: tell a full batch (asynchronous mode lifts this: see ``set_asynchronous``)
     needs_full_population: ClassVar[bool] = False
     #: True when categoricals are handled natively rather than through the unit-cube encoding
     native_categoricals: ClassVar[bool] = False
@@ -70,6 +77,7 @@ class Sampler(ABC):
         self._next_id = 0
         self._pending: dict[int, tuple[float, ...]] = {}
         self._told: set[int] = set()
+        self._asynchronous = False
 
     # -- public protocol ---------------------------------------------------------------------
     def ask(self, n: int) -> list[Candidate]:
@@ -106,6 +114,29 @@ class Sampler(ABC):
     def pending_ids(self) -> list[int]:
         return sorted(self._pending)
 
+    @property
+    def asynchronous(self) -> bool:
+        """True once :meth:`set_asynchronous` switched the sampler to one-at-a-time scheduling."""
+        return self._asynchronous
+
+    def set_asynchronous(self, flag: bool = True) -> None:
+        """Switch to asynchronous scheduling (see the module docstring); call it before the first ask.
+
+        Switching on later converts the open rounds book-keeping (a rounds run resumed asynchronously).
+        Switching back is refused once anything was asked: asynchronous state has no rounds equivalent.
+        """
+        flag = bool(flag)
+        if flag == self._asynchronous:
+            return
+        if not flag:
+            if self._next_id:
+                raise SamplerError(f"{self.name}: this sampler already proposed candidates under asynchronous "
+                                   f"scheduling and cannot go back to rounds; resume the run asynchronously")
+            self._asynchronous = False
+            return
+        self._asynchronous = True
+        self._become_asynchronous()
+
     def state_dict(self) -> dict[str, Any]:
         """A JSON-serialisable snapshot from which ``load_state_dict`` resumes exactly."""
         return {
@@ -113,14 +144,21 @@ class Sampler(ABC):
             "next_id": self._next_id,
             "pending": {str(k): list(v) for k, v in self._pending.items()},
             "told": sorted(self._told),
+            "asynchronous": self._asynchronous,
             "impl": self._state(),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore a ``state_dict``.  A state saved in rounds mode (or before the flag existed) loaded
+        into a sampler already set asynchronous is converted, as by ``set_asynchronous(True)``."""
+        wanted = self._asynchronous
         self._next_id = int(state["next_id"])
         self._pending = {int(k): tuple(float(x) for x in v) for k, v in state["pending"].items()}
         self._told = set(int(i) for i in state["told"])
+        self._asynchronous = bool(state.get("asynchronous", False))
         self._load_state(state["impl"])
+        if wanted:
+            self.set_asynchronous(True)
 
     # -- subclass hooks ----------------------------------------------------------------------
     @abstractmethod
@@ -130,6 +168,9 @@ class Sampler(ABC):
     @abstractmethod
     def _observe(self, pairs: list[tuple[tuple[float, ...], Observation]]) -> None:
         """Learn from (point, observation) pairs; failed observations have ``ob.failed``."""
+
+    def _become_asynchronous(self) -> None:
+        """Convert rounds book-keeping to asynchronous book-keeping; nothing to do for most samplers."""
 
     @abstractmethod
     def _state(self) -> dict[str, Any]:
