@@ -28,6 +28,17 @@ What autotune changes, and why:
    below ``min_kick``, 0.1 by default), so late rounds refine instead of jumping around the optimum.
 5. Failed trials never become bests: a particle without a finite personal best only feels the
    pull of the global best (and none at all while nothing has succeeded).
+
+Asynchronous scheduling (``set_asynchronous(True)``): particles do not wait for each other.  A
+particle is idle or out on a trial; ``ask`` sends out the idle particle that has waited longest, at
+its current position.  When its trial ends, that particle alone records its outcome and moves by the
+rule above, with its own move count as ``t`` and the global best as it stands at that moment, and is
+idle again.  When more candidates are asked than particles are idle (more slots than ``popsize``), a
+*scout* is proposed: a relative kick of the global best (size ``epsilon`` times the current kick
+scale, at least 0.02, the smallest default kick), or PaddleHub's initial scatter around ``init``
+while nothing has succeeded.  Scouts are not particles: their outcome can only improve the global
+best, which then pulls every particle; this uses spare slots to refine the best without growing the
+swarm or disturbing any particle's dynamics.
 """
 
 from __future__ import annotations
@@ -42,6 +53,10 @@ from ..errors import SamplerError
 from ..space import SearchSpace
 from ._population import Population
 from .base import Observation, Sampler
+
+SCOUT = -1
+#: the smallest kick a scout gets: ``epsilon * min_kick`` of the default settings (0.2 * 0.1)
+SCOUT_FLOOR = 0.02
 
 
 def reflect(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -96,6 +111,11 @@ class PSHE2Sampler(Sampler):
         self.t = 0
         self._spread0: float | None = None
         self._population: Population | None = None
+        # asynchronous book-keeping: moves made per particle, idle particles (longest waiting first)
+        # and pending candidates' particles (SCOUT for a scout)
+        self._moves = [0] * self.popsize
+        self._idle = list(range(self.popsize))
+        self._out: dict[int, int] = {}
 
     # -- dynamics -----------------------------------------------------------------------------
     def _step(self, losses: list[float | None]) -> None:
@@ -121,6 +141,39 @@ class PSHE2Sampler(Sampler):
         r = self._rng.uniform(-1.0, 1.0, size=self.x.shape)
         self.x = relative_kick(self.x, r, self.epsilon * self._kick_scale())
 
+    def _note(self, i: int, x: np.ndarray, f: float | None) -> None:
+        """Record an outcome at ``x``: particle ``i``'s personal best (not for a scout) and the global best."""
+        if f is None:
+            return
+        if i != SCOUT and (self.best_f[i] is None or f < self.best_f[i]):  # type: ignore[operator]
+            self.best_x[i], self.best_f[i] = x.copy(), f
+        if self.global_f is None or f < self.global_f:
+            self.global_x, self.global_f = x.copy(), f
+
+    def _move(self, i: int) -> None:
+        """The rule above for particle ``i`` alone, with its own move count as ``t`` (asynchronous)."""
+        self._moves[i] += 1
+        a = self.alpha
+        decay = max(0.0, 1.0 - 3.0 * a / self._moves[i])
+        pull = np.zeros(self.x.shape[1])
+        if self.best_f[i] is not None:
+            pull += self.x[i] - self.best_x[i]
+        if self.global_x is not None:
+            pull += self.x[i] - self.global_x
+        p = decay * self.p[i] - a * pull
+        x, flipped = reflect(self.x[i] + a * p)
+        self.p[i] = np.where(flipped, -p, p)
+        self.x[i] = x
+        r = self._rng.uniform(-1.0, 1.0, size=x.shape)
+        self.x[i] = relative_kick(x, r, self.epsilon * self._kick_scale())
+
+    def _scout(self) -> np.ndarray:
+        """A point for a slot no idle particle can fill: a kick of the global best (see the module docstring)."""
+        r = self._rng.uniform(-1.0, 1.0, size=self.x.shape[1])
+        if self.global_x is None:
+            return relative_kick(2.0 * self.space.init_point() - 1.0, r, 1.0)
+        return relative_kick(self.global_x, r, max(SCOUT_FLOOR, self.epsilon * self._kick_scale()))
+
     def _kick_scale(self) -> float:
         """sqrt(spread around the global best / first spread measured), in [min_kick, 1].
 
@@ -138,12 +191,28 @@ class PSHE2Sampler(Sampler):
 
     # -- hooks --------------------------------------------------------------------------------
     def _propose(self, n: int) -> list[Sequence[float]]:
+        if self._asynchronous:
+            points = []
+            for k in range(n):
+                i = self._idle.pop(0) if self._idle else SCOUT
+                self._out[self._next_id + k] = i
+                points.append(((self._scout() if i == SCOUT else self.x[i]) + 1.0) / 2.0)
+            return points
         if self._population is None:
             self._population = Population(points=((self.x + 1.0) / 2.0).tolist())
         members = self._population.take(n, self._next_id, self.name)
         return [self._population.points[i] for i in members]
 
     def _observe(self, pairs: list[tuple[tuple[float, ...], Observation]]) -> None:
+        if self._asynchronous:
+            for point, ob in pairs:
+                i = self._out.pop(ob.id)
+                x = 2.0 * np.asarray(point, dtype=float) - 1.0 if i == SCOUT else self.x[i]
+                self._note(i, x, None if ob.failed else float(ob.loss))  # type: ignore[arg-type]
+                if i != SCOUT:
+                    self._move(i)
+                    self._idle.append(i)
+            return
         population = self._population
         for _, ob in pairs:
             if population is None or ob.id not in population.ids:
@@ -152,6 +221,20 @@ class PSHE2Sampler(Sampler):
         if population is not None and population.complete:
             self._population = None
             self._step(population.ordered_losses())
+
+    def _become_asynchronous(self) -> None:
+        """Particles of an open rounds population that were told move now; the others stay out or idle."""
+        self._moves = [self.t] * self.popsize
+        population, self._population = self._population, None
+        if population is None:
+            return
+        self._out = dict(population.ids)
+        told = sorted(population.losses)
+        self._idle = list(range(population.handed, len(population.points)))
+        for i in told:
+            self._note(i, self.x[i], population.losses[i])
+            self._move(i)
+            self._idle.append(i)
 
     def _state(self) -> dict[str, Any]:
         return {
@@ -165,6 +248,9 @@ class PSHE2Sampler(Sampler):
             "t": self.t,
             "spread0": self._spread0,
             "population": None if self._population is None else self._population.to_state(),
+            "moves": list(self._moves),
+            "idle": list(self._idle),
+            "out": {str(k): i for k, i in self._out.items()},
         }
 
     def _load_state(self, state: dict[str, Any]) -> None:
@@ -178,3 +264,6 @@ class PSHE2Sampler(Sampler):
         self.t = int(state["t"])
         self._spread0 = state["spread0"]
         self._population = Population.from_state(state["population"])
+        self._moves = [int(m) for m in state.get("moves", [self.t] * self.popsize)]  # absent before async
+        self._idle = [int(i) for i in state.get("idle", range(self.popsize))]
+        self._out = {int(k): int(i) for k, i in state.get("out", {}).items()}
