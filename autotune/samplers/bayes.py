@@ -3,8 +3,21 @@
 Each sampler keeps a private in-memory study whose trials are asked with the fixed distributions of
 ``space.to_optuna_distributions()``.  Trial params become unit-cube points only through
 ``space.encode`` (the space module owns the one encoding).  Failed observations (``None``, NaN, inf)
-are told as ``TrialState.FAIL``, so Optuna treats them as failed rather than as a score.  Several
-asks before a tell are fine: TPE's constant liar (on by default) keeps a batch diverse.
+are told as ``TrialState.FAIL``, so Optuna treats them as failed rather than as a score.
+
+Pending candidates are Optuna trials left ``RUNNING`` until told, so rounds (several asks before a
+tell) and asynchronous scheduling (``ask(1)`` whenever a slot frees, tells in any order) are the same
+thing to Optuna and need no separate code; ``set_asynchronous`` only records the flag.
+
+* TPE runs with ``constant_liar=True``: every RUNNING trial is put in the "bad" group as if it had
+  the worst value, so a new proposal stays away from points still being evaluated.
+* GPSampler (Optuna 5) accounts for RUNNING trials itself: it reads trials in states COMPLETE and
+  RUNNING, and with any running trial it switches from logEI to qLogEI, whose expected improvement is
+  taken jointly over the GP's posterior at the running points (QMC samples), i.e. they are treated
+  as pending, not ignored.  Our trials are asked with fixed distributions, so a running trial's
+  params are known at once and all of them count.  No constant liar is needed (GPSampler has none).
+* In both, ``n_startup_trials`` counts finished trials only: while many trials are running at the
+  start, proposals stay random until that many have ended.
 """
 
 from __future__ import annotations

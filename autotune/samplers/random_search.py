@@ -1,4 +1,7 @@
-"""Random search: uniform points of the unit cube, the baseline every benchmark compares against."""
+"""Random search: uniform points of the unit cube, the baseline every benchmark compares against.
+
+It learns nothing, so asynchronous scheduling changes nothing: ``ask(1)`` draws one more point.
+"""
 
 from __future__ import annotations
 
