@@ -6,9 +6,12 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import random
+import zlib
 from collections.abc import Callable
 from typing import Any
 
+import cma
 import numpy as np
 import pytest
 from optuna.trial import TrialState
@@ -219,6 +222,148 @@ def test_other_batch_sizes_and_tells_in_parts(name: str) -> None:
         assert len(big.ask(POP + 2)) == POP + 2
 
 
+# -- asynchronous scheduling: every sampler ---------------------------------------------------------
+def async_loss(c: Candidate) -> float | None:
+    """The bowl, except that every 7th candidate fails (None) and every 11th reports NaN."""
+    if c.id % 7 == 4:
+        return None
+    if c.id % 11 == 6:
+        return math.nan
+    return bowl(c)
+
+
+class AsyncDriver:
+    """The asynchronous driver's calls, seeded: ``ask(1)`` while fewer than ``max_pending`` are out (at
+    random when some are), otherwise tell one pending candidate picked at random."""
+
+    def __init__(self, sampler: Sampler, trials: int, seed: int, max_pending: int,
+                 loss: Callable[[Candidate], float | None] = async_loss) -> None:
+        self.sampler, self.trials, self.max_pending, self.loss = sampler, trials, max_pending, loss
+        self.rng = random.Random(seed)
+        self.pending: list[Candidate] = []
+        self.seen: list[Candidate] = []
+        self.most_pending = 0
+
+    def step(self) -> bool:
+        """One ask or one tell; False once every trial was asked and told."""
+        can_ask = len(self.seen) < self.trials and len(self.pending) < self.max_pending
+        if not can_ask and not self.pending:
+            return False
+        if can_ask and (not self.pending or self.rng.random() < 0.7):
+            (c,) = self.sampler.ask(1)
+            self.pending.append(c)
+            self.seen.append(c)
+            self.most_pending = max(self.most_pending, len(self.pending))
+        else:
+            c = self.pending.pop(self.rng.randrange(len(self.pending)))
+            self.sampler.tell([Observation(c.id, self.loss(c))])
+        return True
+
+    def run(self, steps: int | None = None) -> AsyncDriver:
+        while (steps is None or steps > 0) and self.step():
+            steps = None if steps is None else steps - 1
+        return self
+
+    def fork(self, sampler: Sampler) -> AsyncDriver:
+        """The same driver, from this moment on, driving ``sampler`` (a resumed copy)."""
+        twin = AsyncDriver(sampler, self.trials, 0, self.max_pending, self.loss)
+        twin.rng.setstate(self.rng.getstate())
+        twin.pending, twin.seen, twin.most_pending = list(self.pending), list(self.seen), self.most_pending
+        return twin
+
+
+def make_async(name: str, **kwargs: Any) -> Sampler:
+    sampler = make(name, **kwargs)
+    sampler.set_asynchronous(True)
+    return sampler
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_asynchronous_conformance(name: str) -> None:
+    seed = zlib.crc32(name.encode())
+    trials = 6 * POP
+    sampler = make_async(name, seed=seed % 1000)
+    assert sampler.asynchronous
+    driver = AsyncDriver(sampler, trials, seed, max_pending=POP + 2)
+    driver.run(steps=random.Random(seed).randrange(3, 2 * trials - 3))  # a random moment
+    state = json.loads(json.dumps(sampler.state_dict()))  # must survive JSON
+    assert state["asynchronous"] is True
+
+    resumed = make_async(name, seed=seed % 1000)
+    resumed.load_state_dict(state)
+    assert resumed.pending_ids == sampler.pending_ids == sorted(c.id for c in driver.pending)
+    twin = driver.fork(resumed)
+    driver.run()
+    twin.run()
+    assert same(driver.seen, twin.seen)  # resumed exactly
+    assert driver.most_pending == POP + 2  # more candidates pending than popsize
+    assert [c.id for c in driver.seen] == list(range(trials))
+    for c in driver.seen:
+        assert len(c.point) == MIXED.dim and all(0.0 <= u <= 1.0 for u in c.point)
+        assert c.config == MIXED.decode(np.array(c.point))
+        assert MIXED.validate_config(c.config) == c.config
+    assert len({c.point for c in driver.seen[-POP - 2:]}) == POP + 2  # not one collapsed point
+    assert sampler.pending_ids == []
+
+    (c,) = sampler.ask(1)  # the protocol is checked as in rounds
+    with pytest.raises(SamplerProtocolError, match="candidate 999 was never proposed"):
+        sampler.tell([Observation(999, 1.0)])
+    with pytest.raises(SamplerProtocolError, match=f"candidate {c.id} was already told"):
+        sampler.tell([Observation(c.id, 1.0), Observation(c.id, 2.0)])
+    sampler.tell([Observation(c.id, 1.0)])
+    with pytest.raises(SamplerProtocolError, match=f"candidate {c.id} was already told"):
+        sampler.tell([Observation(c.id, 1.0)])
+    with pytest.raises(SamplerProtocolError, match="n >= 1"):
+        sampler.ask(0)
+    with pytest.raises(SamplerError, match="cannot go back to rounds"):
+        sampler.set_asynchronous(False)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_a_rounds_state_resumes_in_either_schedule(name: str) -> None:
+    original = make(name, seed=3)
+    run(original, rounds=1)
+    batch = original.ask(POP)
+    original.tell([Observation(batch[0].id, bowl(batch[0]))])
+    state = json.loads(json.dumps(original.state_dict()))
+    assert state.pop("asynchronous") is False  # and a state saved before the flag existed lacks it
+
+    old = make(name, seed=3)
+    old.load_state_dict(state)
+    assert not old.asynchronous
+    converted = make_async(name, seed=3)
+    converted.load_state_dict(state)  # a rounds run resumed asynchronously
+    assert converted.asynchronous and converted.pending_ids == [c.id for c in batch[1:]]
+    for sampler in (original, old):
+        sampler.tell([Observation(c.id, bowl(c)) for c in batch[1:]])
+    assert same(run(original, rounds=2), run(old, rounds=2))  # rounds mode continues exactly
+
+    driver = AsyncDriver(converted, trials=POP + 12, seed=5, max_pending=POP + 2)
+    driver.pending, driver.seen = list(batch[1:]), list(batch)  # ids 3..5; 3 told already
+    driver.run()
+    assert [c.id for c in driver.seen] == list(range(POP, 2 * POP + 12)) and converted.pending_ids == []
+    assert driver.most_pending == POP + 2
+
+
+@pytest.mark.parametrize("name", sorted(GOLDEN))
+def test_a_fresh_sampler_may_go_back_to_rounds(name: str) -> None:
+    sampler = make_async(name, seed=0)
+    sampler.set_asynchronous(False)
+    assert not sampler.asynchronous and sampler.state_dict()["asynchronous"] is False
+    assert digest(run(sampler, rounds=3)) == GOLDEN[name]  # switching a fresh sampler disturbed nothing
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_asynchronous_runs_improve_on_the_first_population(name: str) -> None:
+    popsize = 4
+    sampler = make_async(name, seed=1, popsize=popsize)
+    seen = AsyncDriver(sampler, trials=40, seed=2, max_pending=popsize + 2, loss=bowl).run().seen
+    losses = [bowl(c) for c in seen]
+    assert min(losses[popsize:]) < min(losses[:popsize])
+    if name in ("hazero", "pshe2", "bayes"):  # the learning ones also move their typical proposal
+        assert float(np.median(losses[-2 * popsize:])) < float(np.median(losses[:popsize]))
+
+
 # -- behaviour: learning samplers beat random search ----------------------------------------------
 SPHERE = SearchSpace.from_dict({"params": {f"x{i}": {"type": "float", "low": 0.0, "high": 1.0} for i in range(4)}})
 OPTIMUM = np.array([0.2, 0.7, 0.35, 0.6])
@@ -346,3 +491,114 @@ def test_pshe2_reflects_at_the_bounds() -> None:
     assert ((points >= 0.0) & (points <= 1.0)).all()
     # pulled hard into the corner (1, ..., 1), particles bounce off its faces; clipping would park them there
     assert not (points[POP * 2:] == 1.0).any()
+
+
+# -- sampler specifics under asynchronous scheduling ------------------------------------------------
+def test_hazero_async_tells_every_popsize_results_and_repairs_stale_points(monkeypatch: pytest.MonkeyPatch) -> None:
+    told: list[tuple[int, Any]] = []  # (generation told, check_points) for every pycma tell
+    original_tell = cma.CMAEvolutionStrategy.tell
+
+    def spy(es: Any, solutions: Any, function_values: Any, check_points: Any = None, **kw: Any) -> Any:
+        told.append((es.countiter, check_points))
+        return original_tell(es, solutions, function_values, check_points=check_points, **kw)
+
+    monkeypatch.setattr(cma.CMAEvolutionStrategy, "tell", spy)
+    sampler = make_async("hazero", seed=5, popsize=5)  # popsize 5: pycma also injects a selective mirror
+    first = sampler.ask(12)  # 12 > popsize pending, all from generation 0's distribution
+    assert len({c.point for c in first}) == 12
+
+    def tell(batch: list[Candidate]) -> None:
+        sampler.tell([Observation(c.id, bowl(c)) for c in batch])
+
+    tell(first[:4])
+    assert told == []  # 4 results of 5: no generation yet
+    tell(first[4:5])
+    assert told == [(0, None)] and sampler._es.countiter == 1  # type: ignore[attr-defined]
+    tell(first[5:10])  # 5 more results with no ask in between, all sampled before the update: repaired
+    assert told[1] == (1, [0, 1, 2, 3, 4]) and sampler._es.countiter == 2  # type: ignore[attr-defined]
+    newer = sampler.ask(3)  # from generation 2
+    tell([first[10], newer[0], newer[1], first[11]])
+    tell([newer[2]])
+    assert told[2] == (2, [0, 3]) and sampler.repaired == 7  # type: ignore[attr-defined]
+    assert sampler.pending_ids == []
+
+    flat = make_async("hazero", seed=2, max_restarts=0)  # restarts work asynchronously too
+    out = flat.ask(POP + 2)
+    flat.tell([Observation(c.id, 1.0) for c in out[:POP]])  # a flat generation: pycma stops
+    assert flat.restarts == 1  # type: ignore[attr-defined]
+    with pytest.raises(SamplerError, match="restart"):
+        flat.ask(1)
+    flat.tell([Observation(c.id, 0.5) for c in out[POP:]])  # late results are still accepted
+    assert flat._best_f == 0.5  # type: ignore[attr-defined]
+    again = make_async("hazero", seed=2)
+    driver = AsyncDriver(again, trials=6 * POP, seed=1, max_pending=POP + 2, loss=lambda c: 1.0).run()
+    assert again.restarts >= 1 and len(driver.seen) == 6 * POP  # type: ignore[attr-defined]
+
+
+def test_pshe2_async_moves_only_the_particle_whose_trial_ended() -> None:
+    sampler: Any = make_async("pshe2", seed=4, popsize=3)
+    batch = sampler.ask(3)
+    for i, c in enumerate(batch):  # particle i at its position
+        assert np.allclose(c.point, (sampler.x[i] + 1.0) / 2.0)
+    x_before, p_before = sampler.x.copy(), sampler.p.copy()
+
+    def moved() -> list[int]:
+        return [i for i in range(3) if not np.array_equal(sampler.x[i], x_before[i])]
+
+    sampler.tell([Observation(batch[1].id, 0.4)])  # particle 1 ends first: it alone moves, at once
+    assert moved() == [1] and sampler.best_f == [None, 0.4, None] and sampler.global_f == 0.4
+    best = x_before[1]
+    assert np.array_equal(sampler.global_x, best)
+    (again,) = sampler.ask(1)  # the idle particle is particle 1, at its new position
+    assert np.allclose(again.point, (sampler.x[1] + 1.0) / 2.0)
+
+    x_before = sampler.x.copy()
+    sampler.tell([Observation(batch[0].id, 0.9)])  # particle 0 moves with the global best as it stands
+    assert moved() == [0] and np.array_equal(sampler.p[2], p_before[2])
+    # first move (t = 1): no friction term; its own best is where it stands, so only the global pull acts
+    assert np.allclose(sampler.p[0], -0.5 * (x_before[0] - best))
+
+    (third,) = sampler.ask(1)  # particle 0 is idle again
+    assert np.allclose(third.point, (sampler.x[0] + 1.0) / 2.0)
+    scouts = sampler.ask(2)  # no idle particle left: scouts, kicked copies of the global best
+    kick = np.abs(2.0 * np.array([c.point for c in scouts]) - 1.0 - best)
+    assert 0 < kick.max() <= 0.2 * 2 and scouts[0].point != scouts[1].point  # at most epsilon of the way to an edge
+    x_before = sampler.x.copy()
+    sampler.tell([Observation(scouts[0].id, 0.1)])  # a better scout moves the global best, no particle
+    assert moved() == [] and sampler.global_f == 0.1
+    assert np.allclose(sampler.global_x, 2.0 * np.array(scouts[0].point) - 1.0)
+    assert sampler.best_f == [0.9, 0.4, None]
+
+
+def test_bayes_gp_async_treats_running_trials_as_pending(monkeypatch: pytest.MonkeyPatch) -> None:
+    import optuna._gp.acqf as acqf
+    from optuna.samplers._gp import sampler as gp_sampler
+
+    running: list[int] = []  # how many running trials each qLogEI was built with
+
+    class SpyQLogEI(acqf.qLogEI):  # type: ignore[misc]
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            running.append(len(kwargs["normalized_params_of_running_trials"]))
+            super().__init__(*args, **kwargs)
+
+    lazy = gp_sampler.acqf_module  # Optuna's lazy module copies the real one's names on first use
+    assert lazy.qLogEI is acqf.qLogEI
+    for module in (acqf, lazy):
+        monkeypatch.setattr(module, "qLogEI", SpyQLogEI)
+
+    def fresh() -> Sampler:
+        sampler = make_sampler("bayes-gp", SMALL, 2, 11, n_startup_trials=2)
+        sampler.set_asynchronous(True)
+        return sampler
+
+    sampler = fresh()
+    start = sampler.ask(2)
+    sampler.tell([Observation(c.id, bowl(c)) for c in start])
+    (first,) = sampler.ask(1)  # model-based, nothing running: plain logEI
+    assert running == []
+    state = json.loads(json.dumps(sampler.state_dict()))
+    (second,) = sampler.ask(1)  # `first` is still running: qLogEI over it
+    assert running == [1] and second.point != first.point
+    resumed = fresh()
+    resumed.load_state_dict(state)
+    assert same(resumed.ask(1), [second])
