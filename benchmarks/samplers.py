@@ -8,7 +8,7 @@ seeds.  A contender is driven round by round: ask a whole population, evaluate i
 configs, tell the values.  No Ray and no driver are involved: this measures the samplers alone.
 
 Contenders
-  autotune   hazero, pshe2, bayes, bayes-gp, random: ``make_sampler(name, space, popsize, seed)``,
+  autotune   hazero, pshe2, bayes, bayes-gp, random, pshe3: ``make_sampler(name, space, popsize, seed)``,
              ask(popsize) / tell(observations); the objective sees ``candidate.config``, so the
              space encoding is exercised (BBOB coordinates are float params in [-5, 5]).
   optuna     ``CmaEsSampler(popsize=...)``, ``TPESampler()`` and ``GPSampler()`` with Optuna's
@@ -59,10 +59,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _bench  # noqa: E402  (not "_common": trials/_common.py owns that name)
 
-AUTOTUNE = ("hazero", "pshe2", "bayes", "bayes-gp", "random")
+AUTOTUNE = ("hazero", "pshe2", "bayes", "bayes-gp", "random", "pshe3")
+#: pshe3 with one part switched off, for its ablation (benchmarks/results/pshe3_ablation/): the dynamics
+#: replaced by random-restart L-BFGS-B on the same potential, or the batch taken without fantasies
+ABLATIONS = {"pshe3-optimise": ("pshe3", {"moves": "optimise"}), "pshe3-independent": ("pshe3", {"batch": "independent"})}
 OPTUNA = ("optuna-cmaes", "optuna-tpe", "optuna-gp")
 REFERENCE = ("ph-hazero", "ph-pshe2", "ph-pshe2-shipped")
-CONTENDERS = AUTOTUNE + OPTUNA + REFERENCE
+CONTENDERS = AUTOTUNE + OPTUNA + REFERENCE + tuple(ABLATIONS)
 SLOW = ("bayes-gp", "optuna-gp")  # Gaussian processes: seconds per ask at a few hundred trials
 
 #: The committed grid.  The Gaussian-process samplers cost 5-30 s per 50-trial run here (most of it in
@@ -250,10 +253,11 @@ def run_contender(problem: Problem, contender: str, rounds: int, popsize: int, s
     ask: Callable[[], list[Any]]
     tell: Callable[[list[Any], list[float]], None]
     configs: Callable[[list[Any]], list[dict[str, Any]]]
-    if contender in AUTOTUNE:
+    if contender in AUTOTUNE or contender in ABLATIONS:
         from autotune.samplers import Observation, make_sampler
 
-        sampler = make_sampler(contender, space, popsize, seed=seed)
+        name, options = ABLATIONS.get(contender, (contender, {}))
+        sampler = make_sampler(name, space, popsize, seed=seed, **options)
         ask = lambda: sampler.ask(popsize)  # noqa: E731
         configs = lambda cands: [c.config for c in cands]  # noqa: E731
         tell = lambda cands, vals: sampler.tell([Observation(c.id, v) for c, v in zip(cands, vals)])  # noqa: E731
@@ -462,7 +466,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--instances", type=lambda s: tuple(int(x) for x in s.split(",")))
     p.add_argument("--budgets", type=lambda s: tuple(s.split(",")))
     p.add_argument("--seeds", type=int)
-    p.add_argument("--contenders", type=lambda s: tuple(s.split(",")), default=CONTENDERS)
+    p.add_argument("--contenders", type=lambda s: tuple(s.split(",")), default=AUTOTUNE + OPTUNA + REFERENCE,
+                   help=f"default: all but the pshe3 ablations ({', '.join(ABLATIONS)})")
     p.add_argument("--no-mixed", action="store_true")
     p.add_argument("--no-limits", action="store_true", help="run the GP contenders on the whole grid too")
     p.add_argument("--jobs", type=int, default=1, help="worker processes")

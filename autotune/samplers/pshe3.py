@@ -104,7 +104,8 @@ class PSHE3Sampler(Sampler):
         popsize: int,
         seed: int | None = None,
         *,
-        kappa: float = 2.0,
+        kappa: float = 1.0,
+        exploit: bool = False,
         particles: int = 32,
         sweeps: int = 24,
         leapfrog: int = 8,
@@ -121,6 +122,7 @@ class PSHE3Sampler(Sampler):
         _check("min_gap", min_gap, _is_num(min_gap) and 0 <= min_gap < 1, "a number in [0, 1)")
         _check("moves", moves, moves in ("hmc", "optimise"), "'hmc' or 'optimise'")
         _check("batch", batch, batch in ("fantasy", "independent"), "'fantasy' or 'independent'")
+        self.exploit = bool(exploit)
         self.kappa, self.n_particles, self.sweeps, self.leapfrog = float(kappa), particles, sweeps, leapfrog
         self.n_startup, self.min_gap, self.moves, self.batch = n_startup, float(min_gap), moves, batch
         self._cont = [i for i, p in enumerate(space.params) if not isinstance(p, CategoricalParam)]
@@ -287,7 +289,24 @@ class PSHE3Sampler(Sampler):
                 x, c, u, g = self._switch_choices(gp, x, c, u, g, temp, energy)
             visited.append(self._join(x.numpy(), c.numpy()))
         self._ensemble = [list(map(float, row)) for row in visited[-1]]
-        return np.concatenate(visited)
+        return self._with_other_choices(gp, np.concatenate(visited))
+
+    def _with_other_choices(self, gp: _gp.GP, pool: np.ndarray, best: int = 8) -> np.ndarray:
+        """Add, for the ``best`` lowest-potential states, every other choice of each categorical: the
+        annealed Metropolis moves freeze choices at low temperature, so the last word is a full scan."""
+        if not self._cat:
+            return pool
+        cont, cats = self._split(pool)
+        with torch.no_grad():
+            u = self._potential(gp, torch.as_tensor(cont), torch.as_tensor(cats)).numpy()
+        extra = []
+        for i in np.argsort(u)[:best]:
+            for k, (j, m) in enumerate(zip(self._cat, self._choices)):
+                for choice in range(m):
+                    row = pool[i].copy()
+                    row[j] = (choice + 0.5) / m
+                    extra.append(row)
+        return np.concatenate([pool, np.array(extra)])
 
     def _switch_choices(self, gp: _gp.GP, x: torch.Tensor, c: torch.Tensor, u: torch.Tensor, g: torch.Tensor,
                         temp: float, energy: Any) -> tuple[torch.Tensor, ...]:
@@ -354,7 +373,8 @@ class PSHE3Sampler(Sampler):
             updates: list[np.ndarray] = []
             noise = float(gp.noise)
             while len(picks) < n and alive.any():
-                score = np.where(alive, mean - self.kappa * np.sqrt(np.maximum(var, 1e-12)), np.inf)
+                kappa = 0.0 if self.exploit and not picks else self.kappa
+                score = np.where(alive, mean - kappa * np.sqrt(np.maximum(var, 1e-12)), np.inf)
                 i = int(np.argmin(score))
                 picks.append(pool[i])
                 alive &= np.linalg.norm(pool - pool[i], axis=1) >= gap
