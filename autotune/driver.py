@@ -17,6 +17,7 @@ checkpoints to keep and the Population-Based parent pool are kept in sorted lead
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import time
@@ -141,6 +142,10 @@ class Driver:
                 self._run_rounds(state)
             store.set_attr(run_id, "status", "completed")
             store.set_attr(run_id, "finished", time.time())
+        except DiskFullError as e:  # from the database: say which run to resume
+            with contextlib.suppress(Exception):
+                store.set_attr(run_id, "status", "interrupted")
+            raise DiskFullError(str(e).replace("RUN_DIR", str(self.ctx.run_dir))) from None
         except KeyboardInterrupt:
             store.set_attr(run_id, "status", "interrupted")
             raise RunInterrupted(

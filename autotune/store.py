@@ -97,9 +97,15 @@ def _storage_errors(method):  # type: ignore[no-untyped-def]
             raise
         except Exception as e:  # noqa: BLE001 - sqlalchemy / optuna storage errors
             text = f"{type(e).__name__}: {e}".splitlines()[0]
-            if "disk is full" in text or "No space left" in text:
-                raise DiskFullError(f"the results database {redact_url(self.url)} is on a full disk: {text}; "
-                                    "free some space, then run: autotune resume RUN_DIR") from None
+            chain, cause = [], e  # Optuna wraps the driver's error ("database or disk is full")
+            while cause is not None and len(chain) < 8:
+                chain.append(str(cause))
+                cause = cause.__cause__ or cause.__context__
+            full = [c for c in chain if "disk is full" in c or "No space left" in c]
+            if full:
+                raise DiskFullError(f"no space left on device for the results database {redact_url(self.url)} "
+                                    f"({full[-1].splitlines()[0][:200]}); finished trials are safe in it: free some "
+                                    "space, then run: autotune resume RUN_DIR") from None
             raise StoreError(f"results database {redact_url(self.url)} failed: {text}") from None
 
     return wrapper

@@ -94,9 +94,16 @@ def test_show_and_export(tmp_path, xy_space):
     assert len(frame) == 4 and set(frame["status"]) == {"completed"}
     parquet = cli("export", str(tmp_path / "r"), "--format", "parquet").stdout.strip()
     assert len(pd.read_parquet(parquet)) == 4
-    # not a terminal: where the run lives, then one line per round
-    assert proc.stderr.splitlines()[0].startswith(f"run folder {tmp_path / 'r'} (2 rounds)")
-    assert [ln.split(":")[0] for ln in proc.stderr.splitlines()[1:]] == ["round 1/2", "round 2/2"]
+    # not a terminal: where the run lives, then one line per popsize trials ended (asynchronous default)
+    assert proc.stderr.splitlines()[0].startswith(f"run folder {tmp_path / 'r'} (4 trials, asynchronous)")
+    assert [ln.split(":")[0] for ln in proc.stderr.splitlines()[1:]] == ["trials 2/4", "trials 4/4"]
+    # AutoDL Finetuner's synchronous rounds: one line per round
+    rounds = cli("run", objective("quadratic"), "--space", str(space), "--sampler", "random", "--rounds", "2",
+                 "--popsize", "2", "--output", str(tmp_path / "other"), "--name", "rr", "--executor", "local",
+                 "--schedule", "rounds")
+    assert rounds.returncode == 0, rounds.stderr
+    assert rounds.stderr.splitlines()[0].startswith(f"run folder {tmp_path / 'other' / 'rr'} (2 rounds)")
+    assert [ln.split(":")[0] for ln in rounds.stderr.splitlines()[1:]] == ["round 1/2", "round 2/2"]
 
     # several runs: a folder of runs lists them, several folders show each, --json gives a list
     assert cli("run", objective("quadratic"), "--space", str(space), "--sampler", "random", "--rounds", "1",
