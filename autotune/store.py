@@ -111,6 +111,15 @@ def _storage_errors(method):  # type: ignore[no-untyped-def]
     return wrapper
 
 
+def removed_checkpoints(attrs: dict[str, Any]) -> set[int]:
+    """Trial ids whose checkpoints ``keep_checkpoints`` deleted, from a run's attributes (either form:
+    a list, as runs before per-trial attributes wrote it, or one attribute per trial)."""
+    legacy = attrs.get(REMOVED_ATTR)
+    ids = {int(t) for t in legacy} if isinstance(legacy, list) else set()
+    prefix = REMOVED_ATTR + ":"
+    return ids | {int(k[len(prefix):]) for k in attrs if k.startswith(prefix) and k[len(prefix):].isdigit()}
+
+
 def redact_url(url: str) -> str:
     """A storage URL with its password hidden, for messages and the run folder.
 
@@ -313,14 +322,16 @@ class Store:
 
     @_storage_errors
     def mark_checkpoints_removed(self, run_id: int, trial_ids: Iterable[int]) -> None:
-        """Record that these trials' checkpoints are deleted (a finished trial's row is immutable)."""
-        removed = set(self.attrs(run_id).get(REMOVED_ATTR, [])) | {int(t) for t in trial_ids}
-        self.set_attr(run_id, REMOVED_ATTR, sorted(removed))
+        """Record that these trials' checkpoints are deleted (a finished trial's row is immutable).
+
+        One small attribute per trial, so the cost of a removal does not grow with the run."""
+        for t in trial_ids:
+            self.set_attr(run_id, f"{REMOVED_ATTR}:{int(t)}", True)
 
     @_storage_errors
     def trials(self, run_id: int) -> list[TrialRecord]:
         """Finished trials of a run, the latest attempt of each trial id, in id order."""
-        removed = set(self.attrs(run_id).get(REMOVED_ATTR, []))
+        removed = removed_checkpoints(self.attrs(run_id))
         latest: dict[int, TrialRecord] = {}
         for ft in self.storage.get_all_trials(run_id, deepcopy=False):
             data = ft.user_attrs.get(RECORD_ATTR)

@@ -25,7 +25,7 @@ from ..errors import AutotuneError, StoreError
 from ..records import TrialRecord
 from ..liveness import run_status
 from ..results import RUN_FILE
-from ..store import REMOVED_ATTR, Store, redact_url, sqlite_path, sqlite_url
+from ..store import Store, redact_url, removed_checkpoints, sqlite_path, sqlite_url
 
 SETTINGS_ATTR = "autotune:settings"
 MAX_RUN_FOLDERS = 10_000  # per source folder; a folder holding more is not a runs folder
@@ -240,8 +240,7 @@ class Catalog:
         pointer = attrs.get("driver_state:pointer") or {}
         n = _count_trials(store, ref.run_id)
         digest = pointer.get("digest", "") if isinstance(pointer, dict) else ""
-        removed = attrs.get(REMOVED_ATTR) or []
-        removed_n = len(removed) if isinstance(removed, list) else 0
+        removed_n = len(removed_checkpoints(attrs))
         return f"{attrs.get('status', '')}.{n}.{digest}.{attrs.get('finished') or ''}.{removed_n}", attrs
 
     def snapshot(self, ref: RunRef) -> Snapshot:
