@@ -87,6 +87,7 @@ class Driver:
         self._kept = Leaderboard(mode, lambda r: bool(r.checkpoint) and not r.checkpoint_removed)
         self._doomed: dict[int, TrialRecord] = {}  # checkpoints to delete once no trial in flight loads them
         self._inflight: dict[int, TrialSpec] = {}
+        self._inflight_dicts: dict[int, dict[str, Any]] = {}  # the same specs as saved: made once per trial
         self.asynchronous = ctx.settings.schedule == ASYNC
         if self.asynchronous:
             sampler.set_asynchronous(True)
@@ -174,6 +175,7 @@ class Driver:
             self.sampler.load_state_dict(state["sampler"])
             planned = int(state["planned"])
             self._inflight = {d["trial_id"]: TrialSpec.from_dict(d) for d in state["specs"]}
+            self._inflight_dicts = {d["trial_id"]: d for d in state["specs"]}
         self.progress({"event": "run_start", "run_dir": str(self.ctx.run_dir), "schedule": ASYNC,
                        "done": planned - len(self._inflight), "total": total, "rounds": s.rounds})
         self._adopt_inflight(planned)
@@ -202,6 +204,7 @@ class Driver:
         candidate = self.sampler.ask(1)[0]
         spec = self.evaluator.plan_next(candidate, ordinal, s.popsize, self._parents)
         self._inflight[spec.trial_id] = spec
+        self._inflight_dicts[spec.trial_id] = spec.to_dict()
         self._save_async_state(ordinal + 1)
         return spec
 
@@ -209,7 +212,7 @@ class Driver:
         generation = max((x.round for x in self._inflight.values()), default=None)
         self._save_state({"schedule": ASYNC, "phase": PLANNED, "planned": planned,
                           "round": generation, "sampler": self.sampler.state_dict(),
-                          "specs": [x.to_dict() for x in self._inflight.values()]})
+                          "specs": list(self._inflight_dicts.values())})
 
     def _adopt_inflight(self, planned: int) -> None:
         """Trials in flight when the last driver stopped that finished anyway: recorded (if they were
@@ -224,6 +227,7 @@ class Driver:
                     continue
                 record = self._record(spec, left)
             del self._inflight[tid]
+            self._inflight_dicts.pop(tid, None)
             if tid in pending:
                 self.sampler.tell([Observation(id=tid, loss=loss_of(record, self.ctx.settings.mode))])
         if planned:
@@ -234,9 +238,11 @@ class Driver:
         s = self.ctx.settings
         self._check_disk(outcome)
         spec = self._inflight.pop(outcome.trial_id)
+        self._inflight_dicts.pop(outcome.trial_id, None)
         record = self._record(spec, outcome)
         self.sampler.tell([Observation(id=record.trial_id, loss=loss_of(record, s.mode))])
-        self._save_async_state(planned)
+        if planned >= total:  # otherwise the next plan saves at once; a kill in between is the same state
+            self._save_async_state(planned)  # on resume: the record is found and told again (see _adopt_inflight)
         done = planned - len(self._inflight)
         if done == min(s.popsize, total):  # the first popsize trials to end: settings errors surface here
             first = [r for r in self._all().values() if r.status in (COMPLETED, FAILED)]
