@@ -32,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _bench  # noqa: E402  (not "_common": trials/_common.py owns that name)
 
-FULL = dict(samplers=("hazero", "pshe2", "bayes", "random"), evaluators=("full", "pbt"), seeds=3,
+FULL = dict(samplers=("hazero", "pshe2", "bayes", "random", "pshe3"), evaluators=("full", "pbt"), seeds=3,
             rounds=4, popsize=4, budget=2)
 QUICK = dict(samplers=("pshe2",), evaluators=("full", "pbt"), seeds=1, rounds=2, popsize=2, budget=1)
 SPACE = _bench.ROOT / "search_spaces" / "lr_bs.yaml"

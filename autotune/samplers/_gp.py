@@ -124,8 +124,7 @@ def fit(x: np.ndarray, c: np.ndarray, y: np.ndarray, n_cont: int, starts: list[n
     xt = torch.as_tensor(x, dtype=torch.float64)
     ct = torch.as_tensor(c, dtype=torch.long)
     yt = torch.as_tensor(y, dtype=torch.float64)
-    dim = x.shape[1] + c.shape[1]
-    bounds = [LS_BOUNDS] * dim + [SIGNAL_BOUNDS, NOISE_BOUNDS]
+    bounds = [LS_BOUNDS] * (x.shape[1] + c.shape[1]) + [SIGNAL_BOUNDS, NOISE_BOUNDS]
 
     def objective(v: np.ndarray) -> tuple[float, np.ndarray]:
         theta = torch.tensor(v, dtype=torch.float64, requires_grad=True)

@@ -27,6 +27,10 @@ Why these choices:
   when proposed (so the model sees exactly what was evaluated); categoricals get a mismatch kernel.
 * The first ``n_startup`` trials are the ``init`` point and scrambled Sobol points.
 
+``spread`` raises kappa along a batch, from ``kappa`` for the first pick to ``kappa * (1 + spread)``
+for the last (0 by default: on BBOB at 10 x 5, ``spread=1`` halved the regret on one mixed problem
+and raised it on the other).
+
 Options for ablations: ``moves="optimise"`` replaces the dynamics by random-restart L-BFGS-B on the
 same potential (the surrogate alone); ``batch="independent"`` takes the lowest-potential states
 without fantasies (no batch ensemble).  State is plain JSON: observations, the generator state, the
@@ -105,7 +109,7 @@ class PSHE3Sampler(Sampler):
         seed: int | None = None,
         *,
         kappa: float = 1.0,
-        exploit: bool = False,
+        spread: float = 0.0,
         particles: int = 32,
         sweeps: int = 24,
         leapfrog: int = 8,
@@ -119,10 +123,11 @@ class PSHE3Sampler(Sampler):
         for key, value, low in (("particles", particles, 2), ("sweeps", sweeps, 2), ("leapfrog", leapfrog, 1),
                                 ("n_startup", n_startup, 1)):
             _check(key, value, _is_int(value) and value >= low, f"an integer >= {low}")
+        _check("spread", spread, _is_num(spread) and spread >= 0, "a number >= 0")
         _check("min_gap", min_gap, _is_num(min_gap) and 0 <= min_gap < 1, "a number in [0, 1)")
         _check("moves", moves, moves in ("hmc", "optimise"), "'hmc' or 'optimise'")
         _check("batch", batch, batch in ("fantasy", "independent"), "'fantasy' or 'independent'")
-        self.exploit = bool(exploit)
+        self.spread = float(spread)
         self.kappa, self.n_particles, self.sweeps, self.leapfrog = float(kappa), particles, sweeps, leapfrog
         self.n_startup, self.min_gap, self.moves, self.batch = n_startup, float(min_gap), moves, batch
         self._cont = [i for i, p in enumerate(space.params) if not isinstance(p, CategoricalParam)]
@@ -373,7 +378,7 @@ class PSHE3Sampler(Sampler):
             updates: list[np.ndarray] = []
             noise = float(gp.noise)
             while len(picks) < n and alive.any():
-                kappa = 0.0 if self.exploit and not picks else self.kappa
+                kappa = self.kappa * (1.0 + self.spread * len(picks) / max(1, n - 1))
                 score = np.where(alive, mean - kappa * np.sqrt(np.maximum(var, 1e-12)), np.inf)
                 i = int(np.argmin(score))
                 picks.append(pool[i])
