@@ -39,7 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _bench  # noqa: E402  (not "_common": trials/_common.py owns that name)
 
 NO_GPU = "no CUDA GPU found: gpu_utilisation.py needs an NVIDIA GPU and measured nothing"
-COLUMNS = ["setting", "gpus_per_trial", "reuse", "trials", "steps", "batch", "images", "wall_s", "images_per_s",
+COLUMNS = ["setting", "schedule", "gpus_per_trial", "reuse", "trials", "steps", "batch", "images", "wall_s", "images_per_s",
            "exclusive_images_per_s", "fraction", "nvml_util_mean", "trial_images_per_s_median", "status"]
 
 
@@ -118,23 +118,25 @@ class NvmlSampler:
         return sum(self.samples) / len(self.samples) if self.samples else float("nan")
 
 
-def search(gpus: float, fresh: bool, trials: int, steps: int, batch: int, exclusive: float, work: Path) -> dict[str, Any]:
+def search(gpus: float, fresh: bool, trials: int, steps: int, batch: int, exclusive: float, work: Path,
+           schedule: str = "async") -> dict[str, Any]:
     import autotune
 
     space = {"params": {"lr": {"type": "float", "low": 1e-3, "high": 0.1, "log": True},
                         "momentum": {"type": "float", "low": 0.8, "high": 0.95}}}
     rounds = 2
-    name = f"g{gpus:g}-{'fresh' if fresh else 'reuse'}"
+    name = f"g{gpus:g}-{'fresh' if fresh else 'reuse'}-{schedule}"
     with NvmlSampler() as nvml:
         t0 = time.perf_counter()
         result = autotune.run(make_objective(steps, batch, fresh), space=space, sampler="random", evaluator="full",
                               rounds=rounds, popsize=trials // rounds, metric="images_per_s", mode="max", seed=0,
-                              output=work, name=name, executor="ray", resources={"cpu": 2, "gpu": gpus})
+                              output=work, name=name, executor="ray", resources={"cpu": 2, "gpu": gpus},
+                              schedule=schedule)
         wall = time.perf_counter() - t0
     frame = result.trials
     done = int((frame["status"] == "completed").sum())
     images = done * steps * batch
-    return {"setting": name, "gpus_per_trial": gpus, "reuse": "fresh process per trial" if fresh else "worker reuse",
+    return {"setting": name, "schedule": schedule, "gpus_per_trial": gpus, "reuse": "fresh process per trial" if fresh else "worker reuse",
             "trials": done, "steps": steps, "batch": batch, "images": images, "wall_s": wall,
             "images_per_s": images / wall, "exclusive_images_per_s": exclusive, "fraction": images / wall / exclusive,
             "nvml_util_mean": nvml.mean, "trial_images_per_s_median": float(frame["value"].median()), "status": "ok"}
@@ -150,6 +152,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--steps", type=int, help="steps per trial (default 150; --quick 30)")
     p.add_argument("--batch", type=int, default=128)
     p.add_argument("--gpus", default="1,0.25", help="gpus_per_trial values, comma-separated")
+    p.add_argument("--schedules", default="async,rounds", help="schedules to measure, comma-separated")
     args = p.parse_args(argv)
     out = _bench.out_dir(args)
     try:
@@ -178,12 +181,13 @@ def main(argv: list[str] | None = None) -> int:
     ray.init(include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
     rows = []
     try:
-        for fresh in (False, True):
-            for gpus in (float(g) for g in args.gpus.split(",")):
-                row = search(gpus, fresh, trials, steps, args.batch, exclusive, work)
-                rows.append(row)
-                print(f"{row['setting']}: {row['fraction']:.2f} of exclusive, NVML {row['nvml_util_mean']:.0f}%",
-                      flush=True)
+        for schedule in args.schedules.split(","):
+            for fresh in (False, True):
+                for gpus in (float(g) for g in args.gpus.split(",")):
+                    row = search(gpus, fresh, trials, steps, args.batch, exclusive, work, schedule)
+                    rows.append(row)
+                    print(f"{row['setting']}: {row['fraction']:.2f} of exclusive, NVML {row['nvml_util_mean']:.0f}%",
+                          flush=True)
     finally:
         ray.shutdown()
     _bench.write_csv(out / "gpu_utilisation.csv", rows, COLUMNS)

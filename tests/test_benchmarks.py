@@ -88,6 +88,20 @@ def test_overhead_quick(tmp_path: Path) -> None:
     assert float(real["pure_train_median_s"]) > 0 and float(real["in_worker_median_s"]) > 0
 
 
+def test_schedule_quick(tmp_path: Path) -> None:
+    run_script("schedule.py", tmp_path)
+    runs = read(tmp_path / "schedule_runs.csv")
+    sim = [r for r in runs if r["part"] == "simulated"]
+    assert {(r["slots"], r["schedule"]) for r in sim} == {(s, m) for s in ("2", "8", "64") for m in ("rounds", "async")}
+    assert all(int(r["trials"]) == 15 for r in sim)
+    busy = {(r["slots"], r["schedule"]): float(r["busy_fraction"]) for r in sim}
+    assert busy[("8", "async")] > busy[("8", "rounds")]  # a population of 5 cannot fill 8 slots in rounds
+    real = {r["schedule"]: r for r in runs if r["part"] == "real"}
+    assert set(real) == {"rounds", "async"} and all(int(r["trials"]) == 4 for r in real.values())
+    driver = read(tmp_path / "schedule_driver.csv")
+    assert [int(r["trials_done"]) for r in driver] == [50, 100, 150, 200]
+
+
 def test_gpu_utilisation_quick(tmp_path: Path) -> None:
     done = run_script("gpu_utilisation.py", tmp_path)
     rows = read(tmp_path / "gpu_utilisation.csv")
