@@ -213,3 +213,22 @@ def test_driver_reads_per_trial_do_not_grow_with_the_run(tmp_path, monkeypatch):
         go(tmp_path, f"n{rounds}", ex, rounds=rounds, evaluator="pbt", keep_checkpoints=3)
         reads.append(dict(counts))
     assert reads[0] == reads[1], reads
+
+
+def test_schedule_comes_from_the_space_defaults_and_flags_override(tmp_path):
+    from autotune.api import prepare
+    from autotune.errors import AutotuneError
+
+    space = {**SPACE, "defaults": {"schedule": "rounds"}}
+    settings, *_ = prepare(objective("quadratic"), space=space, output=tmp_path)
+    assert settings.schedule == "rounds"
+    settings, *_ = prepare(objective("quadratic"), space=space, output=tmp_path, schedule="ASYNC")
+    assert settings.schedule == "async"
+    settings, *_ = prepare(objective("quadratic"), space=SPACE, output=tmp_path)
+    assert settings.schedule == "async"  # the default
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("metric: score\ndefaults: {schedule: sometimes}\nparams: {x: {type: float, low: 0, high: 1}}\n")
+    with pytest.raises(AutotuneError, match=r"bad.yaml.*schedule.*'async' or 'rounds'"):
+        prepare(objective("quadratic"), space=str(bad), output=tmp_path)
+    with pytest.raises(AutotuneError, match="schedule must be 'async' or 'rounds'"):
+        prepare(objective("quadratic"), space=SPACE, output=tmp_path, schedule="later")
