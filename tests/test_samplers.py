@@ -602,3 +602,20 @@ def test_bayes_gp_async_treats_running_trials_as_pending(monkeypatch: pytest.Mon
     resumed = fresh()
     resumed.load_state_dict(state)
     assert same(resumed.ask(1), [second])
+
+
+def test_told_ids_are_saved_as_ranges_and_old_lists_still_load() -> None:
+    from autotune.samplers.base import id_ranges, ids_of
+
+    assert id_ranges({0, 1, 2, 5, 7, 8}) == [[0, 2], [5, 5], [7, 8]]
+    assert ids_of([[0, 2], [5, 5], [7, 8]]) == {0, 1, 2, 5, 7, 8}
+    assert ids_of([0, 1, 2, 5]) == {0, 1, 2, 5}  # a state saved before ranges
+    sampler = make("random")
+    run(sampler, 4)
+    assert sampler.state_dict()["told"] == [[0, 4 * POP - 1]]  # constant size however long the run
+    old = sampler.state_dict()
+    old["told"] = list(range(4 * POP))
+    fresh = make("random")
+    fresh.load_state_dict(old)
+    with pytest.raises(SamplerProtocolError, match="already told"):
+        fresh.tell([Observation(3, 0.0)])

@@ -143,7 +143,7 @@ class Sampler(ABC):
             "name": self.name,
             "next_id": self._next_id,
             "pending": {str(k): list(v) for k, v in self._pending.items()},
-            "told": sorted(self._told),
+            "told": id_ranges(self._told),  # [[first, last], ...]: a few pairs, however long the run
             "asynchronous": self._asynchronous,
             "impl": self._state(),
         }
@@ -154,7 +154,7 @@ class Sampler(ABC):
         wanted = self._asynchronous
         self._next_id = int(state["next_id"])
         self._pending = {int(k): tuple(float(x) for x in v) for k, v in state["pending"].items()}
-        self._told = set(int(i) for i in state["told"])
+        self._told = ids_of(state["told"])
         self._asynchronous = bool(state.get("asynchronous", False))
         self._load_state(state["impl"])
         if wanted:
@@ -179,6 +179,28 @@ class Sampler(ABC):
     @abstractmethod
     def _load_state(self, state: dict[str, Any]) -> None:
         """Restore what ``_state`` returned."""
+
+
+def id_ranges(ids: set[int]) -> list[list[int]]:
+    """Sorted ids as inclusive ranges: {0, 1, 2, 5} -> [[0, 2], [5, 5]]."""
+    out: list[list[int]] = []
+    for i in sorted(ids):
+        if out and out[-1][1] == i - 1:
+            out[-1][1] = i
+        else:
+            out.append([i, i])
+    return out
+
+
+def ids_of(told: list[Any]) -> set[int]:
+    """Inverse of :func:`id_ranges`; also reads the plain id lists that states saved before ranges hold."""
+    ids: set[int] = set()
+    for item in told:
+        if isinstance(item, list):
+            ids.update(range(int(item[0]), int(item[1]) + 1))
+        else:
+            ids.add(int(item))
+    return ids
 
 
 def pack_object(obj: Any) -> str:
