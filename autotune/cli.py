@@ -18,6 +18,8 @@ from typing import Any, Sequence
 
 from . import __version__
 from .errors import AutotuneError, RunInterrupted
+from .events import COMPLETED, FAILED, RUN_COMPLETED, STOPPED, ProgressEvent, RoundEnd, RoundStart, RunStart, TrialEnd, TrialStart
+from .settings import ASYNC
 
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
@@ -168,33 +170,32 @@ class Progress:
         self.every = 0  # asynchronous: a plain line each time this many more trials have ended
         self.best: Any = None
 
-    def __call__(self, event: dict[str, Any]) -> None:
-        kind = event["event"]
-        if kind == "run_start":
+    def __call__(self, event: ProgressEvent) -> None:
+        if isinstance(event, RunStart):
             self._start(event)
             return
-        if kind == "round_start":
-            self.round, self.rounds, self.total = event["round"], event["rounds"], event["trials"]
-            self.done = self.total - event["todo"]
-            self.slots = max(1, event.get("slots") or 1)
-            self.mode = event.get("mode", self.mode)
+        if isinstance(event, RoundStart):
+            self.round, self.rounds, self.total = event.round, event.rounds, event.trials
+            self.done = self.total - event.todo
+            self.slots = max(1, event.slots or 1)
+            self.mode = event.mode
             self.failed = 0
-        elif kind == "trial_start":
-            self.running, self.slots, self.mode = event["running"], event["slots"], event["mode"]
-        elif kind == "trial_end":
-            rec = event["record"]
-            self.done = event.get("done", self.done + 1)
-            self.running = event.get("running", self.running)
-            self.failed += rec.status != "completed"
-            if rec.status == "completed" and rec.value is not None and (
+        elif isinstance(event, TrialStart):
+            self.running, self.slots, self.mode = event.running, event.slots, event.mode
+        elif isinstance(event, TrialEnd):
+            rec = event.record
+            self.done = event.done if self.every else self.done + 1
+            self.running = event.running
+            self.failed += rec.status != COMPLETED
+            if rec.status == COMPLETED and rec.value is not None and (
                 self.best is None or (rec.value > self.best.value if self.mode == "max" else rec.value < self.best.value)
             ):
                 self.best = rec
-        elif kind == "round_end":
-            self.best = event["best"] or self.best
-        if kind == "round_end":
+        elif isinstance(event, RoundEnd):
+            self.best = event.best or self.best
+        if isinstance(event, RoundEnd):
             self.stream.write(("\r\033[K" if self.live else "") + self._round_line() + "\n")
-        elif self.every and kind == "trial_end" and (self.done % self.every == 0 or self.done == self.total):
+        elif self.every and isinstance(event, TrialEnd) and (self.done % self.every == 0 or self.done == self.total):
             self.stream.write(("\r\033[K" if self.live else "") + self._trials_line() + "\n")
         elif self.live:
             self.stream.write("\r\033[K" + (self._async_line() if self.every else self._line()))
@@ -202,16 +203,16 @@ class Progress:
             return
         self.stream.flush()
 
-    def _start(self, event: dict[str, Any]) -> None:
-        if event.get("schedule") == "async":
-            self.total, self.done, self.rounds = event["total"], event["done"], event["rounds"]
+    def _start(self, event: RunStart) -> None:
+        if event.schedule == ASYNC:
+            self.total, self.done, self.rounds = event.total, event.done, event.rounds
             self.every = max(1, self.total // max(1, self.rounds))
             what = f"{self.total} trials, asynchronous" + (f", continuing after {self.done}" if self.done else "")
         else:
-            start = f", continuing at round {event['round'] + 1}" if event["round"] else ""
-            what = f"{event['rounds']} rounds{start}"
-        self.stream.write(f"run folder {event['run_dir']} ({what}); "
-                          f"watch it with: autotune dashboard {shlex.quote(str(event['run_dir']))}\n")
+            start = f", continuing at round {event.round + 1}" if event.round else ""
+            what = f"{event.rounds} rounds{start}"
+        self.stream.write(f"run folder {event.run_dir} ({what}); "
+                          f"watch it with: autotune dashboard {shlex.quote(str(event.run_dir))}\n")
         self.stream.flush()
 
     def _best(self) -> str:
@@ -262,7 +263,7 @@ def _cmd_resume(a: argparse.Namespace) -> int:
     from .api import resume
     from .results import load_result
 
-    if load_result(a.run_dir, a.storage).status == "completed":
+    if load_result(a.run_dir, a.storage).status == RUN_COMPLETED:
         print(f"run {a.run_dir} is already completed: nothing to resume", file=sys.stderr)
     result = resume(a.run_dir, storage=a.storage, address=a.address, executor=a.executor, progress=Progress())
     _summary(result)
@@ -271,8 +272,8 @@ def _cmd_resume(a: argparse.Namespace) -> int:
 
 def _summary(result: Any) -> None:
     recs = result.records
-    failed = sum(r.status == "failed" for r in recs)
-    stopped = sum(r.status == "stopped" for r in recs)
+    failed = sum(r.status == FAILED for r in recs)
+    stopped = sum(r.status == STOPPED for r in recs)
     counts = f"{failed} failed" + (f", {stopped} stopped" if stopped else "")
     print(f"run {result.name}: {len(recs)} trials ({counts}), status {result.status}")
     b = result.best
@@ -334,7 +335,7 @@ def _list_runs(folder: Path, runs: list[Path], storage: str | None) -> None:
             rows.append([run.name, "unreadable", "", "", str(e)[:80]])
             continue
         b = r.best
-        rows.append([r.name, r.status, str(len(r.records)), str(sum(t.status != "completed" for t in r.records)),
+        rows.append([r.name, r.status, str(len(r.records)), str(sum(t.status != COMPLETED for t in r.records)),
                      f"{r.settings.metric}={b.value:.4g} (trial {b.trial_id})" if b else "-"])
     _print_table(["run", "status", "trials", "failed", "best"], rows)
     print(f"\n{len(runs)} run{'' if len(runs) == 1 else 's'} in {folder}; one in full: autotune show {runs[-1]}")

@@ -29,6 +29,19 @@ import yaml
 
 from .artifacts import Artifacts
 from .errors import ConfigError, DiskFullError, RunInterrupted, TrialError
+from .events import (
+    INTERRUPTED,
+    RUN_COMPLETED,
+    RUN_FAILED,
+    RUNNING,
+    ProgressEvent,
+    RoundEnd,
+    RoundStart,
+    RunStart,
+    TrialEnd,
+    TrialFinished,
+    TrialStart,
+)
 from .evaluators import Evaluator
 from .evaluators.pbt import PopulationBasedEvaluator
 from .executors.base import Executor
@@ -36,7 +49,7 @@ from .liveness import DRIVER_ATTR, HEARTBEAT_ATTR, Heartbeat, this_driver
 from .ranking import Leaderboard, best_record, loss_of
 from .records import COMPLETED, FAILED, STOPPED, TrialOutcome, TrialRecord, TrialSpec
 from .samplers import Observation, Sampler
-from .settings import ASYNC, RunSettings
+from .settings import ASYNC, ROUNDS, RunSettings
 from .space import SearchSpace
 from .store import Store
 from .targets import TrialTarget
@@ -47,7 +60,7 @@ PLANNED, TOLD = "planned", "told"
 #: how long the asynchronous loop waits for an outcome before it looks around (heartbeat, Ctrl-C)
 POLL_S = 1.0
 
-ProgressFn = Callable[[dict[str, Any]], None]
+ProgressFn = Callable[[ProgressEvent], None]
 
 __all__ = ["Driver", "RunContext", "best_record", "loss_of", "STATE_KEY"]
 
@@ -125,14 +138,14 @@ class Driver:
         """Run (or continue) the search to its end; returns every trial record."""
         s = self.ctx.settings
         store, run_id = self.ctx.store, self.ctx.run_id
-        store.set_attr(run_id, "status", "running")
+        store.set_attr(run_id, "status", RUNNING)
         store.set_attr(run_id, DRIVER_ATTR, this_driver())
         heartbeat = Heartbeat(lambda now: store.set_attr(run_id, HEARTBEAT_ATTR, now)).__enter__()
         try:
             self.executor.open(self.ctx.run_dir, self.ctx.target, s.metric, s.artifacts)
         except BaseException:  # no Ray, impossible resources: nothing ran, the run can be resumed
             heartbeat.__exit__()
-            store.set_attr(run_id, "status", "interrupted")
+            store.set_attr(run_id, "status", INTERRUPTED)
             raise
         try:
             state = self._load_state()
@@ -141,20 +154,20 @@ class Driver:
                 self._run_async(state)
             else:
                 self._run_rounds(state)
-            store.set_attr(run_id, "status", "completed")
+            store.set_attr(run_id, "status", RUN_COMPLETED)
             store.set_attr(run_id, "finished", time.time())
         except DiskFullError as e:  # from the database: say which run to resume
             with contextlib.suppress(Exception):
-                store.set_attr(run_id, "status", "interrupted")
+                store.set_attr(run_id, "status", INTERRUPTED)
             raise DiskFullError(str(e).replace("RUN_DIR", str(self.ctx.run_dir))) from None
         except KeyboardInterrupt:
-            store.set_attr(run_id, "status", "interrupted")
+            store.set_attr(run_id, "status", INTERRUPTED)
             raise RunInterrupted(
                 f"run stopped; continue it with: autotune resume {self.ctx.run_dir}"
             ) from None
         except BaseException:
             try:  # best effort: the database itself may be what failed
-                store.set_attr(run_id, "status", "failed")
+                store.set_attr(run_id, "status", RUN_FAILED)
             except Exception:  # noqa: BLE001
                 pass
             raise
@@ -176,8 +189,8 @@ class Driver:
             planned = int(state["planned"])
             self._inflight = {d["trial_id"]: TrialSpec.from_dict(d) for d in state["specs"]}
             self._inflight_dicts = {d["trial_id"]: d for d in state["specs"]}
-        self.progress({"event": "run_start", "run_dir": str(self.ctx.run_dir), "schedule": ASYNC,
-                       "done": planned - len(self._inflight), "total": total, "rounds": s.rounds})
+        self.progress(RunStart(run_dir=str(self.ctx.run_dir), schedule=ASYNC, rounds=s.rounds, total=total,
+                               done=planned - len(self._inflight)))
         self._adopt_inflight(planned)
         for spec in self._inflight.values():  # in flight when the last driver stopped: run them again
             self.executor.submit(spec)
@@ -188,13 +201,13 @@ class Driver:
                     spec = self._plan_next(planned)
                     planned += 1
                     self.executor.submit(spec)
-                    self.progress({"event": "trial_start", "spec": spec, "running": self.executor.active,
-                                   "done": planned - len(self._inflight), "total": total, "slots": slots,
-                                   "mode": s.mode})
+                    self.progress(TrialStart(spec=spec, running=self.executor.active, slots=slots, mode=s.mode,
+                                             done=planned - len(self._inflight), total=total))
                 if not self.executor.active:
                     break
-                for outcome in self.executor.poll(POLL_S):
-                    self._finish(outcome, planned, total)
+                for event in self.executor.poll(POLL_S):
+                    if isinstance(event, TrialFinished):
+                        self._finish(event.outcome, planned, total)
         except KeyboardInterrupt:
             self._record_stopped()
             raise
@@ -251,8 +264,7 @@ class Driver:
         best = self._board.best()
         self._write_best(best)
         self._prune_checkpoints()
-        self.progress({"event": "trial_end", "record": record, "best": best, "done": done, "total": total,
-                       "running": self.executor.active, "slots": self.executor.slots, "mode": s.mode})
+        self.progress(TrialEnd(record=record, best=best, done=done, total=total, running=self.executor.active))
 
     def _record_stopped(self) -> None:
         """Ctrl-C: trials the executor stopped are recorded as stopped; resume runs them again."""
@@ -285,8 +297,8 @@ class Driver:
             else:
                 start_round = state["round"]
                 specs = [TrialSpec.from_dict(d) for d in state["specs"]]
-        self.progress({"event": "run_start", "run_dir": str(self.ctx.run_dir), "round": start_round,
-                       "rounds": s.rounds, "schedule": "rounds"})
+        self.progress(RunStart(run_dir=str(self.ctx.run_dir), schedule=ROUNDS, rounds=s.rounds,
+                               total=s.rounds * s.popsize, done=start_round * s.popsize, round=start_round))
         for rnd in range(start_round, s.rounds):
             if specs is None:
                 specs = self._plan(rnd)
@@ -313,15 +325,15 @@ class Driver:
                     finished[spec.trial_id] = self._record(spec, left)
         todo = [x for x in specs if x.trial_id not in finished]
         self._inflight = {x.trial_id: x for x in todo}
-        self.progress({"event": "round_start", "round": rnd, "rounds": s.rounds, "trials": len(specs),
-                       "todo": len(todo), "slots": self.executor.slots, "mode": s.mode})
+        self.progress(RoundStart(round=rnd, rounds=s.rounds, trials=len(specs), todo=len(todo),
+                                 slots=self.executor.slots, mode=s.mode))
         try:
             for outcome in self.executor.run(todo):
                 self._check_disk(outcome)
                 record = self._record(by_id[outcome.trial_id], outcome)
                 self._inflight.pop(record.trial_id, None)
                 finished[record.trial_id] = record
-                self.progress({"event": "trial_end", "round": rnd, "record": record})
+                self.progress(TrialEnd(record=record, round=rnd, done=len(finished), total=s.rounds * s.popsize))
         except KeyboardInterrupt:
             self._record_stopped()
             raise
@@ -334,8 +346,8 @@ class Driver:
         best = self._board.best()
         self._write_best(best)
         self._prune_checkpoints()
-        self.progress({"event": "round_end", "round": rnd, "rounds": s.rounds, "best": best,
-                       "records": [finished[x.trial_id] for x in specs]})
+        self.progress(RoundEnd(round=rnd, rounds=s.rounds, best=best,
+                               records=[finished[x.trial_id] for x in specs]))
 
     def _check_metric_exists(self, records: list[TrialRecord]) -> None:
         """A metric no trial of the first round reported is a setting error: stop rather than burn

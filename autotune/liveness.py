@@ -17,7 +17,7 @@ from typing import Any, Callable
 
 DRIVER_ATTR = "driver"
 HEARTBEAT_ATTR = "heartbeat"
-RUNNING, INTERRUPTED = "running", "interrupted"
+from .events import INTERRUPTED, RUNNING
 HEARTBEAT_S = float(os.environ.get("AUTOTUNE_HEARTBEAT_S", "30"))
 STALE_S = 5 * HEARTBEAT_S
 

@@ -11,10 +11,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-COMPLETED = "completed"
-FAILED = "failed"
-STOPPED = "stopped"
-STATUSES = (COMPLETED, FAILED, STOPPED)
+from .events import COMPLETED, FAILED, STOPPED
+from .events import TRIAL_STATUSES as STATUSES
 
 
 @dataclass(frozen=True)

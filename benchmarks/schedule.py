@@ -31,7 +31,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _bench  # noqa: E402
 
 import autotune  # noqa: E402
-from autotune.executors.simulated import SimulatedExecutor  # noqa: E402
+from autotune.events import TrialEnd  # noqa: E402
+from autotune.executors.simulated import SimTrial, SimulatedExecutor  # noqa: E402
 
 SPACE = {"metric": "score", "mode": "max",
          "params": {"x": {"type": "float", "low": 0.0, "high": 1.0},
@@ -43,10 +44,10 @@ def noop(config: dict[str, Any], trial: Any) -> float:
 
 
 def make_model(seed: int):
-    def model(spec):
-        rng = random.Random(seed * 1_000_003 + spec.trial_id)
-        x, y = spec.config["x"], spec.config["y"]
-        return 1.0 + 3.0 * rng.random(), -((x - 0.3) ** 2 + (y - 0.7) ** 2)
+    def model(config, budget, parent):
+        x, y = config["x"], config["y"]
+        rng = random.Random(f"{seed}:{x:.12f}:{y:.12f}")
+        return SimTrial(curve=(-((x - 0.3) ** 2 + (y - 0.7) ** 2),), duration=1.0 + 3.0 * rng.random())
     return model
 
 
@@ -64,8 +65,8 @@ def driver_cost(trials: int, block: int, work: Path) -> list[dict[str, Any]]:
     """Real seconds per block of trials of one long asynchronous run (no-op trials, 64 slots)."""
     marks: list[float] = []
 
-    def progress(event: dict[str, Any]) -> None:
-        if event["event"] == "trial_end" and event["done"] % block == 0:
+    def progress(event: Any) -> None:
+        if isinstance(event, TrialEnd) and event.done % block == 0:
             marks.append(time.perf_counter())
 
     t0 = time.perf_counter()

@@ -10,6 +10,7 @@ import yaml
 import autotune
 from autotune.api import resume
 from autotune.errors import RunInterrupted
+from autotune.events import TrialFinished
 from autotune.executors.local import LocalExecutor
 from conftest import InterruptingExecutor, objective
 
@@ -202,11 +203,11 @@ class _DiesAfterTrialExecutor(LocalExecutor):
         self.count = 0
 
     def poll(self, timeout=None):
-        outcomes = super().poll(timeout)
-        self.count += len(outcomes)
+        events = super().poll(timeout)
+        self.count += sum(isinstance(e, TrialFinished) for e in events)
         if self.count == 3:
             raise KeyboardInterrupt
-        return outcomes
+        return events
 
 
 def test_a_trial_finished_but_unrecorded_is_adopted_not_rerun(tmp_path, xy_space, executions):

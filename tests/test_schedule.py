@@ -12,7 +12,7 @@ import pytest
 import autotune
 from autotune.api import resume
 from autotune.errors import RunInterrupted
-from autotune.executors.simulated import SimulatedExecutor
+from autotune.executors.simulated import SimTrial, SimulatedExecutor
 from autotune.ranking import Leaderboard
 from autotune.records import COMPLETED
 from autotune.results import locate_run
@@ -25,11 +25,13 @@ SPACE = {"metric": "score", "mode": "max",
                     "y": {"type": "float", "low": 0.0, "high": 1.0}}}
 
 
-def model(spec):
-    """Duration 1-4 s depending on the config (as batch size or epochs would); score peaks at (0.3, 0.7)."""
-    x, y = spec.config["x"], spec.config["y"]
-    rng = random.Random(spec.trial_id)
-    return 1.0 + 3.0 * rng.random(), -((x - 0.3) ** 2 + (y - 0.7) ** 2)
+def model(config, budget, parent):
+    """Duration 1-4 s depending on the config (as batch size or epochs would); score peaks at (0.3, 0.7),
+    reached over two reports."""
+    x, y = config["x"], config["y"]
+    rng = random.Random(f"{x:.12f}{y:.12f}")
+    final = -((x - 0.3) ** 2 + (y - 0.7) ** 2)
+    return SimTrial(curve=(final - 0.1, final), duration=1.0 + 3.0 * rng.random())
 
 
 def go(tmp_path, name, executor, **kw):
@@ -97,7 +99,7 @@ def test_pbt_async_parents_are_the_best_finished_when_the_child_starts(tmp_path)
         assert parent.trial_id in top, (child.trial_id, parent.trial_id, sorted(top))
         assert child.round == parent.round + 1  # the generation is the lineage depth
         assert child.parent_hash == parent.checkpoint_hash and child.parent_step == parent.checkpoint_step
-        assert child.checkpoint_step == parent.checkpoint_step + 1
+        assert child.checkpoint_step == parent.checkpoint_step + 2  # two reports per trial
     assert max(r.round for r in result.records) >= 2
 
 
@@ -139,14 +141,10 @@ def test_a_driver_killed_at_any_write_resumes_exactly(tmp_path, monkeypatch, kil
     monkeypatch.setattr(Store, "put_blob", real_blob)
     store, run_id, _ = locate_run(tmp_path / "k")
     recorded = {r.trial_id for r in store.trials(run_id) if r.status == COMPLETED}
-    started_again: list[int] = []
-
-    def watching(spec):
-        started_again.append(spec.trial_id)
-        return model(spec)
-
     store.set_attr(run_id, "status", "interrupted")  # what the dashboard shows for a dead driver
-    result = resume(tmp_path / "k", executor=SimulatedExecutor(watching, slots=3))
+    again = SimulatedExecutor(model, slots=3)
+    result = resume(tmp_path / "k", executor=again)
+    started_again = again.started
     assert result.status == "completed"
     assert sorted(r.trial_id for r in result.records) == list(range(20))
     assert all(r.status == COMPLETED for r in result.records)

@@ -1,10 +1,12 @@
-"""The executor contract: trials are submitted one at a time and their outcomes polled as they end.
+"""The executor contract: submit one trial at a time, poll for events, stop a trial.
 
 The driver only sees this interface, so it is tested with the in-process and simulated executors and
 runs on Ray unchanged.  Executors own processes and resources; they never decide what to run.  There
 is no batch barrier here: ``submit`` queues one trial (it starts as soon as a slot is free) and
-``poll`` returns whatever has finished, so the driver can plan the next trial the moment a slot frees.
-``run(specs)`` remains as a convenience for callers that do have a whole batch.
+``poll`` returns the events since the last call (:class:`~autotune.events.TrialStarted`,
+:class:`~autotune.events.TrialReported`, :class:`~autotune.events.TrialFinished`), so the driver can
+plan the next trial the moment a slot frees.  ``run(specs)`` remains as a convenience for callers
+that do have a whole batch.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Iterator, Sequence
 
+from ..events import ExecutorEvent, TrialFinished
 from ..records import TrialOutcome, TrialSpec
 from ..targets import TrialTarget
 
@@ -32,9 +35,10 @@ class Executor(ABC):
         """Queue one trial; it starts as soon as a slot is free."""
 
     @abstractmethod
-    def poll(self, timeout: float | None = None) -> list[TrialOutcome]:
-        """Outcomes of trials that ended since the last call, waiting up to ``timeout`` seconds (None:
-        until at least one ends) when none has; ``[]`` when nothing ended in time or nothing runs."""
+    def poll(self, timeout: float | None = None) -> list[ExecutorEvent]:
+        """Events since the last call, waiting up to ``timeout`` seconds (None: until a trial ends) when
+        there are none; ``[]`` when nothing happened in time or nothing runs.  Every submitted trial
+        ends with exactly one :class:`TrialFinished`."""
 
     @property
     @abstractmethod
@@ -46,11 +50,19 @@ class Executor(ABC):
         for spec in specs:
             self.submit(spec)
         while self.active:
-            yield from self.poll(None)
+            for event in self.poll(None):
+                if isinstance(event, TrialFinished):
+                    yield event.outcome
 
     def stop(self) -> list[int]:
-        """Stop running and queued trials at once (Ctrl-C); returns the ids that were stopped."""
+        """Stop running and queued trials at once (Ctrl-C); returns the ids that were running.  Queued
+        trials never started: nothing is recorded for them."""
         return []
+
+    def stop_trial(self, trial_id: int) -> bool:
+        """Stop one running trial (it still ends with a :class:`TrialFinished`); False if it is not
+        running here."""
+        return False
 
     def close(self) -> None:
         """Release workers and resources."""

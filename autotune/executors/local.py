@@ -7,9 +7,11 @@ to its end and returns its outcome.
 
 from __future__ import annotations
 
+import time
 from collections import deque
 
-from ..records import TrialOutcome, TrialSpec
+from ..events import ExecutorEvent, TrialFinished, TrialStarted
+from ..records import TrialSpec
 from ..trial_runner import run_trial
 from .base import Executor
 
@@ -21,11 +23,12 @@ class LocalExecutor(Executor):
     def submit(self, spec: TrialSpec) -> None:
         self._queue.append(spec)
 
-    def poll(self, timeout: float | None = None) -> list[TrialOutcome]:
+    def poll(self, timeout: float | None = None) -> list[ExecutorEvent]:
         if not self._queue:
             return []
         spec = self._queue.popleft()
-        return [run_trial(self.target, spec, self.run_dir, self.metric, artifacts=self.artifacts)]
+        started = TrialStarted(spec.trial_id, time.time())
+        return [started, TrialFinished(run_trial(self.target, spec, self.run_dir, self.metric, artifacts=self.artifacts))]
 
     @property
     def active(self) -> int:

@@ -1,10 +1,14 @@
-"""A simulated executor with a fake clock: ``slots`` trials at a time, durations and results from a model.
+"""A simulated executor with a fake clock: ``slots`` trials at a time, learning curves from a trial model.
 
-For tests and benchmarks of scheduling: nothing trains and no time passes, yet trials start, run
-side by side and end in the order their simulated durations say, so busy fractions, resume and
-Population-Based lineage can be checked on thousands of trials in seconds.  ``model(spec)`` returns
-``(duration_s, value)``; ``value=None`` (or NaN) is a failed trial.  A trial's checkpoint is a name
-in the run folder (nothing is written), so Population-Based specs and lineage work as on a real run.
+For tests and benchmarks of scheduling: nothing trains and no process starts, yet trials start, report,
+run side by side and end in the order their simulated durations say, so busy fractions, resume and
+Population-Based lineage can be checked on thousands of trials and slots in seconds.
+
+A trial model is ``model(config, budget, parent) -> SimTrial``: the metric after each unit of training
+(its learning curve) and the trial's duration in simulated seconds.  ``parent`` is the
+:class:`~autotune.records.ParentRef` a Population-Based trial warm-starts from (None from scratch),
+so a model can continue the parent's curve.  A curve ending in None or NaN is a failed trial.  A
+trial's checkpoint is a name in the run folder (nothing is written), so lineage works as on a real run.
 """
 
 from __future__ import annotations
@@ -14,12 +18,22 @@ import heapq
 import math
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Any, Callable
 
-from ..records import COMPLETED, FAILED, TrialOutcome, TrialSpec
+from ..events import COMPLETED, FAILED, STOPPED, ExecutorEvent, TrialFinished, TrialReported, TrialStarted
+from ..records import ParentRef, TrialOutcome, TrialSpec
 from .base import Executor
 
-SimModel = Callable[[TrialSpec], "tuple[float, float | None]"]
+
+@dataclass(frozen=True)
+class SimTrial:
+    """What a simulated trial does: its metric after each step, and how long it takes in all."""
+
+    curve: tuple[float | None, ...]
+    duration: float
+
+
+TrialModel = Callable[[dict[str, Any], "float | None", "ParentRef | None"], SimTrial]
 
 
 @dataclass
@@ -33,29 +47,39 @@ class FakeClock:
 
 
 @dataclass(order=True)
-class _Running:
-    ends: float
+class _Event:
+    at: float
     seq: int
-    spec: TrialSpec = field(compare=False)
-    started: float = field(compare=False)
-    value: float | None = field(compare=False)
+    kind: str = field(compare=False)  # "report" or "end"
+    trial_id: int = field(compare=False)
+    step: int = field(compare=False, default=0)
+    value: float | None = field(compare=False, default=None)
+
+
+@dataclass
+class _Running:
+    spec: TrialSpec
+    started: float
+    sim: SimTrial
+    reports: list[dict[str, Any]] = field(default_factory=list)
 
 
 class SimulatedExecutor(Executor):
-    """``slots`` parallel workers on a fake clock; ``poll`` jumps the clock to the next trial end."""
+    """``slots`` parallel workers on a fake clock; ``poll`` jumps the clock to the next event."""
 
-    def __init__(self, model: SimModel, slots: int = 2, clock: FakeClock | None = None,
-                 metric_steps: int = 1) -> None:
+    def __init__(self, model: TrialModel, slots: int = 2, clock: FakeClock | None = None) -> None:
         self.model = model
         self._slots = int(slots)
         self.clock = clock or FakeClock()
-        self.metric_steps = metric_steps
         self._queue: deque[TrialSpec] = deque()
-        self._running: list[_Running] = []
+        self._running: dict[int, _Running] = {}
+        self._events: list[_Event] = []
         self._seq = 0
+        self._pending: list[ExecutorEvent] = []
         self.busy_s = 0.0  # simulated trial-seconds run so far
         self.first_start: float | None = None
         self.last_end: float | None = None
+        self.started: list[int] = []  # trial ids in the order they started (tests, benchmarks)
 
     @property
     def slots(self) -> int:
@@ -69,58 +93,81 @@ class SimulatedExecutor(Executor):
         self._queue.append(spec)
         self._start_queued()
 
+    def _push(self, at: float, kind: str, trial_id: int, step: int = 0, value: float | None = None) -> None:
+        heapq.heappush(self._events, _Event(at, self._seq, kind, trial_id, step, value))
+        self._seq += 1
+
     def _start_queued(self) -> None:
         while self._queue and len(self._running) < self._slots:
             spec = self._queue.popleft()
-            duration, value = self.model(spec)
+            sim = self.model(dict(spec.config), spec.budget, spec.parent)
             now = self.clock.now
             self.first_start = now if self.first_start is None else self.first_start
-            heapq.heappush(self._running, _Running(now + float(duration), self._seq, spec, now, value))
-            self._seq += 1
+            self._running[spec.trial_id] = _Running(spec, now, sim)
+            self.started.append(spec.trial_id)
+            self._pending.append(TrialStarted(spec.trial_id, now, node="simulated"))
+            start_step = (spec.parent.step or 0) if spec.parent else 0
+            n = max(1, len(sim.curve))
+            for i, value in enumerate(sim.curve):
+                self._push(now + sim.duration * (i + 1) / n, "report", spec.trial_id, start_step + i + 1, value)
+            self._push(now + sim.duration, "end", spec.trial_id)
 
-    def poll(self, timeout: float | None = None) -> list[TrialOutcome]:
-        """The trials that end next (all that end at the same simulated moment)."""
-        if not self._running:
-            return []
-        first = heapq.heappop(self._running)
-        ended = [first]
-        while self._running and self._running[0].ends <= first.ends:
-            ended.append(heapq.heappop(self._running))
-        self.clock.now = max(self.clock.now, first.ends)
-        self.last_end = self.clock.now
-        out = [self._outcome(r) for r in ended]
-        self._start_queued()
+    def poll(self, timeout: float | None = None) -> list[ExecutorEvent]:
+        """Every event up to the next trial end (the clock jumps there)."""
+        out, self._pending = self._pending, []
+        while self._events:
+            ev = heapq.heappop(self._events)
+            run = self._running.get(ev.trial_id)
+            if run is None:
+                continue  # stopped earlier
+            self.clock.now = max(self.clock.now, ev.at)
+            if ev.kind == "report":
+                if ev.value is None or not math.isfinite(ev.value):
+                    continue  # a failing trial reports nothing usable
+                run.reports.append({"step": ev.step, "metrics": {self.metric: ev.value}})
+                out.append(TrialReported(ev.trial_id, ev.step, {self.metric: ev.value}, ev.at))
+                continue
+            out.append(TrialFinished(self._finish(run, COMPLETED)))
+            self._start_queued()
+            out += self._pending
+            self._pending = []
+            break
         return out
 
-    def _outcome(self, r: _Running) -> TrialOutcome:
-        self.busy_s += r.ends - r.started
-        spec, ok = r.spec, r.value is not None and math.isfinite(r.value)
+    def _finish(self, run: _Running, status: str, reason: str | None = None) -> TrialOutcome:
+        del self._running[run.spec.trial_id]
+        now = self.clock.now
+        self.busy_s += now - run.started
+        self.last_end = now
+        spec, last = run.spec, (run.sim.curve[-1] if run.sim.curve else None)
+        ok = status == COMPLETED and last is not None and math.isfinite(last)
+        if status == COMPLETED and not ok:
+            status, reason = FAILED, "the simulated trial failed"
+        step = run.reports[-1]["step"] if run.reports else None
+        checkpoint = f"{spec.trial_dir}/checkpoint" if step is not None else None
         parent = spec.parent
-        start_step = (parent.step or 0) if parent else 0
-        step = start_step + self.metric_steps
-        checkpoint = f"{spec.trial_dir}/checkpoint"
         return TrialOutcome(
-            trial_id=spec.trial_id,
-            status=COMPLETED if ok else FAILED,
-            reason=None if ok else "the simulated trial failed",
-            value=float(r.value) if ok else None,  # type: ignore[arg-type]
-            reports=[{"step": step, "metrics": {self.metric: r.value}}] if ok else [],
-            checkpoint=checkpoint if ok else None,
-            checkpoint_step=step if ok else None,
-            checkpoint_hash=hashlib.sha256(checkpoint.encode()).hexdigest() if ok else None,
-            parent_id=parent.trial_id if parent else None,
-            parent_checkpoint=parent.checkpoint if parent else None,
-            parent_step=parent.step if parent else None,
-            parent_hash=parent.hash if parent else None,
-            started=r.started,
-            ended=r.ends,
-            node="simulated",
+            trial_id=spec.trial_id, status=status, reason=reason, value=float(last) if ok else None,  # type: ignore[arg-type]
+            reports=list(run.reports), checkpoint=checkpoint, checkpoint_step=step,
+            checkpoint_hash=hashlib.sha256(checkpoint.encode()).hexdigest() if checkpoint else None,
+            parent_id=parent.trial_id if parent else None, parent_checkpoint=parent.checkpoint if parent else None,
+            parent_step=parent.step if parent else None, parent_hash=parent.hash if parent else None,
+            started=run.started, ended=now, node="simulated",
         )
 
+    def stop_trial(self, trial_id: int) -> bool:
+        run = self._running.get(trial_id)
+        if run is None:
+            return False
+        self._pending.append(TrialFinished(self._finish(run, STOPPED, "stopped by the search")))
+        self._start_queued()
+        return True
+
     def stop(self) -> list[int]:
-        stopped = [r.spec.trial_id for r in self._running]
+        stopped = list(self._running)
         self._running.clear()
         self._queue.clear()
+        self._events.clear()
         return stopped
 
     def busy_fraction(self) -> float:
