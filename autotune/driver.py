@@ -18,16 +18,12 @@ checkpoints to keep and the Population-Based parent pool are kept in sorted lead
 from __future__ import annotations
 
 import contextlib
-import os
-import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-import yaml
-
-from .artifacts import Artifacts
+from .checkpoints import CheckpointFiles
 from .errors import ConfigError, DiskFullError, RunInterrupted, TrialError
 from .events import (
     INTERRUPTED,
@@ -92,13 +88,13 @@ class Driver:
         self.executor = executor
         self.progress = progress or (lambda event: None)
         self._distributions = ctx.space.to_optuna_distributions()
-        self._best_written: int | None = None
         self._records: dict[int, TrialRecord] | None = None  # this driver's view of the store, see records()
         mode = ctx.settings.mode
         self._board = Leaderboard(mode)  # every scored trial: the best
         self._parents = Leaderboard(mode, PopulationBasedEvaluator.can_parent)  # checkpoints that can be parents
-        self._kept = Leaderboard(mode, lambda r: bool(r.checkpoint) and not r.checkpoint_removed)
-        self._doomed: dict[int, TrialRecord] = {}  # checkpoints to delete once no trial in flight loads them
+        s = ctx.settings
+        self._files = CheckpointFiles(ctx.run_dir, mode, s.keep_checkpoints, s.artifacts,
+                                      lambda ids: ctx.store.mark_checkpoints_removed(ctx.run_id, ids))
         self._inflight: dict[int, TrialSpec] = {}
         self._inflight_dicts: dict[int, dict[str, Any]] = {}  # the same specs as saved: made once per trial
         self.asynchronous = ctx.settings.schedule == ASYNC
@@ -127,10 +123,11 @@ class Driver:
             for r in self.ctx.store.trials(self.ctx.run_id):
                 self._records[r.trial_id] = r
                 self._rank(r)
+                self._files.kept.add(r)
         return self._records
 
     def _rank(self, record: TrialRecord) -> None:
-        for board in (self._board, self._parents, self._kept):
+        for board in (self._board, self._parents):
             board.add(record)
 
     # -- the loop --------------------------------------------------------------------------------
@@ -383,85 +380,11 @@ class Driver:
         return record
 
     def _doom(self, record: TrialRecord) -> None:
-        """``keep_checkpoints = K``: a new trial outside the K best, or one it pushes out, loses its
-        checkpoint (deleted by :meth:`_prune_checkpoints`)."""
-        keep = self.ctx.settings.keep_checkpoints
-        if keep is None or not record.checkpoint or record.checkpoint_removed:
-            return
-        if record.trial_id not in self._kept:  # failed, or finished without a score
-            if record.status in (COMPLETED, FAILED):
-                self._doomed[record.trial_id] = record
-            return
-        while len(self._kept) > keep:
-            loser = self._kept.at(len(self._kept) - 1)
-            for board in (self._kept, self._parents):
-                board.discard(loser.trial_id)
-            self._doomed[loser.trial_id] = loser
+        for tid in self._files.add(record):
+            self._parents.discard(tid)  # a parent pool holds only checkpoints that stay
 
     def _prune_checkpoints(self) -> None:
-        """Delete the doomed checkpoints that no trial in flight may load (a parent or a fall-back).
-
-        The deletion is recorded in the store first; the records keep their checkpoint paths and
-        hashes as lineage, flagged ``checkpoint_removed``.  In rounds this runs after each round, so
-        the next round's parents (always among the best) survive.
-        """
-        if not self._doomed:
-            return
-        loading = {p.trial_id for spec in self._inflight.values() for p in spec.parents}
-        doomed = [r for tid, r in self._doomed.items() if tid not in loading]
-        if not doomed:
-            return
-        self.ctx.store.mark_checkpoints_removed(self.ctx.run_id, [r.trial_id for r in doomed])
-        for r in doomed:
-            r.checkpoint_removed = True
-            del self._doomed[r.trial_id]
-        if self.ctx.settings.artifacts:
-            store = Artifacts(self.ctx.settings.artifacts)
-            for r in doomed:
-                store.delete(r.checkpoint)  # type: ignore[arg-type]
-            return
-        root = self.ctx.run_dir.resolve()
-        for r in doomed:
-            path = (root / r.checkpoint).resolve()  # type: ignore[operator]
-            if path == root or root not in path.parents:
-                continue  # never delete outside the run folder
-            if path.is_dir():
-                shutil.rmtree(path, ignore_errors=True)
-            elif path.exists():
-                path.unlink(missing_ok=True)
+        self._files.prune(self._inflight.values())
 
     def _write_best(self, best: TrialRecord | None) -> None:
-        """``best/``: the best config as YAML and a copy of its checkpoint, replaced atomically."""
-        if best is None or best.trial_id == self._best_written:
-            return
-        run_dir = self.ctx.run_dir
-        tmp = run_dir / ".best.tmp"
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
-        doc = {
-            "trial_id": best.trial_id,
-            "round": best.round,
-            "metric": self.ctx.settings.metric,
-            "mode": self.ctx.settings.mode,
-            "value": best.value,
-            "config": best.config,
-        }
-        (tmp / "config.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
-        if best.checkpoint and self.ctx.settings.artifacts:
-            store = Artifacts(self.ctx.settings.artifacts)
-            dest = tmp / "checkpoint"
-            store.download(best.checkpoint, dest / Path(best.checkpoint).name if store.is_file(best.checkpoint) else dest)
-        elif best.checkpoint:
-            src = run_dir / best.checkpoint
-            if src.is_dir():
-                shutil.copytree(src, tmp / "checkpoint")
-            elif src.is_file():
-                (tmp / "checkpoint").mkdir()
-                shutil.copy2(src, tmp / "checkpoint" / src.name)
-        old = run_dir / ".best.old"
-        shutil.rmtree(old, ignore_errors=True)
-        if (run_dir / "best").exists():
-            os.replace(run_dir / "best", old)
-        os.replace(tmp, run_dir / "best")
-        shutil.rmtree(old, ignore_errors=True)
-        self._best_written = best.trial_id
+        self._files.write_best(best, self.ctx.settings.metric, self.ctx.settings.mode)
