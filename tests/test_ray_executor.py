@@ -111,3 +111,32 @@ def test_gpu_out_of_memory_without_sharing_is_not_retried(ray_local, tmp_path):
     outs, _ = _run("gpu_hungry", specs, tmp_path, gpus_per_trial=1)
     assert outs[0].status == "failed" and outs[0].attempts == 1 and outs[0].retry_note is None
     assert "CUDA out of memory" in outs[0].reason
+
+
+def test_stop_trial_kills_a_running_trial_and_drops_a_queued_one(ray_local, tmp_path):
+    from autotune.events import TrialFinished, TrialStarted
+
+    sleeps = {0: 60.0, 1: 0.0, 2: 0.0}
+    specs = [TrialSpec(trial_id=i, round=0, config={"x": 0.5, "sleep": s}, budget=1, trial_dir=trial_dir_name(i))
+             for i, s in sleeps.items()]
+    ex = RayExecutor(cpus_per_trial=1, max_workers=1)
+    ex.open(tmp_path, parse_target(objective("quadratic")), "score")
+    try:
+        for s in specs:
+            ex.submit(s)
+        events = []
+        while not any(isinstance(e, TrialStarted) for e in events):
+            events += ex.poll(1.0)
+        assert [e.trial_id for e in events if isinstance(e, TrialStarted)] == [0]
+        assert ex.stop_trial(2) and ex.stop_trial(0) and not ex.stop_trial(7)
+        while ex.active:
+            events += ex.poll(5.0)
+    finally:
+        ex.close()
+    outs = {e.trial_id: e.outcome for e in events if isinstance(e, TrialFinished)}
+    assert len([e for e in events if isinstance(e, TrialFinished)]) == 3 and sorted(outs) == [0, 1, 2]
+    for i in (0, 2):
+        assert outs[i].status == "stopped" and outs[i].reason == "stopped by the search"
+    assert outs[1].status == "completed"  # on the worker that replaced the killed one
+    assert [e.trial_id for e in events if isinstance(e, TrialStarted)] == [0, 1]
+    assert outs[0].ended - outs[0].started < 30
