@@ -47,11 +47,11 @@ from .records import COMPLETED, FAILED, STOPPED, TrialOutcome, TrialRecord, Tria
 from .samplers import Observation, Sampler
 from .settings import ASYNC, ROUNDS, RunSettings
 from .space import SearchSpace
-from .store import Store
+from .store import DRIVER_STATE, Store
 from .targets import TrialTarget
 from .trial_runner import DISK_FULL, LOG_FILE_NAME, finished_outcome
 
-STATE_KEY = "driver_state"
+STATE_KEY = DRIVER_STATE
 PLANNED, TOLD = "planned", "told"
 #: how long the asynchronous loop waits for an outcome before it looks around (heartbeat, Ctrl-C)
 POLL_S = 1.0
@@ -103,10 +103,10 @@ class Driver:
 
     # -- state -----------------------------------------------------------------------------------
     def _save_state(self, state: dict[str, Any]) -> None:
-        self.ctx.store.put_blob(self.ctx.run_id, STATE_KEY, state)
+        self.ctx.store.save_driver_state(self.ctx.run_id, state)
 
     def _load_state(self) -> dict[str, Any] | None:
-        return self.ctx.store.get_blob(self.ctx.run_id, STATE_KEY)
+        return self.ctx.store.driver_state(self.ctx.run_id)
 
     def records(self) -> list[TrialRecord]:
         """Every finished trial of the run, in id order.

@@ -34,6 +34,7 @@ from .records import COMPLETED, TrialRecord
 DB_FILE_NAME = "autotune.db"
 RECORD_ATTR = "autotune_record"
 REMOVED_ATTR = "removed_checkpoints"
+DRIVER_STATE = "driver_state"
 BLOB_CHUNK = 60_000  # stay under MySQL's TEXT limit per attribute
 _PREFIX = "autotune:"
 
@@ -187,7 +188,18 @@ class Store:
 
     @_storage_errors
     def n_trials(self, run_id: int) -> int:
-        return self.storage.get_n_trials(run_id)
+        """The number of stored trials of a run, by one COUNT query (Optuna's own loads every trial)."""
+        try:
+            from sqlalchemy import text
+
+            with self.storage.engine.connect() as con:
+                return int(con.execute(text("SELECT COUNT(*) FROM trials WHERE study_id = :s"),
+                                       {"s": run_id}).scalar() or 0)
+        except Exception:  # noqa: BLE001 - a schema we do not know: fall back to the public API
+            try:
+                return self.storage.get_n_trials(run_id)
+            except KeyError:
+                raise StoreError(f"run {run_id} is gone from its database") from None
 
     @_storage_errors
     def delete_run(self, run_id: int) -> None:
@@ -258,6 +270,51 @@ class Store:
         for k, v in raw.items():
             if k.startswith(stale) and k.split(":")[-2] not in ("a", "b") and v != "":
                 self.storage.set_study_user_attr(run_id, k, "")
+
+    @_storage_errors
+    def runs(self) -> list[tuple[str, int, str | None]]:
+        """Every autotune run in this database as (name, run id, run folder as recorded); plain Optuna
+        studies sharing the database are left out."""
+        out = []
+        for study in self.storage.get_all_studies():
+            attrs = study.user_attrs
+            if _PREFIX + "settings" not in attrs:
+                continue
+            run_id = getattr(study, "_study_id", None)
+            if run_id is None:
+                run_id = self.storage.get_study_id_from_name(study.study_name)
+            out.append((study.study_name, int(run_id), attrs.get(_PREFIX + "run_dir")))
+        return out
+
+    # -- the driver's state (what it planned and what its sampler knows) -------------------------
+    def save_driver_state(self, run_id: int, state: dict[str, Any]) -> None:
+        """The driver's resumable state: a JSON object (see :mod:`autotune.driver`)."""
+        self.put_blob(run_id, DRIVER_STATE, state)
+
+    def driver_state(self, run_id: int) -> dict[str, Any] | None:
+        state = self.get_blob(run_id, DRIVER_STATE)
+        return state if isinstance(state, dict) else None
+
+    def planned_trials(self, run_id: int, finished: Iterable[int] = ()) -> list[dict[str, Any]]:
+        """Specs (as dicts) the driver planned or started and that are not among ``finished``: the
+        trials a live run is running or about to run."""
+        state = self.driver_state(run_id) or {}
+        if state.get("phase") != "planned":
+            return []
+        done = set(finished)
+        return [x for x in state.get("specs") or [] if isinstance(x, dict) and x.get("trial_id") not in done]
+
+    @staticmethod
+    def driver_state_digest(attrs: dict[str, Any]) -> str:
+        """A digest that changes whenever the driver saves a new state, from the run's attributes."""
+        pointer = attrs.get(DRIVER_STATE + ":pointer") or {}
+        return str(pointer.get("digest", "")) if isinstance(pointer, dict) else ""
+
+    @staticmethod
+    def state_round(state: dict[str, Any] | None) -> int | None:
+        """The round (or, asynchronously, the newest generation) the driver's state is at."""
+        r = (state or {}).get("round")
+        return r if isinstance(r, int) and not isinstance(r, bool) else None
 
     # -- trials ----------------------------------------------------------------------------------
     @_storage_errors

@@ -21,13 +21,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import AutotuneError, StoreError
+from ..errors import AutotuneError
 from ..records import TrialRecord
 from ..liveness import run_status
 from ..results import RUN_FILE
 from ..store import Store, redact_url, removed_checkpoints, sqlite_path, sqlite_url
 
-SETTINGS_ATTR = "autotune:settings"
 MAX_RUN_FOLDERS = 10_000  # per source folder; a folder holding more is not a runs folder
 REFRESH_INTERVAL_S = 1.0  # lookups of unknown names rescan the sources at most this often
 
@@ -183,10 +182,7 @@ class Catalog:
             return
         try:
             store = self.store(url)
-            run_id = store.storage.get_study_id_from_name(name)
-        except KeyError:
-            problems.append(f"{run_dir}: no run named {name!r} in {redact_url(url)}")
-            return
+            run_id = store.run_id(name)
         except AutotuneError as e:
             problems.append(f"{run_dir}: {e}")
             return
@@ -196,25 +192,20 @@ class Catalog:
     def _add_storage_runs(self, url: str, found: list, seen: set, problems: list[str]) -> None:
         try:
             store = self.store(url)
-            studies = store.storage.get_all_studies()
+            runs = store.runs()
         except AutotuneError as e:
             problems.append(str(e))
             return
         except Exception as e:  # noqa: BLE001 - a database that went away is shown, not raised
             problems.append(f"{redact_url(url)}: {type(e).__name__}: {e}")
             return
-        for study in studies:
-            if SETTINGS_ATTR not in study.user_attrs:
-                continue  # a plain Optuna study sharing the database
-            ident = (_canonical(url), study.study_name)
+        for name, run_id, recorded_dir in runs:
+            ident = (_canonical(url), name)
             if ident in seen:
                 continue
-            run_id = getattr(study, "_study_id", None)
-            if run_id is None:
-                run_id = store.storage.get_study_id_from_name(study.study_name)
-            run_dir = verified_run_dir(study.user_attrs.get("autotune:run_dir"), study.study_name)
+            run_dir = verified_run_dir(recorded_dir, name)
             seen.add(ident)
-            found.append((ident, study.study_name, url, run_id, run_dir, redact_url(url)))
+            found.append((ident, name, url, run_id, run_dir, redact_url(url)))
 
     # -- lookups ---------------------------------------------------------------------------------
     def runs(self) -> tuple[list[RunRef], list[str]]:
@@ -237,9 +228,8 @@ class Catalog:
         store = self.store(ref.url)
         attrs = store.attrs(ref.run_id)
         attrs["status"] = run_status(attrs)  # a killed driver's run reads "interrupted", not "running"
-        pointer = attrs.get("driver_state:pointer") or {}
-        n = _count_trials(store, ref.run_id)
-        digest = pointer.get("digest", "") if isinstance(pointer, dict) else ""
+        n = store.n_trials(ref.run_id)
+        digest = store.driver_state_digest(attrs)
         removed_n = len(removed_checkpoints(attrs))
         return f"{attrs.get('status', '')}.{n}.{digest}.{attrs.get('finished') or ''}.{removed_n}", attrs
 
@@ -253,28 +243,8 @@ class Catalog:
                 return cached
             store = self.store(ref.url)
             records = store.trials(ref.run_id)
-            state = store.get_blob(ref.run_id, "driver_state") or {}
             snap = Snapshot(version=version, attrs=attrs, records=records)
-            if isinstance(state, dict):
-                r = state.get("round")
-                snap.state_round = r if isinstance(r, int) else None
-                if state.get("phase") == "planned":
-                    done = {rec.trial_id for rec in records}
-                    snap.pending = [s for s in state.get("specs") or []
-                                    if isinstance(s, dict) and s.get("trial_id") not in done]
+            snap.state_round = store.state_round(store.driver_state(ref.run_id))
+            snap.pending = store.planned_trials(ref.run_id, (rec.trial_id for rec in records))
             self._snapshots[ref.key] = snap
             return snap
-
-
-def _count_trials(store: Store, run_id: int) -> int:
-    """The number of stored trials of a run, by one COUNT query (Optuna's own loads every trial)."""
-    try:
-        from sqlalchemy import text
-
-        with store.storage.engine.connect() as con:
-            return int(con.execute(text("SELECT COUNT(*) FROM trials WHERE study_id = :s"), {"s": run_id}).scalar() or 0)
-    except Exception:  # noqa: BLE001 - a schema we do not know: fall back to the public API
-        try:
-            return len(store.storage.get_all_trials(run_id, deepcopy=False))
-        except KeyError:
-            raise StoreError(f"run {run_id} is gone from its database") from None
