@@ -88,18 +88,23 @@ def test_overhead_quick(tmp_path: Path) -> None:
     assert float(real["pure_train_median_s"]) > 0 and float(real["in_worker_median_s"]) > 0
 
 
-def test_schedule_quick(tmp_path: Path) -> None:
-    run_script("schedule.py", tmp_path)
-    runs = read(tmp_path / "schedule_runs.csv")
-    sim = [r for r in runs if r["part"] == "simulated"]
-    assert {(r["slots"], r["schedule"]) for r in sim} == {(s, m) for s in ("2", "8", "64") for m in ("rounds", "async")}
-    assert all(int(r["trials"]) == 15 for r in sim)
-    busy = {(r["slots"], r["schedule"]): float(r["busy_fraction"]) for r in sim}
-    assert busy[("8", "async")] > busy[("8", "rounds")]  # a population of 5 cannot fill 8 slots in rounds
-    real = {r["schedule"]: r for r in runs if r["part"] == "real"}
-    assert set(real) == {"rounds", "async"} and all(int(r["trials"]) == 4 for r in real.values())
-    driver = read(tmp_path / "schedule_driver.csv")
-    assert [int(r["trials_done"]) for r in driver] == [50, 100, 150, 200]
+def test_scheduling_quick(tmp_path: Path) -> None:
+    run_script("scheduling.py", tmp_path, timeout=600)
+    sim = read(tmp_path / "scheduling_simulated.csv")
+    assert {(r["slots"], r["schedule"], r["evaluator"]) for r in sim} == {
+        (s, m, e) for s in ("8", "64") for m in ("rounds", "async") for e in ("full", "pbt")}
+    assert {r["sampler"] for r in sim} == {"random", "hazero"}
+    assert all(int(r["trials"]) == 48 for r in sim)
+    for slots in ("8", "64"):
+        busy = {m: [float(r["busy_fraction"]) for r in sim if r["slots"] == slots and r["schedule"] == m]
+                for m in ("rounds", "async")}
+        assert min(busy["async"]) > max(busy["rounds"])  # a population of 8 or 16 cannot fill the slots in rounds
+    real = read(tmp_path / "scheduling_real.csv")
+    assert {(r["space"], r["schedule"]) for r in real} == {
+        (s, m) for s in ("lr_bs.yaml", "image_finetune.yaml") for m in ("rounds", "async")}
+    assert all(int(r["trials"]) == 4 and 0 < float(r["best"]) <= 1 for r in real)
+    driver = read(tmp_path / "scheduling_driver.csv")
+    assert [int(r["trials_done"]) for r in driver] == [100, 200, 300, 400]
 
 
 def test_gpu_utilisation_quick(tmp_path: Path) -> None:
