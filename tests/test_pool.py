@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import sys
 
 import pytest
 
@@ -460,3 +461,10 @@ def test_random_histories_finish_every_trial_exactly_once(seed):
     done += [e.trial_id for e in pool.take_events() if isinstance(e, TrialFinished)]
     assert sorted(done) == list(range(n))
     assert runs_seen == started_seen
+
+
+def test_the_pool_does_not_import_ray():
+    import subprocess
+
+    code = "import sys, autotune.executors.pool; sys.exit('ray' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code]).returncode == 0
