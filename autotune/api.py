@@ -24,30 +24,32 @@ from .liveness import DRIVER_ATTR, RUNNING, driver_alive
 from .results import Result, load_result, locate_run, write_run_file
 from .samplers import check_sampler_options, make_sampler, resolve_sampler_name
 from .settings import DEFAULT_SCHEDULE, ROUNDS, RunSettings
-from .space import SearchSpace, load_space
+from .space import SearchSpace, SpaceFile, load_space_file
 from .store import Store, absolute_url, redact_url, sqlite_url
 from .targets import TrialTarget, parse_target
 
 DEFAULT_OUTPUT = "runs"
 DEFAULT_METRIC = "score"
-_SPACE_DEFAULT_KEYS = ("sampler", "evaluator", "rounds", "popsize", "seed", "cpus_per_trial", "gpus_per_trial",
-                       "trial_timeout", "schedule")
+SpaceLike = str | os.PathLike[str] | SearchSpace | SpaceFile | Mapping[str, Any]
 
 
-def _as_space(space: str | os.PathLike[str] | SearchSpace | Mapping[str, Any]) -> SearchSpace:
-    if isinstance(space, SearchSpace):
+def _as_space(space: SpaceLike) -> SpaceFile:
+    """The space file behind ``space=``: a path is read, a dict parsed; a bare SearchSpace presets nothing."""
+    if isinstance(space, SpaceFile):
         return space
+    if isinstance(space, SearchSpace):
+        return SpaceFile(space)
     if isinstance(space, Mapping):
-        return SearchSpace.from_dict(dict(space))
+        return SpaceFile.from_dict(dict(space))
     if isinstance(space, (str, os.PathLike)):
-        return load_space(space)
-    raise SearchSpaceError(f"space must be a YAML path, a dict or a SearchSpace, got {type(space).__name__}")
+        return load_space_file(space)
+    raise SearchSpaceError(f"space must be a YAML path, a dict, a SearchSpace or a SpaceFile, got {type(space).__name__}")
 
 
 def prepare(
     objective_or_script: str | Callable[..., Any] | None = None,
     *,
-    space: str | os.PathLike[str] | SearchSpace | Mapping[str, Any],
+    space: SpaceLike,
     sampler: str | None = None,
     evaluator: str | None = None,
     rounds: int | None = None,
@@ -68,10 +70,13 @@ def prepare(
     sampler_options: Mapping[str, Any] | None = None,
     script_args: tuple[str, ...] = (),
     schedule: str | None = None,
-) -> tuple[RunSettings, SearchSpace, TrialTarget, Path]:
-    """Validate everything a run needs, without creating anything."""
+) -> tuple[RunSettings, SpaceFile, TrialTarget, Path]:
+    """Validate everything a run needs, without creating anything.
+
+    The space file's settings fill in what the arguments leave as None; ``RunSettings`` checks the result.
+    """
     sp = _as_space(space)
-    defaults = dict(getattr(sp, "defaults", {}) or {})
+    defaults = sp.defaults
     if objective_or_script is None:
         if not sp.trial:
             raise ConfigError("no trial to run: pass a script or objective, or set `trial:` in the space file")
@@ -119,7 +124,7 @@ def prepare(
         raise ConfigError(f"{run_dir} already exists and is not empty (not a run folder): choose another --name "
                           f"or --output")
     check_sampler_options(settings.sampler, settings.sampler_options)  # before a `seed` option collides
-    make_sampler(settings.sampler, sp, settings.popsize, seed=settings.seed, **settings.sampler_options)
+    make_sampler(settings.sampler, sp.space, settings.popsize, seed=settings.seed, **settings.sampler_options)
     return settings, sp, target, run_dir
 
 
@@ -133,11 +138,12 @@ def _stem(space: Any) -> str:
     return "run"
 
 
-def _build(ctx: RunContext, executor: Executor | str, progress: ProgressFn | None) -> Driver:
+def _build(ctx: RunContext, fixed: Mapping[str, Any], executor: Executor | str, progress: ProgressFn | None) -> Driver:
+    """The driver of a run; ``fixed`` is the space file's values passed to every trial."""
     s = ctx.settings
     sampler = make_sampler(s.sampler, ctx.space, s.popsize, seed=s.seed, **s.sampler_options)
     evaluator = make_evaluator(s.evaluator, budget=s.budget, mode=s.mode, timeout=s.trial_timeout,
-                               fixed=ctx.space.fixed, top_fraction=s.top_fraction)
+                               fixed=fixed, top_fraction=s.top_fraction)
     if isinstance(executor, str):
         if executor == "ray":
             executor = make_executor("ray", address=s.address, cpus_per_trial=s.cpus_per_trial,
@@ -152,7 +158,7 @@ def _build(ctx: RunContext, executor: Executor | str, progress: ProgressFn | Non
 def run(
     objective_or_script: str | Callable[..., Any] | None = None,
     *,
-    space: str | os.PathLike[str] | SearchSpace | Mapping[str, Any],
+    space: SpaceLike,
     storage: str | None = None,
     executor: Executor | str = "ray",
     progress: ProgressFn | None = None,
@@ -169,7 +175,7 @@ def run(
     URL (default: SQLite in the run folder).
     """
     _check_options(options)
-    settings, space_obj, target, run_dir = prepare(objective_or_script, space=space, **options)
+    settings, space_file, target, run_dir = prepare(objective_or_script, space=space, **options)
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
     except OSError as e:
@@ -185,7 +191,7 @@ def run(
             settings.mode,
             {
                 "settings": settings.to_dict(),
-                "space": space_obj.to_dict(),
+                "space": space_file.to_dict(),  # the whole file: resume and the dashboard read it back
                 "target": target.to_dict(),
                 "created": time.time(),
                 "status": "created",
@@ -193,7 +199,8 @@ def run(
             },
         )
         write_run_file(run_dir, settings.name, None if storage is None else redact_url(url))
-        _build(RunContext(store, run_id, run_dir, settings, space_obj, target), executor, progress).run()
+        ctx = RunContext(store, run_id, run_dir, settings, space_file.space, target)
+        _build(ctx, space_file.fixed, executor, progress).run()
     except RunInterrupted:
         raise  # resumable: keep everything
     except AutotuneError:
@@ -254,10 +261,10 @@ def resume(
     settings = RunSettings.from_dict(attrs["settings"])
     if address is not None:
         settings.address = address
-    space_obj = SearchSpace.from_dict(attrs["space"])
+    space_file = SpaceFile.from_dict(attrs["space"])  # the whole file, as every run folder records it
     target = TrialTarget.from_dict(attrs["target"], objective)
-    ctx = RunContext(store, run_id, run_dir, settings, space_obj, target)
-    _build(ctx, executor, progress).run()
+    ctx = RunContext(store, run_id, run_dir, settings, space_file.space, target)
+    _build(ctx, space_file.fixed, executor, progress).run()
     return load_result(run_dir, storage)
 
 

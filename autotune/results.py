@@ -13,7 +13,7 @@ from .errors import StoreError
 from .liveness import run_status
 from .records import TrialRecord
 from .settings import RunSettings
-from .space import SearchSpace
+from .space import SearchSpace, SpaceFile
 from .store import Store, sqlite_path, sqlite_url
 
 RUN_FILE = "run.json"
@@ -149,4 +149,4 @@ def load_result(run_dir: str | Path, storage: str | None = None) -> Result:
     attrs = store.attrs(run_id)
     settings = RunSettings.from_dict(attrs["settings"])
     return Result(path=Path(run_dir), name=name, settings=settings, records=store.trials(run_id),
-                  status=run_status(attrs), space=SearchSpace.from_dict(attrs["space"]))
+                  status=run_status(attrs), space=SpaceFile.from_dict(attrs["space"]).space)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +24,9 @@ from autotune.space import (
     FloatParam,
     IntParam,
     SearchSpace,
+    SpaceFile,
     load_space,
+    load_space_file,
 )
 
 NATIVE = """\
@@ -74,19 +78,21 @@ def space_of(**params: dict[str, Any]) -> SearchSpace:
 # -- loading --------------------------------------------------------------------------------------
 def test_native_file_loads_every_field(tmp_path: Path) -> None:
     path = write(tmp_path, NATIVE)
-    space = load_space(path)
+    file = load_space_file(path)
+    space = file.space
+    assert load_space(path) == space
     assert space.names == ("learning_rate", "batch_size", "epochs", "optimizer")
     assert space.params[0] == FloatParam("learning_rate", 1e-4, 1e-1, log=True, init=1e-3)
     assert space.params[1] == IntParam("batch_size", 16, 128, log=True, init=32)
     assert space.params[2] == IntParam("epochs", 1, 10)
     assert space.params[3] == CategoricalParam("optimizer", ("adam", "sgd", "adamw"), init="adam")
-    assert (space.metric, space.mode, space.budget) == ("val_accuracy", "max", 2)
-    assert space.fixed == {"labels_per_class": 100}
-    assert space.defaults == {"rounds": 10, "popsize": 5}
-    assert space.source == str(path)
+    assert (file.metric, file.mode, file.budget) == ("val_accuracy", "max", 2)
+    assert file.fixed == {"labels_per_class": 100}
+    assert file.defaults == {"rounds": 10, "popsize": 5}
+    assert space.source == file.source == str(path)
     assert space.dim == 4
     expected_trial = (tmp_path / "trials" / "image_classification.py").resolve()
-    assert space.trial == f"{expected_trial}:objective"
+    assert file.trial == f"{expected_trial}:objective"
 
 
 def test_params_may_be_a_list_of_named_items() -> None:
@@ -110,8 +116,7 @@ def test_params_may_be_a_list_of_named_items() -> None:
 )
 def test_trial_paths_resolve_relative_to_the_space_file(tmp_path: Path, trial: str, expected: str) -> None:
     path = write(tmp_path, f"trial: {trial}\nparams: {{x: {{type: float, low: 0, high: 1}}}}\n")
-    space = load_space(path)
-    assert space.trial == expected.format(dir=path.parent.resolve(), parent=tmp_path.resolve())
+    assert load_space_file(path).trial == expected.format(dir=path.parent.resolve(), parent=tmp_path.resolve())
 
 
 def test_paddlehub_file_loads_unchanged(tmp_path: Path) -> None:
@@ -143,17 +148,18 @@ def test_paddlehub_two_decade_log_rule(tmp_path: Path, bounds: tuple[float, floa
 
 def test_paddlehub_with_autotune_extras() -> None:
     data = {"metric": "acc", "mode": "MAX", "param_list": [{"name": "n", "type": "int", "greater_than": 1, "lower_than": 4}]}
-    space = SearchSpace.from_dict(data)
-    assert (space.metric, space.mode) == ("acc", "max")
-    assert space.params == (IntParam("n", 1, 4),)
+    file = SpaceFile.from_dict(data)
+    assert (file.metric, file.mode) == ("acc", "max")
+    assert file.space.params == (IntParam("n", 1, 4),)
 
 
 def test_to_dict_round_trips_both_forms(tmp_path: Path) -> None:
     for text in (NATIVE, PADDLEHUB):
-        space = load_space(write(tmp_path, text))
-        again = SearchSpace.from_dict(space.to_dict())
-        assert again == space
-        assert again.trial == space.trial
+        file = load_space_file(write(tmp_path, text))
+        again = SpaceFile.from_dict(file.to_dict())
+        assert again == file
+        assert again.trial == file.trial
+        assert SearchSpace.from_dict(file.space.to_dict()) == file.space
 
 
 def test_yaml_1e_minus_4_without_dot_is_read_as_a_number(tmp_path: Path) -> None:
@@ -463,7 +469,7 @@ def test_yaml_aliases_cannot_blow_up_or_loop(tmp_path: Path) -> None:
     with pytest.raises(SearchSpaceError, match=r"fixed: 'a\d': the value unfolds to more than 100000 items"):
         load_space(write(tmp_path, bomb))  # refused at once, without unfolding it
     shared = "fixed: {a: &a [1, 2], b: [*a, *a]}\nparams: {x: {type: float, low: 0, high: 1}}\n"
-    assert load_space(write(tmp_path, shared)).fixed == {"a": [1, 2], "b": [[1, 2], [1, 2]]}
+    assert load_space_file(write(tmp_path, shared)).fixed == {"a": [1, 2], "b": [[1, 2], [1, 2]]}
     loop = "fixed: {me: &me [1, *me]}\nparams: {x: {type: float, low: 0, high: 1}}\n"
     with pytest.raises(SearchSpaceError, match="fixed: 'me': a value contains itself"):
         load_space(write(tmp_path, loop))
@@ -482,3 +488,21 @@ def test_the_init_point_decodes_to_the_init_values_exactly() -> None:
 def test_parameters_at_the_top_level_get_a_hint_to_use_params() -> None:
     with pytest.raises(SearchSpaceError, match=r"unknown key 'lr'; it looks like a parameter: put parameters under 'params:'"):
         SearchSpace.from_dict({"lr": {"type": "float", "low": 0.0, "high": 1.0}})
+
+
+def test_a_search_space_holds_parameters_only_and_refuses_run_settings() -> None:
+    data = {"metric": "acc", "fixed": {"k": 1}, "params": {"x": {"type": "float", "low": 0.0, "high": 1.0, "log": False}}}
+    with pytest.raises(SearchSpaceError, match=r"^<space>: 'metric', 'fixed' are run settings, not part of a "
+                                               r"SearchSpace; read a whole space file with SpaceFile.from_dict"):
+        SearchSpace.from_dict(data)
+    file = SpaceFile.from_dict(data)
+    assert file.space == SearchSpace.from_dict({"params": data["params"]})
+    assert file.to_dict() == data
+    assert SpaceFile(file.space).to_dict() == {"params": data["params"]}  # a bare space presets nothing
+
+
+def test_the_space_module_does_not_import_the_loader() -> None:
+    """Samplers and the driver import the space; reading YAML files is the loader's job alone."""
+    code = ("import sys, autotune.space.space, autotune.space.space_file; "
+            "assert 'autotune.space.loader' not in sys.modules and 'yaml' not in sys.modules, sorted(sys.modules)")
+    subprocess.run([sys.executable, "-c", code], check=True)

@@ -237,11 +237,11 @@ def test_every_bundled_space_file_loads_and_names_a_trial_that_exists(path):
     """What `autotune run --space search_spaces/X.yaml` checks before anything starts: the file parses, its
     defaults are valid run settings, and the trial it names resolves (the PaddleHub format names none)."""
     from autotune.api import prepare
-    from autotune.space import load_space
+    from autotune.space import load_space_file
 
-    space = load_space(path)
-    assert space.params and path.read_text().lstrip().startswith("#"), "each file says what it tunes in a comment"
-    trial = None if space.trial else str(TRIAL_FILE)  # paddlehub_hparam.yaml: the script comes from the CLI
+    file = load_space_file(path)
+    assert file.space.params and path.read_text().lstrip().startswith("#"), "each file says what it tunes in a comment"
+    trial = None if file.trial else str(TRIAL_FILE)  # paddlehub_hparam.yaml: the script comes from the CLI
     settings, _, target, _ = prepare(trial, space=str(path), output="/nonexistent-never-created")
     assert settings.rounds >= 1 and settings.popsize >= 1
     assert Path(target.describe().split(":")[0]).is_file()

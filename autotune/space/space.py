@@ -1,7 +1,8 @@
-"""The search space: the parameters to search plus what a space file says about the run.
+"""The search space: the parameters to search and their unit-cube encoding, nothing about the run.
 
-A :class:`SearchSpace` is immutable in practice (a frozen dataclass; ``fixed`` and ``defaults`` are
-plain dicts that nobody should mutate).  Conversion to and from the unit cube is delegated to
+A :class:`SearchSpace` is immutable (a frozen dataclass over immutable parameters); what a space file
+says about the run (trial, metric, fixed values, defaults) lives beside it, in
+:class:`~autotune.space.space_file.SpaceFile`.  Conversion to and from the unit cube is delegated to
 :mod:`autotune.space.encoding`, the only place where values are encoded.
 """
 
@@ -17,6 +18,7 @@ from optuna.distributions import BaseDistribution
 
 from ..errors import SearchSpaceError
 from . import encoding
+from .forms import PARAM_KEYS, SETTING_KEYS, check_document, param_to_dict, parse_params
 from .params import (
     CategoricalParam,
     FloatParam,
@@ -27,43 +29,12 @@ from .params import (
     same_choice,
 )
 
-#: run settings a space file may preset under ``defaults:``, with what each must be (the run settings
-#: check ranges again; here the file and key are named)
-DEFAULT_KEYS = (
-    "sampler", "evaluator", "rounds", "popsize", "seed", "cpus_per_trial", "gpus_per_trial", "trial_timeout",
-    "keep_checkpoints", "sampler_options", "schedule",
-)
-_DEFAULT_KINDS: dict[str, tuple[str, Any]] = {
-    "sampler": ("a sampler name (a string)", lambda v: isinstance(v, str)),
-    "evaluator": ("an evaluator name (a string)", lambda v: isinstance(v, str)),
-    "rounds": ("an integer >= 1", lambda v: _is_int(v) and v >= 1),
-    "popsize": ("an integer >= 1", lambda v: _is_int(v) and v >= 1),
-    "seed": ("an integer (or null)", lambda v: v is None or _is_int(v)),
-    "cpus_per_trial": ("a number > 0", lambda v: is_number(v) and 0 < v < math.inf),
-    "gpus_per_trial": ("a number >= 0", lambda v: is_number(v) and 0 <= v < math.inf),
-    "trial_timeout": ("a number of seconds > 0 (or null)", lambda v: v is None or (is_number(v) and 0 < v < math.inf)),
-    "keep_checkpoints": ("an integer >= 1 (or null, to keep all)", lambda v: v is None or (_is_int(v) and v >= 1)),
-    "schedule": ("'async' or 'rounds'", lambda v: isinstance(v, str) and v.strip().lower() in ("async", "rounds")),
-    "sampler_options": ("a mapping of option: value", lambda v: isinstance(v, Mapping) and all(isinstance(k, str) for k in v)),
-}
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-MODES = ("min", "max")
-
 
 @dataclass(frozen=True)
 class SearchSpace:
-    """The parameters to search (one unit-cube dimension each) and the run's optional metadata."""
+    """The parameters to search, one unit-cube dimension each; ``source`` names them in errors."""
 
     params: tuple[Param, ...]
-    metric: str | None = None
-    mode: str | None = None
-    trial: str | None = None
-    budget: int | float | None = None
-    fixed: dict[str, Any] = field(default_factory=dict)
-    defaults: dict[str, Any] = field(default_factory=dict)
     source: str | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
@@ -79,39 +50,6 @@ class SearchSpace:
                 raise SearchSpaceError(f"{where}: parameter {p.name!r}: duplicate name; expected unique parameter names")
             seen.add(p.name)
         object.__setattr__(self, "params", params)
-        if self.metric is not None and (not isinstance(self.metric, str) or not self.metric.strip()):
-            raise SearchSpaceError(f"{where}: metric must be a non-empty string, but got {self.metric!r}")
-        if self.mode is not None and self.mode not in MODES:
-            raise SearchSpaceError(f"{where}: mode must be one of: min, max; but got {self.mode!r}")
-        if self.trial is not None and (not isinstance(self.trial, str) or not self.trial.strip()):
-            raise SearchSpaceError(f"{where}: trial must be a non-empty string, but got {self.trial!r}")
-        if self.budget is not None and (not is_number(self.budget) or not 0 < self.budget < math.inf):
-            raise SearchSpaceError(f"{where}: budget must be a positive number, but got {self.budget!r}")
-        if not isinstance(self.fixed, Mapping):
-            raise SearchSpaceError(f"{where}: fixed must be a mapping of name: value, but got {self.fixed!r}")
-        if not isinstance(self.defaults, Mapping):
-            raise SearchSpaceError(f"{where}: defaults must be a mapping, but got {self.defaults!r}")
-        for key in self.fixed:
-            if not isinstance(key, str):
-                raise SearchSpaceError(f"{where}: fixed: key {key!r} must be a string")
-            if key in seen:
-                raise SearchSpaceError(f"{where}: fixed: {key!r} is also a searched parameter; expected it in one place only")
-            _check_plain(self.fixed[key], f"{where}: fixed: {key!r}")
-        for key in self.defaults:
-            if key not in DEFAULT_KEYS:
-                from .loader import (
-                    did_you_mean,  # local import: loader imports this module
-                )
-
-                raise SearchSpaceError(
-                    f"{where}: defaults: unknown key {key!r}{did_you_mean(key, DEFAULT_KEYS)}; "
-                    f"expected one of: {', '.join(sorted(DEFAULT_KEYS))}"
-                )
-            want, ok = _DEFAULT_KINDS[key]
-            if not ok(self.defaults[key]):
-                raise SearchSpaceError(f"{where}: defaults: {key} must be {want}, but got {self.defaults[key]!r}")
-        object.__setattr__(self, "fixed", dict(self.fixed))
-        object.__setattr__(self, "defaults", dict(self.defaults))
 
     # -- shape --------------------------------------------------------------------------------
     @property
@@ -183,36 +121,25 @@ class SearchSpace:
 
     # -- serialisation ------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
-        """The native YAML form; ``SearchSpace.from_dict(space.to_dict())`` equals ``space``."""
-        out: dict[str, Any] = {}
-        for key in ("trial", "metric", "mode", "budget"):
-            if getattr(self, key) is not None:
-                out[key] = getattr(self, key)
-        if self.fixed:
-            out["fixed"] = dict(self.fixed)
-        if self.defaults:
-            out["defaults"] = dict(self.defaults)
-        out["params"] = {p.name: _param_to_dict(p) for p in self.params}
-        return out
+        """The native form, ``{"params": {...}}``; ``SearchSpace.from_dict(space.to_dict())`` equals ``space``."""
+        return {"params": {p.name: param_to_dict(p) for p in self.params}}
 
     @classmethod
     def from_dict(cls, data: Any, source: str | None = None) -> SearchSpace:
-        """Build a space from a parsed document, native or PaddleHub form (see :mod:`.loader`)."""
-        from .loader import parse_space  # local import: loader imports this module
+        """The space of a document that holds only parameters (``params:`` or PaddleHub's ``param_list:``).
 
-        return parse_space(data, source)
-
-
-def _param_to_dict(p: Param) -> dict[str, Any]:
-    if isinstance(p, FloatParam):
-        d: dict[str, Any] = {"type": "float", "low": p.low, "high": p.high, "log": p.log}
-    elif isinstance(p, IntParam):
-        d = {"type": "int", "low": p.low, "high": p.high, "log": p.log, "step": p.step}
-    else:
-        d = {"type": "categorical", "choices": list(p.choices)}
-    if p.init is not None:
-        d["init"] = p.init
-    return d
+        A whole space file, run settings included, is read by :meth:`SpaceFile.from_dict
+        <autotune.space.space_file.SpaceFile.from_dict>`; its settings are refused here rather than dropped.
+        """
+        where = source or "<space>"
+        if isinstance(data, Mapping):
+            settings = [key for key in data if key in SETTING_KEYS]
+            if settings:
+                raise SearchSpaceError(
+                    f"{where}: {', '.join(map(repr, settings))} {'is a run setting' if len(settings) == 1 else 'are run settings'}, "
+                    "not part of a SearchSpace; read a whole space file with SpaceFile.from_dict (or load_space_file)"
+                )
+        return cls(parse_params(check_document(data, where, PARAM_KEYS), where), source=source)
 
 
 def _check_value(p: Param, value: Any, where: str) -> Any:
@@ -236,36 +163,3 @@ def _check_value(p: Param, value: Any, where: str) -> Any:
         if same_choice(c, value):
             return c
     raise SearchSpaceError(f"{where}: parameter {p.name!r}: {value!r} is not one of the choices {list(p.choices)!r}")
-
-
-#: fixed values are small constants; this many scalars unfolded is plenty, and stops YAML alias bombs
-MAX_FIXED_ITEMS = 100_000
-
-
-def _check_plain(value: Any, where: str, inside: tuple[int, ...] = (), sizes: dict[int, int] | None = None) -> int:
-    """Check that a fixed value is plain data (YAML scalars, lists and mappings); return its unfolded size.
-
-    Fixed values travel to every trial and into the results database.  YAML aliases can share a
-    container (sized once, counted at every use) or nest one in itself (refused).
-    """
-    if isinstance(value, (str, bool, int, float, type(None))):
-        return 1
-    sizes = {} if sizes is None else sizes
-    if id(value) in inside:
-        raise SearchSpaceError(f"{where}: a value contains itself (a recursive YAML alias); expected plain data")
-    if id(value) in sizes:
-        return sizes[id(value)]
-    if isinstance(value, (list, tuple)):
-        children = list(value)
-    elif isinstance(value, Mapping):
-        for k in value:
-            if not isinstance(k, str):
-                raise SearchSpaceError(f"{where}: mapping key {k!r} must be a string")
-        children = list(value.values())
-    else:
-        raise SearchSpaceError(f"{where}: {value!r} is a {type(value).__name__}; expected a YAML scalar, list or mapping")
-    total = 1 + sum(_check_plain(v, where, (*inside, id(value)), sizes) for v in children)
-    if total > MAX_FIXED_ITEMS:
-        raise SearchSpaceError(f"{where}: the value unfolds to more than {MAX_FIXED_ITEMS} items; expected small constants")
-    sizes[id(value)] = total
-    return total
