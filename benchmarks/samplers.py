@@ -118,7 +118,7 @@ class Problem:
             rng = np.random.default_rng(1000 + key.instance * 100 + key.function)
             self.n_star = int(rng.integers(0, N_MAX + 1))
             self.penalty = dict(zip("abcde", rng.permutation([0.0, 0.25, 0.5, 0.75, 1.0])))
-        self.space = SearchSpace(tuple(params), mode="min", source=key.name)
+        self.space = SearchSpace(tuple(params), source=key.name)
         self.g_star = self._bbob_optimum()
         self.weight = 0.0
         if key.mixed:

@@ -229,6 +229,7 @@ def test_progress_line_counts_running_queued_done_and_failed_and_logs_a_line_per
     import io
 
     from autotune.cli import Progress
+    from autotune.events import RoundEnd, RoundStart, RunStart, TrialEnd
     from autotune.records import TrialRecord
 
     def rec(tid, status, value):
@@ -244,29 +245,44 @@ def test_progress_line_counts_running_queued_done_and_failed_and_logs_a_line_per
 
     out = Tty()
     p = Progress(stream=out)
-    p({"event": "round_start", "round": 0, "rounds": 3, "trials": 5, "todo": 5, "slots": 2, "mode": "min"})
+    p(RoundStart(round=0, rounds=3, trials=5, todo=5, slots=2, mode="min"))
     assert "round 1/3  running 2  queued 3  done 0  failed 0  best -" in out.getvalue()
-    p({"event": "trial_end", "round": 0, "record": rec(0, "completed", 0.5)})
-    p({"event": "trial_end", "round": 0, "record": rec(1, "completed", 0.2)})
-    p({"event": "trial_end", "round": 0, "record": rec(2, "failed", None)})
+    p(TrialEnd(round=0, record=rec(0, "completed", 0.5), done=1, total=15))
+    p(TrialEnd(round=0, record=rec(1, "completed", 0.2), done=2, total=15))
+    p(TrialEnd(round=0, record=rec(2, "failed", None), done=3, total=15))
     assert out.getvalue().rsplit("\r", 1)[1].startswith(
         "\033[Kround 1/3  running 2  queued 0  done 2  failed 1  best 0.2 (trial 1)")  # min mode: lower is better
-    p({"event": "trial_end", "round": 0, "record": rec(3, "completed", 0.9)})
-    p({"event": "trial_end", "round": 0, "record": rec(4, "completed", 0.1)})
-    p({"event": "round_end", "round": 0, "rounds": 3, "best": rec(4, "completed", 0.1), "records": []})
+    p(TrialEnd(round=0, record=rec(3, "completed", 0.9), done=4, total=15))
+    p(TrialEnd(round=0, record=rec(4, "completed", 0.1), done=5, total=15))
+    p(RoundEnd(round=0, rounds=3, best=rec(4, "completed", 0.1), records=[]))
     assert out.getvalue().endswith("\n") and "round 1/3: 5 trials, 1 failed; best 0.1 (trial 4)" in out.getvalue()
 
     log = io.StringIO()  # not a terminal (a log file, CI): no status line, one plain line per round
     p = Progress(stream=log)
-    p({"event": "run_start", "run_dir": "runs/x", "round": 1, "rounds": 2})
-    p({"event": "round_start", "round": 1, "rounds": 2, "trials": 2, "todo": 2, "slots": 1, "mode": "max"})
-    p({"event": "trial_end", "round": 1, "record": rec(0, "completed", 0.5)})
+    p(RunStart(run_dir="runs/x", schedule="rounds", round=1, rounds=2, total=4, done=2))
+    p(RoundStart(round=1, rounds=2, trials=2, todo=2, slots=1, mode="max"))
+    p(TrialEnd(round=1, record=rec(0, "completed", 0.5), done=1, total=4))
     assert log.getvalue() == "run folder runs/x (2 rounds, continuing at round 2); watch it with: autotune dashboard runs/x\n"
-    p({"event": "trial_end", "round": 1, "record": rec(1, "failed", None)})
-    p({"event": "round_end", "round": 1, "rounds": 2, "best": rec(0, "completed", 0.5), "records": []})
+    p(TrialEnd(round=1, record=rec(1, "failed", None), done=2, total=4))
+    p(RoundEnd(round=1, rounds=2, best=rec(0, "completed", 0.5), records=[]))
     lines = log.getvalue().splitlines()
     assert len(lines) == 2 and "\r" not in log.getvalue() and "\033" not in log.getvalue()
     assert lines[1].startswith("round 2/2: 2 trials, 1 failed; best 0.5 (trial 0)")
+
+    # asynchronous: a line per popsize trials ended off a terminal, a live line of trials on one
+    log = io.StringIO()
+    p = Progress(stream=log)
+    p(RunStart(run_dir="runs/y", schedule="async", rounds=2, total=4, done=0))
+    for i, status in enumerate(["completed", "failed", "completed", "completed"]):
+        p(TrialEnd(record=rec(i, status, None if status == "failed" else 0.1 * i), done=i + 1, total=4, running=1))
+    lines = log.getvalue().splitlines()
+    assert lines[0].startswith("run folder runs/y (4 trials, asynchronous)")
+    assert [ln.split(";")[0] for ln in lines[1:]] == ["trials 2/4: 1 failed", "trials 4/4: 1 failed"]
+    out = Tty()
+    p = Progress(stream=out)
+    p(RunStart(run_dir="runs/y", schedule="async", rounds=2, total=4, done=0))
+    p(TrialEnd(record=rec(0, "completed", 0.5), done=1, total=4, running=2))
+    assert out.getvalue().rsplit("\r", 1)[1].startswith("\033[Ktrials 1/4  running 2  queued 1  failed 0  best 0.5")
 
 
 def test_a_driver_on_another_host_is_judged_by_its_heartbeat():

@@ -182,8 +182,9 @@ def test_a_search_through_ray_client(tmp_path, cluster):
     assert all(t["parent_id"] is not None for t in trials if t["round"] > 0)
 
 
-def test_losing_a_node_mid_run_loses_no_trial(tmp_path, cluster):
-    proc, log = _run(tmp_path, cluster, "lose", ["--max-retries", "1"])
+@pytest.mark.parametrize("schedule", ["async", "rounds"])
+def test_losing_a_node_mid_run_loses_no_trial(tmp_path, cluster, schedule):
+    proc, log = _run(tmp_path, cluster, "lose", ["--max-retries", "1", "--schedule", schedule])
     deadline = time.time() + 120
     while time.time() < deadline and (not log.exists() or log.read_text().count("start") < 6):
         time.sleep(0.1)

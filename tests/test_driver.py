@@ -175,10 +175,12 @@ def test_a_metric_no_trial_reports_stops_the_run_after_round_0(tmp_path, xy_spac
     assert all("metric 'score' was never reported (reported: accuracy)" in r.reason for r in result.records)
 
 
-def test_interrupt_then_resume_loses_nothing_and_repeats_nothing(tmp_path, xy_space, executions):
+@pytest.mark.parametrize("schedule", ["async", "rounds"])
+def test_interrupt_then_resume_loses_nothing_and_repeats_nothing(tmp_path, xy_space, executions, schedule):
     with pytest.raises(RunInterrupted):
         autotune.run(objective("quadratic"), space=xy_space, sampler="hazero", evaluator="full", rounds=3,
-                     popsize=4, seed=7, output=tmp_path, name="int", executor=InterruptingExecutor(6))
+                     popsize=4, seed=7, output=tmp_path, name="int", executor=InterruptingExecutor(6),
+                     schedule=schedule)
     partial = autotune.load(tmp_path / "int")
     assert partial.status == "interrupted"
     assert len([r for r in partial.records if r.status == "completed"]) == 6
@@ -191,7 +193,7 @@ def test_interrupt_then_resume_loses_nothing_and_repeats_nothing(tmp_path, xy_sp
 
     # An uninterrupted run with the same seed proposes exactly the same configs.
     straight = autotune.run(objective("quadratic"), space=xy_space, sampler="hazero", evaluator="full", rounds=3,
-                            popsize=4, seed=7, output=tmp_path, name="straight", executor="local")
+                            popsize=4, seed=7, output=tmp_path, name="straight", executor="local", schedule=schedule)
     assert [r.config for r in straight.records] == [r.config for r in result.records]
 
 
@@ -210,10 +212,12 @@ class _DiesAfterTrialExecutor(LocalExecutor):
         return events
 
 
-def test_a_trial_finished_but_unrecorded_is_adopted_not_rerun(tmp_path, xy_space, executions):
+@pytest.mark.parametrize("schedule", ["async", "rounds"])
+def test_a_trial_finished_but_unrecorded_is_adopted_not_rerun(tmp_path, xy_space, executions, schedule):
     with pytest.raises(RunInterrupted):
         autotune.run(objective("quadratic"), space=xy_space, sampler="random", evaluator="full", rounds=2,
-                     popsize=4, seed=1, output=tmp_path, name="adopt", executor=_DiesAfterTrialExecutor())
+                     popsize=4, seed=1, output=tmp_path, name="adopt", executor=_DiesAfterTrialExecutor(),
+                     schedule=schedule)
     assert len(autotune.load(tmp_path / "adopt").records) == 2
     result = resume(tmp_path / "adopt", executor="local")
     assert [r.trial_id for r in result.records] == list(range(8))
@@ -221,10 +225,12 @@ def test_a_trial_finished_but_unrecorded_is_adopted_not_rerun(tmp_path, xy_space
     assert lines.count("start 2") == 1 and lines.count("done 2") == 1  # adopted from its outcome file
 
 
+@pytest.mark.parametrize("schedule", ["async", "rounds"])
 @pytest.mark.parametrize("evaluator", ["full", "pbt"])
-def test_keep_checkpoints_deletes_all_but_the_best_and_keeps_lineage(tmp_path, lr_space, evaluator):
+def test_keep_checkpoints_deletes_all_but_the_best_and_keeps_lineage(tmp_path, lr_space, evaluator, schedule):
     result = autotune.run(objective("weights"), space=lr_space, sampler="random", evaluator=evaluator, rounds=3,
-                          popsize=4, seed=2, output=tmp_path, name="keep", executor="local", keep_checkpoints=2)
+                          popsize=4, seed=2, output=tmp_path, name="keep", executor="local", keep_checkpoints=2,
+                          schedule=schedule)
     run_dir = tmp_path / "keep"
     ranked = sorted(result.records, key=lambda r: (-r.value, r.trial_id))
     kept = {r.trial_id for r in ranked[:2]}
@@ -241,8 +247,10 @@ def test_keep_checkpoints_deletes_all_but_the_best_and_keeps_lineage(tmp_path, l
             # every child loaded its planned parent, so the parent's checkpoint was still there
             assert child.parent_id == child.planned_parent_id and child.parent_note is None
             assert child.parent_hash == by_id[child.parent_id].checkpoint_hash
-            # and that parent was among the 2 best of the rounds before the child's
-            earlier = sorted((r for r in result.records if r.round < child.round), key=lambda r: (-r.value, r.trial_id))
+            # and that parent was among the 2 best of the rounds before the child's (asynchronously: of the
+            # trials finished when it started)
+            before = (lambda r: r.ended <= child.started) if schedule == "async" else (lambda r: r.round < child.round)
+            earlier = sorted((r for r in result.records if before(r)), key=lambda r: (-r.value, r.trial_id))
             assert child.parent_id in {r.trial_id for r in earlier[:2]}
 
 

@@ -55,7 +55,8 @@ def test_a_full_disk_stops_cleanly_and_resumes_after_space_is_freed(tmp_path, sm
         t["trial_id"]: t["value"] for t in before}
 
 
-def test_ctrl_c_stops_the_run_and_resume_finishes_it(tmp_path, xy_space):
+@pytest.mark.parametrize("schedule", ["async", "rounds"])
+def test_ctrl_c_stops_the_run_and_resume_finishes_it(tmp_path, xy_space, schedule):
     xy_space["fixed"] = {"sleep": 1.0}
     space = tmp_path / "space.yaml"
     space.write_text(yaml.safe_dump(xy_space))
@@ -63,7 +64,7 @@ def test_ctrl_c_stops_the_run_and_resume_finishes_it(tmp_path, xy_space):
     env = dict(os.environ, AUTOTUNE_TEST_EXECUTIONS=str(log))
     argv = [sys.executable, "-m", "autotune", "run", objective("quadratic"), "--space", str(space), "--sampler",
             "pshe2", "--evaluator", "full", "--rounds", "3", "--popsize", "4", "--seed", "1", "--output",
-            str(tmp_path), "--name", "c"]
+            str(tmp_path), "--name", "c", "--schedule", schedule]
     # A terminal's Ctrl-C reaches the whole foreground process group: the driver and the Ray it started.
     proc = subprocess.Popen(argv, env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             start_new_session=True)
@@ -103,14 +104,16 @@ EXPECTED_REASONS = {
 }
 
 
-def test_every_trial_fault_on_ray_is_a_failed_trial_and_the_search_goes_on(tmp_path, xy_space):
+@pytest.mark.parametrize("schedule", ["async", "rounds"])
+def test_every_trial_fault_on_ray_is_a_failed_trial_and_the_search_goes_on(tmp_path, xy_space, schedule):
     import autotune
     from autotune.driver import STATE_KEY
     from autotune.results import locate_run
 
     faults = list(EXPECTED_REASONS)
     result = autotune.run(objective("chaos"), space=xy_space, sampler="hazero", evaluator="full", rounds=2,
-                          popsize=len(faults), seed=3, output=tmp_path, name="chaos", trial_timeout=8)
+                          popsize=len(faults), seed=3, output=tmp_path, name="chaos", trial_timeout=8,
+                          schedule=schedule)
     assert result.status == "completed"
     assert [r.trial_id for r in result.records] == list(range(2 * len(faults)))  # every trial accounted for
     for r in result.records:
@@ -125,6 +128,9 @@ def test_every_trial_fault_on_ray_is_a_failed_trial_and_the_search_goes_on(tmp_p
     # the sampler was told about every trial, failures included
     store, run_id, _ = locate_run(tmp_path / "chaos")
     state = store.get_blob(run_id, STATE_KEY)
-    assert state["schedule"] == "async" and state["specs"] == []  # nothing left in flight
+    if schedule == "async":
+        assert state["schedule"] == "async" and state["specs"] == []  # nothing left in flight
+    else:
+        assert state["phase"] == "told" and state["round"] == 1
     assert state["sampler"]["told"] == [[0, 2 * len(faults) - 1]]
     assert state["sampler"]["pending"] == {}
