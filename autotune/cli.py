@@ -7,6 +7,7 @@ and exits 130.
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import math
 import os
@@ -149,7 +150,52 @@ def build_parser() -> argparse.ArgumentParser:
                     help="address to listen on (default 127.0.0.1; 0.0.0.0 serves the network: add --token)")
     db.add_argument("--port", type=_port, default=8080, help="port (default 8080)")
     db.add_argument("--token", help="require this token (or AUTOTUNE_DASHBOARD_TOKEN)")
+    db.add_argument("--control", action="store_true",
+                    help="allow stopping, resuming and starting searches from the dashboard, as Ray Jobs "
+                         "(needs --address; every such request needs the token)")
+    db.add_argument("--address", help="with --control: the Ray head's job server, http://HEAD:8265")
+    db.add_argument("--spaces", metavar="DIR", help="with --control: the folder of space files the dashboard "
+                    "may start searches from, on the cluster's storage (default: none, so no new searches)")
+    db.add_argument("--output", metavar="DIR", help="with --control: where searches started from the "
+                    "dashboard write their run folders (default: the first run folder source)")
+    _service_parsers(sub, r)
     return p
+
+
+JOB_ADDRESS_HELP = "the Ray head's job server, http://HEAD:8265 (or RAY_API_SERVER_ADDRESS)"
+
+
+def _service_parsers(sub: Any, run_parser: argparse.ArgumentParser) -> None:
+    """submit, jobs, logs, stop: searches as Ray Jobs on the cluster (see autotune.service)."""
+    s = sub.add_parser("submit",
+                       help="run a search on the cluster as a Ray Job, and return",
+                       usage="autotune submit [TRIAL] --space FILE --address http://HEAD:8265 --output DIR "
+                             "[run options] [-- SCRIPT_ARGS...]",
+                       description="Submits `autotune run` with the same options as a Ray Job; the driver runs "
+                                   "on the cluster. Prints the run name and the job id.")
+    for action in run_parser._actions:  # run's options, as copies: `run` itself stays as it is
+        if action.dest not in ("help", "address", "output", "executor"):
+            s._add_action(copy.copy(action))
+    s.add_argument("--address", help=JOB_ADDRESS_HELP)
+    s.add_argument("--output", help="folder for run folders, an absolute path on the cluster's storage")
+    where = s.add_mutually_exclusive_group()
+    where.add_argument("--upload", metavar="DIR", help="send DIR (default: the current folder) to the cluster as "
+                       "the job's working_dir; the space and trial files must be inside it")
+    where.add_argument("--cluster-dir", metavar="DIR", help="the project is already at DIR on storage the "
+                       "cluster shares: upload nothing and run from there")
+    s.add_argument("--upload-limit", type=_number, default=100.0, metavar="MIB",
+                   help="refuse to upload more than this many MiB (default 100)")
+    j = sub.add_parser("jobs", help="list the searches submitted to the cluster")
+    j.add_argument("--address", help=JOB_ADDRESS_HELP)
+    j.add_argument("--json", action="store_true", help="print JSON")
+    lg = sub.add_parser("logs", help="print a submitted search's output")
+    lg.add_argument("name", metavar="NAME", help="run name (its newest job) or job id")
+    lg.add_argument("--address", help=JOB_ADDRESS_HELP)
+    lg.add_argument("--follow", "-f", action="store_true", help="keep printing until the job ends")
+    st = sub.add_parser("stop", help="stop a submitted search gracefully: it can be resumed")
+    st.add_argument("name", metavar="NAME", help="run name or job id")
+    st.add_argument("--address", help=JOB_ADDRESS_HELP)
+    st.add_argument("--no-wait", action="store_true", help="return at once, without waiting for the job to end")
 
 
 # -- progress --------------------------------------------------------------------------------------
@@ -247,25 +293,36 @@ def _cmd_run(a: argparse.Namespace) -> int:
         resources["cpu"] = a.cpus_per_trial
     if a.gpus_per_trial is not None:
         resources["gpu"] = a.gpus_per_trial
-    progress = Progress()
-    result = run(
+    from .service import sigterm_as_interrupt
+
+    with sigterm_as_interrupt() as guard:  # `autotune stop` (Ray's stop_job) sends SIGTERM: stop as Ctrl-C does
+        result = _run_cli(run, a, resources, guard(Progress()))
+    _summary(result)
+    return 0
+
+
+def _run_cli(run: Any, a: argparse.Namespace, resources: dict[str, float], progress: Any) -> Any:
+    return run(
         a.trial, space=a.space, sampler=a.sampler, evaluator=a.evaluator, rounds=a.rounds, popsize=a.popsize,
         metric=a.metric, mode=a.mode, output=a.output, name=a.name, seed=a.seed, budget=a.budget,
         address=a.address, resources=resources, trial_timeout=a.trial_timeout, max_retries=a.max_retries,
         keep_checkpoints=a.keep_checkpoints, artifacts=a.artifacts, storage=a.storage, executor=a.executor, progress=progress,
         script_args=a.script_args, sampler_options=dict(a.sampler_option) or None, schedule=a.schedule,
     )
-    _summary(result)
-    return 0
 
 
 def _cmd_resume(a: argparse.Namespace) -> int:
     from .api import resume
     from .results import load_result
+    from .service import is_job_address, sigterm_as_interrupt
 
+    if is_job_address(a.address):  # resume on the cluster, as a new Ray Job
+        return _cmd_resume_job(a)
     if load_result(a.run_dir, a.storage).status == RUN_COMPLETED:
         print(f"run {a.run_dir} is already completed: nothing to resume", file=sys.stderr)
-    result = resume(a.run_dir, storage=a.storage, address=a.address, executor=a.executor, progress=Progress())
+    with sigterm_as_interrupt() as guard:
+        result = resume(a.run_dir, storage=a.storage, address=a.address, executor=a.executor,
+                        progress=guard(Progress()))
     _summary(result)
     return 0
 
@@ -413,19 +470,107 @@ def _cmd_dashboard(a: argparse.Namespace) -> int:
     return 0
 
 
+# -- the search service (Ray Jobs) -----------------------------------------------------------------
+#: options of `submit` that are its own, or that it passes to the job itself
+_SUBMIT_OWN = {"--address", "--upload", "--cluster-dir", "--upload-limit", "--space", "--output", "--name",
+               "--storage"}
+
+
+def _run_flags(tokens: Sequence[str]) -> tuple[str | None, list[str]]:
+    """The trial and the `run` options of a `submit` command line, as the user typed them."""
+    trial = None
+    out: list[str] = []
+    i = 0
+    while i < len(tokens):
+        tok = tokens[i]
+        if tok.startswith("--"):
+            opt, eq, _ = tok.partition("=")
+            takes_value = opt not in ("--help",)
+            if opt in _SUBMIT_OWN:
+                i += 1 if eq or not takes_value else 2
+                continue
+            out.append(tok)
+            if not eq and takes_value and i + 1 < len(tokens):
+                out.append(tokens[i + 1])
+                i += 1
+        elif trial is None:
+            trial = tok
+        i += 1
+    return trial, out
+
+
+def _cmd_submit(a: argparse.Namespace) -> int:
+    from .api import _stem
+    from .service import submit
+
+    name = a.name or f"{_stem(a.space)}-{time.strftime('%Y%m%d-%H%M%S')}"
+    trial, flags = _run_flags(a.submit_tokens)
+    run, job_id = submit(a.address, flags, name=name, output=a.output, space=a.space, trial=trial,
+                         storage=a.storage, upload=a.upload, cluster_dir=a.cluster_dir,
+                         upload_limit_mb=a.upload_limit, script_args=a.script_args)
+    addr = f" --address {a.address}" if a.address else ""
+    print(f"run {run}")
+    print(f"job {job_id}")
+    print(f"follow it: autotune logs {run} --follow{addr}; stop it: autotune stop {run}{addr}; "
+          f"watch it: autotune dashboard --storage ... or on the cluster's dashboard", file=sys.stderr)
+    return 0
+
+
+def _cmd_jobs(a: argparse.Namespace) -> int:
+    from .service import job_client, list_jobs, when
+
+    jobs = list_jobs(job_client(a.address))
+    if a.json:
+        print(json.dumps([j.to_dict() for j in jobs]))
+        return 0
+    _print_table(["job", "run", "action", "status", "started", "ended"],
+                 [[j.job_id, j.run, j.action, j.status, when(j.start_time), when(j.end_time)] for j in jobs])
+    return 0
+
+
+def _cmd_logs(a: argparse.Namespace) -> int:
+    from .service import print_logs
+
+    print_logs(a.address, a.name, a.follow)
+    return 0
+
+
+def _cmd_stop(a: argparse.Namespace) -> int:
+    from .service import stop
+
+    job, status = stop(a.address, a.name, wait=0.0 if a.no_wait else 120.0)
+    if a.no_wait:
+        print(f"stopping run {job.run} (job {job.job_id})")
+    else:
+        print(f"run {job.run} (job {job.job_id}): {status.lower() or 'stopping'}; continue it with: "
+              f"autotune resume {job.run} --address {a.address or '...'}")
+    return 0
+
+
+def _cmd_resume_job(a: argparse.Namespace) -> int:
+    from .service import resume_remote
+
+    run, job_id = resume_remote(a.address, a.run_dir, a.storage)
+    print(f"run {run}")
+    print(f"job {job_id}")
+    return 0
+
+
 COMMANDS = {"run": _cmd_run, "resume": _cmd_resume, "show": _cmd_show, "export": _cmd_export,
-            "dashboard": _cmd_dashboard}
+            "dashboard": _cmd_dashboard, "submit": _cmd_submit, "jobs": _cmd_jobs, "logs": _cmd_logs,
+            "stop": _cmd_stop}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     script_args: list[str] = []
-    if argv[:1] == ["run"] and "--" in argv:  # `autotune run script.py --space F -- --epochs=3`
+    if argv[:1] in (["run"], ["submit"]) and "--" in argv:  # `autotune run script.py --space F -- --epochs=3`
         cut = argv.index("--")
         argv, script_args = argv[:cut], argv[cut + 1:]
     try:
         args = build_parser().parse_args(argv)
         args.script_args = tuple(script_args)
+        args.submit_tokens = argv[1:]
         return COMMANDS[args.command](args)
     except RunInterrupted as e:
         print(f"\nautotune: {e}", file=sys.stderr)
