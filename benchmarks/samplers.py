@@ -62,7 +62,8 @@ import _bench  # noqa: E402  (not "_common": trials/_common.py owns that name)
 AUTOTUNE = ("hazero", "pshe2", "bayes", "bayes-gp", "random", "pshe3")
 #: pshe3 with one part switched off, for its ablation (benchmarks/results/pshe3_ablation/): the dynamics
 #: replaced by random-restart L-BFGS-B on the same potential, or the batch taken without fantasies
-ABLATIONS = {"pshe3-optimise": ("pshe3", {"moves": "optimise"}), "pshe3-independent": ("pshe3", {"batch": "independent"})}
+ABLATIONS = {"pshe3-optimise": ("pshe3", {"moves": "optimise"}),
+             "pshe3-independent": ("pshe3", {"batch": "independent"})}
 OPTUNA = ("optuna-cmaes", "optuna-tpe", "optuna-gp")
 REFERENCE = ("ph-hazero", "ph-pshe2", "ph-pshe2-shipped")
 CONTENDERS = AUTOTUNE + OPTUNA + REFERENCE + tuple(ABLATIONS)

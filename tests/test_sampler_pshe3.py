@@ -29,7 +29,8 @@ def sphere(c: Candidate) -> float:
     return float(np.sum((np.asarray(c.point) - OPTIMUM) ** 2))
 
 
-def warmed(space: SearchSpace = CUBE, rounds: int = 2, popsize: int = 6, seed: int = 0, **options: object) -> PSHE3Sampler:
+def warmed(space: SearchSpace = CUBE, rounds: int = 2, popsize: int = 6, seed: int = 0,
+           **options: object) -> PSHE3Sampler:
     sampler = make_sampler("pshe3", space, popsize, seed, **options)
     for _ in range(rounds):
         batch = sampler.ask(popsize)
@@ -79,13 +80,17 @@ def test_learns_the_sphere() -> None:
     assert best < 0.2 * random_best
 
 
+def failing_region(c: Candidate) -> float | None:
+    return None if c.point[0] < 0.4 else 1.0 + float(np.sum((np.asarray(c.point) - 0.8) ** 2))
+
+
 def test_failures_are_imputed_worse_than_the_worst() -> None:
     """Trials fail where x0 < 0.4; the model must move away from that region."""
     sampler = make_sampler("pshe3", CUBE, 6, 1)
     late = []
     for r in range(6):
         batch = sampler.ask(6)
-        sampler.tell([Observation(c.id, None if c.point[0] < 0.4 else 1.0 + float(np.sum((np.asarray(c.point) - 0.8) ** 2)))
+        sampler.tell([Observation(c.id, failing_region(c))
                       for c in batch])
         if r >= 4:
             late += [c.point[0] for c in batch]

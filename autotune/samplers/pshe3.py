@@ -358,7 +358,8 @@ class PSHE3Sampler(Sampler):
     def _select(self, gp: _gp.GP, pool: np.ndarray, n: int, observed: np.ndarray) -> np.ndarray:
         """Greedy picks by potential; with ``batch='fantasy'`` each pick is a kriging-believer fantasy."""
         pool = np.unique(self._snap(pool), axis=0)
-        taken = np.concatenate([observed, np.array(list(self._pending.values()), dtype=float).reshape(-1, self.space.dim)])
+        pend = np.array(list(self._pending.values()), dtype=float).reshape(-1, self.space.dim)
+        taken = np.concatenate([observed, pend])
         fresh = np.min(np.abs(pool[:, None, :] - taken[None, :, :]).max(-1), axis=1) > 1e-9
         pool = pool[fresh]
         picks: list[np.ndarray] = []
@@ -371,7 +372,6 @@ class PSHE3Sampler(Sampler):
                 v = torch.linalg.solve_triangular(gp.chol, kq.T, upper=False)
                 var = (gp.signal - (v * v).sum(0)).clamp_min(1e-12).numpy()
             gap = self.min_gap * math.sqrt(self.space.dim)
-            pend = np.array(list(self._pending.values()), dtype=float).reshape(-1, self.space.dim)
             alive = np.ones(len(pool), dtype=bool)
             for q in pend:
                 alive &= np.linalg.norm(pool - q, axis=1) >= gap
@@ -401,7 +401,8 @@ class PSHE3Sampler(Sampler):
     # -- learning and state ---------------------------------------------------------------------------
     def _observe(self, pairs: list[tuple[tuple[float, ...], Observation]]) -> None:
         for point, ob in pairs:
-            self._observed.append(([float(u) for u in point], None if ob.failed else float(ob.loss)))  # type: ignore[arg-type]
+            loss = None if ob.failed else float(ob.loss)  # type: ignore[arg-type]
+            self._observed.append(([float(u) for u in point], loss))
             self._ids.append(ob.id)
         order = np.argsort(self._ids, kind="stable")  # the order of tells never changes what is learnt
         self._observed = [self._observed[i] for i in order]
