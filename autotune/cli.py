@@ -466,7 +466,8 @@ def _cmd_dashboard(a: argparse.Namespace) -> int:
         from .dashboard.server import serve
     except ImportError as e:
         raise AutotuneError(f"the dashboard is not available: {e}") from None
-    serve(run_dirs=a.run_dirs or ["runs"], storage=a.storage, host=a.host, port=a.port, token=a.token)
+    serve(run_dirs=a.run_dirs or ["runs"], storage=a.storage, host=a.host, port=a.port, token=a.token,
+          control=a.control, address=a.address, spaces=a.spaces, output=a.output)
     return 0
 
 

@@ -19,6 +19,7 @@ import logging
 import math
 import os
 import sqlite3
+import time
 import warnings
 from pathlib import Path
 from typing import Any, Iterable
@@ -33,8 +34,11 @@ from .records import COMPLETED, TrialRecord
 
 DB_FILE_NAME = "autotune.db"
 RECORD_ATTR = "autotune_record"
+LAST_REPORT_ATTR = "last_report"
 REMOVED_ATTR = "removed_checkpoints"
 DRIVER_STATE = "driver_state"
+CONTROL_ATTR = "control"  # requests to stop, resume or start the run, from the dashboard
+MAX_CONTROL_EVENTS = 200
 BLOB_CHUNK = 60_000  # stay under MySQL's TEXT limit per attribute
 _PREFIX = "autotune:"
 
@@ -161,6 +165,7 @@ class Store:
 
     def __init__(self, url: str) -> None:
         self.url = url
+        self._live: dict[tuple[int, int], int] = {}  # (run id, trial id) -> the RUNNING Optuna trial
         try:
             if url.startswith("sqlite:///"):
                 _enable_wal(url)
@@ -318,6 +323,87 @@ class Store:
 
     # -- trials ----------------------------------------------------------------------------------
     @_storage_errors
+    # -- live trials -------------------------------------------------------------------------------
+    @_storage_errors
+    def start_trial(self, run_id: int, trial_id: int, round: int, distributions: dict[str, BaseDistribution],
+                    params: dict[str, Any]) -> None:
+        """A trial began: a RUNNING trial in the database (optuna-dashboard shows it), updated by
+        :meth:`report_trial` and finished by :meth:`record_trial`."""
+        params = {k: v for k, v in params.items() if k in distributions}
+        template = FrozenTrial(
+            number=-1, state=TrialState.RUNNING, value=None, values=None, datetime_start=dt.datetime.now(),
+            datetime_complete=None, params=params, distributions={k: distributions[k] for k in params},
+            user_attrs={"trial_id": trial_id, "round": round, "status": "running"}, system_attrs={},
+            intermediate_values={}, trial_id=-1,
+        )
+        self._live[(run_id, trial_id)] = self.storage.create_new_trial(run_id, template_trial=template)
+
+    @_storage_errors
+    def report_trial(self, run_id: int, trial_id: int, step: int, metrics: dict[str, Any]) -> None:
+        """A running trial reported: its run metric becomes an intermediate value, and its last report
+        is kept for ``show`` and the dashboard."""
+        live = self._live.get((run_id, trial_id))
+        if live is None:
+            return
+        try:
+            value = float(metrics.get(self._metric(run_id)))  # type: ignore[arg-type]
+        except (TypeError, ValueError):
+            value = math.nan
+        if math.isfinite(value):
+            self.storage.set_trial_intermediate_value(live, int(step), value)
+        self.storage.set_trial_user_attr(live, LAST_REPORT_ATTR, json.loads(json.dumps(
+            {"step": int(step), "metrics": metrics, "time": time.time()}, default=str)))
+
+    @_storage_errors
+    def running_trials(self, run_id: int) -> list[dict[str, Any]]:
+        """Trials RUNNING in the database: ``trial_id``, ``round``, ``params``, ``started``, their
+        intermediate values (``reports``, as steps and metric values) and ``last_report``."""
+        metric = self._metric(run_id)
+        out = []
+        for ft in self.storage.get_all_trials(run_id, deepcopy=False, states=(TrialState.RUNNING,)):
+            if RECORD_ATTR in ft.user_attrs or "trial_id" not in ft.user_attrs:
+                continue  # finished, its state not yet set (see close_stale_running); or not ours
+            out.append({
+                "trial_id": int(ft.user_attrs["trial_id"]), "round": ft.user_attrs.get("round"),
+                "params": dict(ft.params), "started": ft.datetime_start.timestamp() if ft.datetime_start else None,
+                "reports": [{"step": int(k), "metrics": {metric: v}} for k, v in sorted(ft.intermediate_values.items())],
+                "last_report": ft.user_attrs.get(LAST_REPORT_ATTR),
+            })
+        return sorted(out, key=lambda t: t["trial_id"])
+
+    @_storage_errors
+    def close_stale_running(self, run_id: int) -> int:
+        """Finish the RUNNING rows a stopped driver left: one holding its record takes the record's
+        state; the others failed with the driver (``resume`` runs those trials again).  Returns how
+        many were closed, so no trial stays "running" after a resume."""
+        closed = 0
+        for ft in self.storage.get_all_trials(run_id, deepcopy=False, states=(TrialState.RUNNING,)):
+            data = ft.user_attrs.get(RECORD_ATTR)
+            if data:
+                done = data.get("status") == COMPLETED and data.get("value") is not None
+                state = TrialState.COMPLETE if done else TrialState.FAIL
+                self.storage.set_trial_state_values(ft._trial_id, state, [data["value"]] if done else None)
+            else:
+                self.storage.set_trial_user_attr(ft._trial_id, "status", "superseded")
+                self.storage.set_trial_user_attr(ft._trial_id, "reason", "the driver stopped while this attempt ran; "
+                                                 "resume runs the trial again")
+                self.storage.set_trial_state_values(ft._trial_id, TrialState.FAIL, None)
+            closed += 1
+        return closed
+
+    @_storage_errors
+    def n_reports(self, run_id: int) -> int:
+        """Intermediate values stored for the run (changes with every live report)."""
+        try:
+            from sqlalchemy import text
+
+            with self.storage.engine.connect() as con:
+                return int(con.execute(text(
+                    "SELECT COUNT(*) FROM trial_intermediate_values v JOIN trials t ON v.trial_id = t.trial_id "
+                    "WHERE t.study_id = :s"), {"s": run_id}).scalar() or 0)
+        except Exception:  # noqa: BLE001 - a schema we do not know: live curves refresh with trials only
+            return 0
+
     def record_trial(
         self, run_id: int, record: TrialRecord, distributions: dict[str, BaseDistribution],
         params: dict[str, Any] | None = None,
@@ -368,7 +454,18 @@ class Store:
             intermediate_values=intermediate,
             trial_id=-1,
         )
-        self.storage.create_new_trial(run_id, template_trial=template)
+        live = self._live.pop((run_id, record.trial_id), None)
+        if live is None:  # one transaction: the record and its state together
+            self.storage.create_new_trial(run_id, template_trial=template)
+            return
+        # The trial has been RUNNING in the database since it started: finish that same row.  The record
+        # goes first; a driver killed before the state is set leaves a RUNNING row holding its record,
+        # which close_stale_running() finishes on resume.
+        for key, value in template.user_attrs.items():
+            self.storage.set_trial_user_attr(live, key, value)
+        for step, value in intermediate.items():
+            self.storage.set_trial_intermediate_value(live, step, value)
+        self.storage.set_trial_state_values(live, template.state, [template.value] if completed else None)
 
     def _metric(self, run_id: int) -> str:
         if not hasattr(self, "_metric_cache"):
@@ -376,6 +473,20 @@ class Store:
         if run_id not in self._metric_cache:
             self._metric_cache[run_id] = self.attrs(run_id).get("settings", {}).get("metric", "")
         return self._metric_cache[run_id]
+
+    @_storage_errors
+    def add_control_event(self, run_id: int, event: dict[str, Any]) -> None:
+        """Append to the run's record of control requests (stop, resume, start: what, when, which client),
+        keeping the latest ``MAX_CONTROL_EVENTS``.  The driver never writes this attribute."""
+        events = self.control_events(run_id)
+        events.append(json.loads(json.dumps(event, default=str)))
+        self.set_attr(run_id, CONTROL_ATTR, events[-MAX_CONTROL_EVENTS:])
+
+    @_storage_errors
+    def control_events(self, run_id: int) -> list[dict[str, Any]]:
+        """The run's recorded control requests, oldest first."""
+        events = self.attrs(run_id).get(CONTROL_ATTR)
+        return [e for e in events if isinstance(e, dict)] if isinstance(events, list) else []
 
     @_storage_errors
     def mark_checkpoints_removed(self, run_id: int, trial_ids: Iterable[int]) -> None:

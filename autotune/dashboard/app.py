@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import hmac
 import os
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path as FilePath
 from typing import Annotated, Any
 
-from fastapi import FastAPI, HTTPException, Path, Query, Request
+from fastapi import Depends, FastAPI, HTTPException, Path, Query, Request
 from fastapi.responses import (
     FileResponse,
     HTMLResponse,
@@ -30,12 +31,16 @@ from .. import __version__
 from ..errors import AutotuneError
 from . import views
 from .catalog import Catalog, RunRef, Snapshot
+from .control import REQUEST_HEADER, Control
 from .models import (
+    ControlInfo,
+    ControlResult,
     ErrorBody,
     Lineage,
     LogText,
     RunDetail,
     RunList,
+    StartRequest,
     TrialDetail,
     TrialList,
     Version,
@@ -77,35 +82,42 @@ def create_app(
     token: str | None = None,
     *,
     allowed_hosts: Sequence[str] | None = None,
+    control: Control | None = None,
 ) -> FastAPI:
     """The dashboard of the runs in ``sources`` (run folders, folders of run folders, database URLs).
 
     ``token``: require it on every request.  ``allowed_hosts``: accept only requests whose Host header
     names one of these (the server passes the loopback names when it binds to loopback, so a web page
-    on another site cannot reach the dashboard through DNS rebinding).
+    on another site cannot reach the dashboard through DNS rebinding).  ``control``: allow the POST
+    routes that stop, resume and start searches (see :mod:`autotune.dashboard.control`); without it they
+    are absent, and the API is read-only.
     """
     catalog = Catalog(sources)
     hosts = frozenset(h.lower() for h in allowed_hosts) if allowed_hosts else None
     app = FastAPI(title="autotune dashboard", version=__version__, openapi_url="/api/openapi.json",
                   docs_url=None, redoc_url=None,
-                  description="Read-only JSON API of autotune runs, behind the dashboard page.")
+                  description="JSON API of autotune runs, behind the dashboard page: read-only, except the "
+                              "POST routes that stop, resume and start searches when the dashboard was "
+                              "started with --control (they need the token).")
     app.state.catalog = catalog
 
     @app.middleware("http")
     async def guard(request: Request, call_next: Callable[[Request], Any]) -> Response:
         if hosts is not None and _host_name(request.headers.get("host", "")) not in hosts:
             return PlainTextResponse("invalid Host header", status_code=400)
-        if token:
+        secret = token or (control.token if control else None)
+        if secret:
             cookie = f"autotune_token_{request.url.port or 0}"
-            auth = request.headers.get("authorization", "")
-            given = [auth[7:].strip() if auth.lower().startswith("bearer ") else "",
-                     request.headers.get(TOKEN_HEADER, ""), request.cookies.get(cookie, "")]
             query_token = request.query_params.get("token", "")
-            if not any(g and _same(g, token) for g in [*given, query_token]):
-                return _unauthorized(request)
-            if query_token and _same(query_token, token) and request.url.path == "/":
+            if token:
+                auth = request.headers.get("authorization", "")
+                given = [auth[7:].strip() if auth.lower().startswith("bearer ") else "",
+                         request.headers.get(TOKEN_HEADER, ""), request.cookies.get(cookie, "")]
+                if not any(g and _same(g, token) for g in [*given, query_token]):
+                    return _unauthorized(request)
+            if query_token and _same(query_token, secret) and request.url.path == "/":
                 response: Response = RedirectResponse("/", status_code=303)
-                response.set_cookie(cookie, token, httponly=True, samesite="strict", path="/")
+                response.set_cookie(cookie, secret, httponly=True, samesite="strict", path="/")
                 return _secure(response)
         return _secure(await call_next(request))
 
@@ -205,6 +217,156 @@ def create_app(
         ref = run_ref(run)
         return views.lineage(ref, snap(ref))
 
+    # -- control ---------------------------------------------------------------------------------
+    def controlled(request: Request) -> Control:
+        """The checks every state-changing request passes: control on, the token, same site."""
+        if control is None:
+            raise HTTPException(403, "this dashboard cannot stop, resume or start searches: start it with "
+                                     "--control --address http://HEAD:8265")
+        auth = request.headers.get("authorization", "")
+        headers = [auth[7:].strip() if auth.lower().startswith("bearer ") else "",
+                   request.headers.get(TOKEN_HEADER, "")]
+        cookie = request.cookies.get(f"autotune_token_{request.url.port or 0}", "")
+        ok = any(g and _same(g, control.token) for g in headers) or (
+            # the page's cookie counts only with a header that a cross-site page cannot send unasked
+            cookie and _same(cookie, control.token) and request.headers.get(REQUEST_HEADER) == "1")
+        if not ok:
+            raise HTTPException(401, "stopping, resuming and starting searches needs the dashboard's token "
+                                     "(Authorization: Bearer TOKEN), on loopback too",
+                                headers={"WWW-Authenticate": "Bearer"})
+        site = request.headers.get("sec-fetch-site")
+        origin = request.headers.get("origin")
+        if site is not None and site not in ("same-origin", "none"):
+            raise HTTPException(403, f"cross-site request refused (Sec-Fetch-Site: {site})")
+        if origin is not None and _origin_host(origin) != request.headers.get("host", "").strip().lower():
+            raise HTTPException(403, "cross-site request refused (its Origin is another site)")
+        return control
+
+    def who(request: Request) -> str:
+        host = request.client.host if request.client else "?"
+        agent = request.headers.get("user-agent", "")[:120]
+        return f"dashboard {host}" + (f" ({agent})" if agent else "")
+
+    def store_of(ref: RunRef) -> Any:
+        return catalog.store(ref.url)
+
+    CONTROL_ERRORS: dict[int | str, dict[str, Any]] = {
+        **ERRORS,
+        403: {"model": ErrorBody, "description": "control is off, or the request came from another site"},
+        409: {"model": ErrorBody, "description": "the run is not in a state for this (not running, done, ...)"},
+        502: {"model": ErrorBody, "description": "the Ray job server refused or could not be reached"},
+    }
+
+    def job_error(e: Exception) -> HTTPException:
+        return HTTPException(502, str(e))
+
+    if control is not None:  # without --control the API stays read-only: these routes are absent (405/404)
+        @app.get("/api/control", response_model=ControlInfo, responses=ERRORS, tags=["control"])
+        def get_control() -> dict[str, Any]:
+            """This dashboard may stop, resume and start searches: the space files it may start from."""
+            return {"enabled": True, "spaces": control.space_files(),
+                    "output": str(control.output) if control.output else None}
+
+        @app.post("/api/runs/{run}/stop", response_model=ControlResult, status_code=202, responses=CONTROL_ERRORS,
+                  tags=["control"])
+        def stop_run(run: RunName, request: Request, ctl: Control = Depends(controlled)) -> dict[str, Any]:
+            """Stop a running search gracefully, as Ctrl-C would: its running trials are recorded as
+            stopped and the run is interrupted, ready to resume.  Needs the token and --control."""
+            ref = run_ref(run)
+            from ..liveness import run_status
+            from ..service import list_jobs
+
+            status = run_status(store_of(ref).attrs(ref.run_id))
+            try:
+                jobs = [j for j in list_jobs(ctl.client) if j.run == ref.name and j.active]
+            except AutotuneError as e:
+                raise job_error(e) from None
+            except Exception as e:  # noqa: BLE001 - the job server's error
+                raise job_error(e) from None
+            if not jobs:
+                raise HTTPException(409, f"run {ref.key!r} ({status}) has no running job on this cluster"
+                                         + (": it was started elsewhere; stop it there (Ctrl-C)"
+                                            if status == "running" else ""))
+            job = jobs[-1]
+            try:
+                ctl.client.stop_job(job.job_id)
+            except Exception as e:  # noqa: BLE001
+                raise job_error(e) from None
+            store_of(ref).add_control_event(ref.run_id, {"action": "stop", "at": time.time(), "client": who(request),
+                                                         "job_id": job.job_id})
+            return {"run": ref.key, "action": "stop", "job_id": job.job_id}
+
+        @app.post("/api/runs/{run}/resume", response_model=ControlResult, status_code=202, responses=CONTROL_ERRORS,
+                  tags=["control"])
+        def resume_run(run: RunName, request: Request, ctl: Control = Depends(controlled)) -> dict[str, Any]:
+            """Resume an interrupted (or failed) search as a new job on the cluster: finished trials are kept,
+            unfinished ones run again.  Needs the token and --control."""
+            ref = run_ref(run)
+            from ..liveness import run_status
+            from ..service import list_jobs, submit_resume
+            from ..store import sqlite_path
+
+            store = store_of(ref)
+            attrs = store.attrs(ref.run_id)
+            status = run_status(attrs)
+            if status in ("running", "created") or status == "completed":
+                raise HTTPException(409, f"run {ref.key!r} is {status}: only an interrupted or failed run resumes")
+            run_dir = str(ref.run_dir) if ref.run_dir else attrs.get("run_dir")
+            if not isinstance(run_dir, str) or not run_dir:
+                raise HTTPException(409, f"run {ref.key!r} has no known run folder to resume")
+            db = sqlite_path(ref.url)
+            storage = None if db is not None and FilePath(db).parent == FilePath(run_dir) else ref.url
+            try:
+                if any(j.run == ref.name and j.active for j in list_jobs(ctl.client)):
+                    raise HTTPException(409, f"run {ref.key!r} already has a job running")
+                job_id = submit_resume(ctl.client, ref.name, run_dir, storage, who(request))
+            except HTTPException:
+                raise
+            except Exception as e:  # noqa: BLE001
+                raise job_error(e) from None
+            store.add_control_event(ref.run_id, {"action": "resume", "at": time.time(), "client": who(request),
+                                                 "job_id": job_id})
+            return {"run": ref.key, "action": "resume", "job_id": job_id}
+
+        @app.post("/api/runs", response_model=ControlResult, status_code=202, responses=CONTROL_ERRORS,
+                  tags=["control"])
+        def start_run(body: StartRequest, request: Request,
+                      ctl: Control = Depends(controlled)) -> dict[str, Any]:
+            """Start a search, as a job on the cluster, from a space file under the dashboard's --spaces folder
+            (its `trial:` is the trial).  Needs the token and --control."""
+            from ..service import submit_new
+            from ..store import sqlite_path
+
+            if ctl.spaces is None or body.space not in ctl.space_files():
+                raise HTTPException(404, f"no space file {body.space!r} here (GET /api/control lists them)")
+            output = ctl.output or (catalog.folders[0] if catalog.folders else None)
+            if output is None:
+                raise HTTPException(409, "no folder for new run folders: start the dashboard with --output DIR")
+            name = body.name or f"{FilePath(body.space).stem}-{time.strftime('%Y%m%d-%H%M%S')}"
+            if catalog.get(name) is not None or (FilePath(output) / name).exists():
+                raise HTTPException(409, f"a run named {name!r} already exists")
+            flags: list[str] = []
+            for key in ("sampler", "evaluator", "schedule", "rounds", "popsize", "seed", "cpus_per_trial",
+                        "gpus_per_trial"):
+                value = getattr(body, key)
+                if value is not None:
+                    flags += ["--" + key.replace("_", "-"), str(value)]
+            storage = next((u for u in catalog.urls if sqlite_path(u) is None), None)  # a shared database
+            client_label = who(request)
+            try:
+                job_id = submit_new(ctl.client, workdir=str(ctl.spaces), space=body.space, output=str(output), name=name,
+                                    trial=None, options=flags, storage=storage, client_label=client_label)
+            except Exception as e:  # noqa: BLE001
+                raise job_error(e) from None
+            event = {"action": "start", "at": time.time(), "client": client_label, "job_id": job_id}
+
+            def find() -> Any:
+                ref = catalog.get(name)
+                return (catalog.store(ref.url), ref.run_id) if ref is not None else None
+
+            ctl.record_later(find, event)
+            return {"run": name, "action": "start", "job_id": job_id}
+
     # -- page ------------------------------------------------------------------------------------
     files = {p.name: p for p in STATIC_DIR.iterdir() if p.is_file()} if STATIC_DIR.is_dir() else {}
 
@@ -217,6 +379,16 @@ def create_app(
         return _static(files, name)
 
     return app
+
+
+def _origin_host(origin: str) -> str:
+    """``host[:port]`` of an Origin header (``null`` and garbage give "")."""
+    from urllib.parse import urlsplit
+
+    try:
+        return urlsplit(origin.strip()).netloc.lower()
+    except ValueError:
+        return ""
 
 
 def _static(files: dict[str, FilePath], name: str) -> Response:

@@ -57,7 +57,16 @@ class BestConfig(BaseModel):
     yaml: str = Field(description="the config as YAML, ready to paste into a training config")
 
 
+class ControlEvent(BaseModel):
+    action: str = Field(description="stop, resume or start")
+    at: float = Field(description="unix time of the request")
+    client: str = Field(description="who asked: the client's address and user agent")
+    job_id: str | None = None
+
+
 class RunDetail(RunSummary):
+    control: list[ControlEvent] = Field(default_factory=list,
+                                        description="stop/resume/start requests made through the dashboard")
     settings: dict[str, Any]
     params: list[ParamInfo]
     fixed: dict[str, Any]
@@ -144,6 +153,34 @@ class Version(BaseModel):
     run: str
     version: str = Field(description="changes whenever the run's data does; poll it, refetch on change")
     status: str
+
+
+class ControlInfo(BaseModel):
+    enabled: bool = Field(description="whether this dashboard may stop, resume and start searches")
+    spaces: list[str] = Field(description="space files a new search may start from")
+    output: str | None = Field(description="where new searches write their run folders")
+
+
+class ControlResult(BaseModel):
+    run: str
+    action: Literal["stop", "resume", "start"]
+    job_id: str = Field(description="the Ray job that carries it out")
+
+
+class StartRequest(BaseModel):
+    """A new search from a space file on the server's storage (the file's `trial:` is the trial)."""
+
+    model_config = {"extra": "forbid"}
+    space: str = Field(min_length=1, max_length=1000, description="one of GET /api/control's spaces")
+    name: str | None = Field(None, min_length=1, max_length=200, pattern=r'^[^\x00-\x1f/\\:*?"<>|]+$')
+    sampler: Literal["hazero", "pshe2", "bayes", "bayes-gp", "random"] | None = None
+    evaluator: Literal["full", "pbt"] | None = None
+    schedule: Literal["async", "rounds"] | None = None
+    rounds: int | None = Field(None, ge=1, le=100_000)
+    popsize: int | None = Field(None, ge=1, le=100_000)
+    seed: int | None = Field(None, ge=0, le=2**31 - 1)
+    cpus_per_trial: float | None = Field(None, gt=0, le=1024)
+    gpus_per_trial: float | None = Field(None, ge=0, le=64)
 
 
 LineageNode.model_rebuild()

@@ -73,13 +73,34 @@ def serve(
     token: str | None = None,
     *,
     stream: TextIO | None = None,
+    control: bool = False,
+    address: str | None = None,
+    spaces: str | None = None,
+    output: str | None = None,
 ) -> None:
-    """Serve the dashboard until interrupted (Ctrl-C)."""
+    """Serve the dashboard until interrupted (Ctrl-C).  ``control``: also stop, resume and start searches
+    as Ray Jobs through the job server at ``address`` (those requests always need a token)."""
     import uvicorn
 
     out = stream or sys.stderr
+    if not control and (address or spaces or output):
+        raise ConfigError("--address, --spaces and --output go with --control")
     sources = resolve_sources(run_dirs, storage)
     token = token or os.environ.get(TOKEN_ENV) or None
+    controller = None
+    if control:
+        from .control import Control
+
+        if not address:
+            raise ConfigError("--control needs --address http://HEAD:8265, the Ray head's job server")
+        if output is not None and not Path(output).is_absolute():
+            raise ConfigError(f"--output must be an absolute path on the cluster's storage, got {output}")
+        control_token = token or secrets.token_urlsafe(24)
+        controller = Control(address, control_token, spaces=spaces, output=output)
+        controller.client  # noqa: B018 - fail fast when the job server cannot be reached
+        if not token:
+            print("autotune: dashboard control on: stopping, resuming and starting searches needs the token in "
+                  "the address below (reads need none on loopback)", file=out)
     loopback = is_loopback(host)
     if not loopback:
         print(f"autotune: warning: serving the dashboard on {host}, not on loopback: anyone who can reach "
@@ -88,14 +109,16 @@ def serve(
             token = secrets.token_urlsafe(24)
             print(f"autotune: warning: no --token (or {TOKEN_ENV}) given; generated one. Open the address "
                   f"below, or send 'Authorization: Bearer {token}'", file=out)
-    app = create_app(sources, token=token, allowed_hosts=sorted(LOOPBACK_NAMES | {host}) if loopback else None)
+    app = create_app(sources, token=token, allowed_hosts=sorted(LOOPBACK_NAMES | {host}) if loopback else None,
+                     control=controller)
     # Fail fast, with the database's own message, when a --storage URL cannot be opened.
     app.state.catalog.refresh()
     for url in app.state.catalog.urls:
         app.state.catalog.store(url)
     sock = _bind(host, port)
     shown = f"[{host}]" if ":" in host else host
-    query = f"?token={token}" if token else ""
+    secret = token or (controller.token if controller else None)
+    query = f"?token={secret}" if secret else ""
     n = len(app.state.catalog.runs()[0])
     print(f"autotune dashboard: http://{shown}:{sock.getsockname()[1]}/{query}  ({n} run{'s' * (n != 1)}; "
           f"Ctrl-C stops it)", file=out, flush=True)

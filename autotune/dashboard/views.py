@@ -137,7 +137,21 @@ def detail(ref: RunRef, snap: Snapshot) -> dict[str, Any]:
         "fixed": plain(fixed) if isinstance(fixed, dict) else {},
         "best": best_config(ref, snap),
         "version": snap.version,
+        "control": control_events(snap.attrs),
     })
+    return out
+
+
+def control_events(attrs: dict[str, Any]) -> list[dict[str, Any]]:
+    """The run's recorded stop/resume/start requests (see Store.add_control_event)."""
+    from ..store import CONTROL_ATTR
+
+    events = attrs.get(CONTROL_ATTR)
+    out = []
+    for e in events if isinstance(events, list) else []:
+        if isinstance(e, dict) and isinstance(e.get("action"), str) and number(e.get("at")) is not None:
+            out.append({"action": e["action"], "at": number(e["at"]), "client": str(e.get("client", "")),
+                        "job_id": _text(e.get("job_id"))})
     return out
 
 

@@ -15,7 +15,7 @@
   const S = {
     view: null, runId: null, run: null, trials: [], lineage: null, version: null, loading: false,
     selected: null, detail: null, sort: { key: "trial_id", dir: 1 }, metric: null, charts: {},
-    lastRunsPoll: 0, renders: 0,
+    lastRunsPoll: 0, renders: 0, control: null,
   };
   window.autotuneDashboard = S; // for tests and curious users
 
@@ -42,6 +42,78 @@
       throw err;
     }
     return r.json();
+  }
+
+  // A state-changing request: the token travels in the page's SameSite cookie, and the custom header
+  // (which another site's page cannot send without a CORS preflight) marks it as this page's own.
+  async function post(path, body) {
+    const r = await fetch(path, {
+      method: "POST", credentials: "same-origin",
+      headers: { Accept: "application/json", "Content-Type": "application/json", "X-Autotune-Request": "1" },
+      body: JSON.stringify(body || {}),
+    });
+    let b = null;
+    try { b = await r.json(); } catch (e) { /* not JSON */ }
+    if (!r.ok) {
+      const err = new Error(b && typeof b.detail === "string" ? b.detail : r.status + " " + r.statusText);
+      err.status = r.status;
+      throw err;
+    }
+    return b;
+  }
+
+  async function loadControl() {
+    try { S.control = await api("/api/control"); } catch (e) { S.control = null; } // 404: control is off
+    const form = $("start-form");
+    const spaces = S.control ? S.control.spaces : [];
+    form.hidden = !spaces.length;
+    $("start-space").replaceChildren(...spaces.map((n) => el("option", { value: n }, n)));
+  }
+
+  function renderControl(run) {
+    const box = $("run-control");
+    box.hidden = !S.control;
+    if (!S.control) return;
+    $("control-stop").disabled = run.status !== "running";
+    $("control-resume").disabled = !(run.status === "interrupted" || run.status === "failed");
+    box.dataset.status = run.status;
+  }
+
+  async function control(action) {
+    const status = $("control-status");
+    const id = S.runId;
+    $("control-stop").disabled = true;
+    $("control-resume").disabled = true;
+    status.textContent = action === "stop" ? "stopping…" : "resuming…";
+    try {
+      const r = await post(runPath(id) + "/" + action);
+      status.textContent = (action === "stop" ? "stop requested" : "resumed") + " (job " + r.job_id + ")";
+      status.dataset.ok = "1";
+    } catch (e) {
+      status.textContent = "Cannot " + action + ": " + e.message;
+      status.dataset.ok = "0";
+      if (S.run) renderControl(S.run);
+    }
+  }
+
+  async function startSearch(ev) {
+    ev.preventDefault();
+    const status = $("start-status");
+    const body = { space: $("start-space").value };
+    const name = $("start-name").value.trim();
+    if (name) body.name = name;
+    for (const k of ["sampler", "evaluator"]) { const v = $("start-" + k).value; if (v) body[k] = v; }
+    for (const k of ["rounds", "popsize"]) { const v = parseInt($("start-" + k).value, 10); if (v > 0) body[k] = v; }
+    status.textContent = "starting…";
+    try {
+      const r = await post("/api/runs", body);
+      status.textContent = "started run " + r.run + " (job " + r.job_id + "); it appears above when its driver starts";
+      status.dataset.ok = "1";
+      status.dataset.run = r.run;
+    } catch (e) {
+      status.textContent = "Cannot start: " + e.message;
+      status.dataset.ok = "0";
+    }
   }
 
   function banner(msg) {
@@ -165,6 +237,7 @@
     document.title = run.name + " · autotune dashboard";
     $("run-title").textContent = run.name;
     badge($("run-status"), run.status);
+    renderControl(run);
     $("live").hidden = run.status !== "running";
     const dur = (run.finished || (run.status === "running" ? Date.now() / 1000 : run.updated) || run.started) - run.started;
     facts($("run-facts"), [
@@ -440,6 +513,9 @@
 
   function init() {
     $("copy-yaml").addEventListener("click", copyYaml);
+    $("control-stop").addEventListener("click", () => control("stop"));
+    $("control-resume").addEventListener("click", () => control("resume"));
+    $("start-form").addEventListener("submit", startSearch);
     $("load-log").addEventListener("click", loadLog);
     $("detail-close").addEventListener("click", () => { $("trial-detail").hidden = true; S.selected = null; S.detail = null; });
     $("curve-metric").addEventListener("change", (e) => { S.metric = e.target.value; renderCurves(); });
@@ -449,6 +525,7 @@
       clearTimeout(pending);
       pending = setTimeout(() => Object.values(S.charts).forEach((c) => c.resize()), 150);
     });
+    loadControl().then(() => { if (S.run) renderControl(S.run); });
     route();
     setTimeout(tick, POLL_MS);
   }
