@@ -512,8 +512,7 @@ def _cmd_submit(a: argparse.Namespace) -> int:
     addr = f" --address {a.address}" if a.address else ""
     print(f"run {run}")
     print(f"job {job_id}")
-    print(f"follow it: autotune logs {run} --follow{addr}; stop it: autotune stop {run}{addr}; "
-          f"watch it: autotune dashboard --storage ... or on the cluster's dashboard", file=sys.stderr)
+    print(f"follow it: autotune logs {run} --follow{addr}; stop it: autotune stop {run}{addr}", file=sys.stderr)
     return 0
 
 

@@ -190,7 +190,8 @@ def test_control_routes_are_absent_without_control(tmp_path):
     c = TestClient(create_app([tmp_path / "runs"]))
     assert c.post("/api/runs/x/stop").status_code in (404, 405)
     assert c.post("/api/runs", json={"space": "s.yaml"}).status_code == 405
-    assert c.get("/api/control").status_code == 404
+    assert c.get("/api/control").json() == {"enabled": False, "spaces": [], "output": None}
+    assert "/api/control" not in c.get("/api/openapi.json").json()["paths"]
     proc = cli("dashboard", str(tmp_path / "runs"), "--control")
     assert proc.returncode == 2 and "--control needs --address" in proc.stderr
 
@@ -305,7 +306,7 @@ def test_a_killed_driver_reads_interrupted_and_resumes(tmp_path, head, token_mod
     finished = {r.trial_id: r.value for r in load_result(output / "killed").records if r.status == "completed"}
     os.kill(pid, signal.SIGKILL)
     _wait(lambda: _job_status(head, job) not in ("PENDING", "RUNNING"), 60, "the job to end")
-    app = create_app([output], control=Control(head.jobs, TOKEN, output=output))
+    app = create_app([output], control=Control(head.jobs, TOKEN, spaces=proj, output=output))
     from fastapi.testclient import TestClient
 
     c = TestClient(app)
@@ -322,3 +323,20 @@ def test_a_killed_driver_reads_interrupted_and_resumes(tmp_path, head, token_mod
         assert result.records[tid].value == value
     logs = cli("logs", "killed", "--address", head.jobs, env=_env())
     assert logs.returncode == 0 and "run killed: 6 trials" in logs.stdout
+
+    # a new search from the dashboard's form: a space file under --spaces, run folders under --output
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    assert c.get("/api/control").json() == {"enabled": True, "spaces": ["space.yaml"], "output": str(output)}
+    assert c.post("/api/runs", json={"space": "../space.yaml"}, headers=auth).status_code == 404
+    assert c.post("/api/runs", json={"space": "space.yaml", "name": "killed"}, headers=auth).status_code == 409
+    assert c.post("/api/runs", json={"space": "space.yaml", "name": "new"}).status_code == 401
+    r = c.post("/api/runs", json={"space": "space.yaml", "name": "new", "sampler": "random", "rounds": 1,
+                                  "popsize": 2}, headers=auth)
+    assert r.status_code == 202, r.text
+    started = r.json()["job_id"]
+    _wait(lambda: _job_status(head, started) not in ("PENDING", "RUNNING"), 120, "the started job")
+    assert _job_status(head, started) == "SUCCEEDED"
+    result = load_result(output / "new")
+    assert result.status == "completed" and len(result.records) == 2
+    events = _wait(lambda: c.get("/api/runs/new").json()["control"], 30, "the start to be recorded")
+    assert [(e["action"], e["job_id"]) for e in events] == [("start", started)]

@@ -260,12 +260,17 @@ def create_app(
     def job_error(e: Exception) -> HTTPException:
         return HTTPException(502, str(e))
 
+    # the page asks this first; without --control it is left out of the (read-only) API document
+    @app.get("/api/control", response_model=ControlInfo, responses=ERRORS, tags=["control"],
+             include_in_schema=control is not None)
+    def get_control() -> dict[str, Any]:
+        """Whether this dashboard may stop, resume and start searches, and the space files it may start."""
+        if control is None:
+            return {"enabled": False, "spaces": [], "output": None}
+        return {"enabled": True, "spaces": control.space_files(),
+                "output": str(control.output) if control.output else None}
+
     if control is not None:  # without --control the API stays read-only: these routes are absent (405/404)
-        @app.get("/api/control", response_model=ControlInfo, responses=ERRORS, tags=["control"])
-        def get_control() -> dict[str, Any]:
-            """This dashboard may stop, resume and start searches: the space files it may start from."""
-            return {"enabled": True, "spaces": control.space_files(),
-                    "output": str(control.output) if control.output else None}
 
         @app.post("/api/runs/{run}/stop", response_model=ControlResult, status_code=202, responses=CONTROL_ERRORS,
                   tags=["control"])

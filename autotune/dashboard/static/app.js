@@ -63,7 +63,8 @@
   }
 
   async function loadControl() {
-    try { S.control = await api("/api/control"); } catch (e) { S.control = null; } // 404: control is off
+    try { S.control = await api("/api/control"); } catch (e) { S.control = null; }
+    if (S.control && !S.control.enabled) S.control = null;
     const form = $("start-form");
     const spaces = S.control ? S.control.spaces : [];
     form.hidden = !spaces.length;
@@ -209,6 +210,7 @@
       S.run = null; S.trials = []; S.lineage = null; S.version = null; S.selected = null; S.detail = null; S.metric = null;
       S.sort = { key: "trial_id", dir: 1 };
       $("trial-detail").hidden = true;
+      $("control-status").textContent = "";
     }
     await loadRun();
   }
