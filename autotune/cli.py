@@ -19,7 +19,7 @@ from typing import Any, Sequence
 
 from . import __version__
 from .errors import AutotuneError, RunInterrupted
-from .events import COMPLETED, FAILED, RUN_COMPLETED, STOPPED, ProgressEvent, RoundEnd, RoundStart, RunStart, TrialEnd, TrialStart
+from .events import COMPLETED, FAILED, RUN_COMPLETED, RUNNING, STOPPED, ProgressEvent, RoundEnd, RoundStart, RunStart, TrialEnd, TrialStart
 from .settings import ASYNC
 
 EXIT_USAGE = 2
@@ -377,7 +377,8 @@ def _cmd_show(a: argparse.Namespace) -> int:
 def _run_doc(r: Any) -> dict[str, Any]:
     return {"name": r.name, "path": str(r.path), "status": r.status, "metric": r.settings.metric,
             "mode": r.settings.mode, "best": r.best.to_dict() if r.best else None,
-            "trials": [t.to_dict() for t in r.records]}
+            "trials": [t.to_dict() for t in r.records],
+            "running": [{**t, "status": RUNNING} for t in r.running]}
 
 
 def _list_runs(folder: Path, runs: list[Path], storage: str | None) -> None:
@@ -414,6 +415,14 @@ def _show_run(result: Any) -> None:
         rows.append([str(r.trial_id), str(r.round), r.status, "" if r.value is None else f"{r.value:.4g}",
                      *[_fmt(r.config.get(n)) for n in names], "" if r.parent_id is None else str(r.parent_id),
                      secs, (r.reason or "")[:60]])
+    for t in result.running:  # a live run: what is running now, with its last report
+        last = (t.get("last_report") or {})
+        value = (last.get("metrics") or {}).get(result.settings.metric)
+        secs = f"{time.time() - t['started']:.1f}" if t.get("started") else ""
+        step = f"step {last['step']}" if last.get("step") is not None else "no report yet"
+        rows.append([str(t["trial_id"]), str(t.get("round", "")), RUNNING,
+                     _fmt(value) if isinstance(value, (int, float)) else "",
+                     *[_fmt(t["params"].get(n)) for n in names], "", secs, step])
     _print_table(header, rows)
     b = result.best
     print(f"\nrun {result.name} ({result.status}): {len(result.records)} trials, "

@@ -36,7 +36,9 @@ from .events import (
     RunStart,
     TrialEnd,
     TrialFinished,
+    TrialReported,
     TrialStart,
+    TrialStarted,
 )
 from .evaluators import Evaluator
 from .evaluators.pbt import PopulationBasedEvaluator
@@ -146,6 +148,7 @@ class Driver:
             raise
         try:
             state = self._load_state()
+            store.close_stale_running(run_id)  # rows a killed driver left RUNNING: none stays so
             self._all()
             if self.asynchronous:
                 self._run_async(state)
@@ -205,9 +208,23 @@ class Driver:
                 for event in self.executor.poll(POLL_S):
                     if isinstance(event, TrialFinished):
                         self._finish(event.outcome, planned, total)
+                    else:
+                        self._live(event)
         except KeyboardInterrupt:
             self._record_stopped()
             raise
+
+    def _live(self, event: TrialStarted | TrialReported) -> None:
+        """A trial in flight started or reported: the database shows it RUNNING with its reports."""
+        spec = self._inflight.get(event.trial_id)
+        if spec is None:
+            return  # a late copy of a report from a trial already finished
+        store, run_id = self.ctx.store, self.ctx.run_id
+        if isinstance(event, TrialStarted):
+            store.start_trial(run_id, spec.trial_id, spec.round, self._distributions,
+                              self.ctx.space.to_optuna_params(spec.config))
+        else:
+            store.report_trial(run_id, spec.trial_id, event.step, event.metrics)
 
     def _plan_next(self, ordinal: int) -> TrialSpec:
         s = self.ctx.settings
@@ -268,7 +285,7 @@ class Driver:
         for tid in self.executor.stop():
             spec = self._inflight.get(tid)
             if spec is not None:
-                self._record(spec, TrialOutcome(trial_id=tid, status=STOPPED, reason="stopped by the user (Ctrl-C)",
+                self._record(spec, TrialOutcome(trial_id=tid, status=STOPPED, reason="stopped with the run (Ctrl-C, autotune stop)",
                                                 ended=time.time()))
 
     def _check_disk(self, outcome: TrialOutcome) -> None:
@@ -325,12 +342,20 @@ class Driver:
         self.progress(RoundStart(round=rnd, rounds=s.rounds, trials=len(specs), todo=len(todo),
                                  slots=self.executor.slots, mode=s.mode))
         try:
-            for outcome in self.executor.run(todo):
-                self._check_disk(outcome)
-                record = self._record(by_id[outcome.trial_id], outcome)
-                self._inflight.pop(record.trial_id, None)
-                finished[record.trial_id] = record
-                self.progress(TrialEnd(record=record, round=rnd, done=len(finished), total=s.rounds * s.popsize))
+            for spec in todo:
+                self.executor.submit(spec)
+            while self.executor.active:
+                for event in self.executor.poll(POLL_S):  # not None: reports are shown as they come
+                    if not isinstance(event, TrialFinished):
+                        self._live(event)
+                        continue
+                    outcome = event.outcome
+                    self._check_disk(outcome)
+                    record = self._record(by_id[outcome.trial_id], outcome)
+                    self._inflight.pop(record.trial_id, None)
+                    finished[record.trial_id] = record
+                    self.progress(TrialEnd(record=record, round=rnd, done=len(finished),
+                                           total=s.rounds * s.popsize))
         except KeyboardInterrupt:
             self._record_stopped()
             raise

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from .errors import StoreError
+from .events import RUNNING
 from .liveness import run_status
 from .records import TrialRecord
 from .settings import RunSettings
@@ -105,6 +106,9 @@ class Result:
     records: list[TrialRecord]
     status: str
     space: SearchSpace
+    #: trials running now (a live run): ``trial_id``, ``round``, ``params``, ``started``, ``reports``,
+    #: ``last_report`` (see :meth:`autotune.store.Store.running_trials`)
+    running: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def param_names(self) -> list[str]:
@@ -148,5 +152,7 @@ def load_result(run_dir: str | Path, storage: str | None = None) -> Result:
     store, run_id, name = locate_run(run_dir, storage)
     attrs = store.attrs(run_id)
     settings = RunSettings.from_dict(attrs["settings"])
+    status = run_status(attrs)
     return Result(path=Path(run_dir), name=name, settings=settings, records=store.trials(run_id),
-                  status=run_status(attrs), space=SpaceFile.from_dict(attrs["space"]).space)
+                  status=status, space=SpaceFile.from_dict(attrs["space"]).space,
+                  running=store.running_trials(run_id) if status == RUNNING else [])

@@ -15,7 +15,7 @@ import os
 import shutil
 import time
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 from .errors import TrialError
 
@@ -83,6 +83,7 @@ class Trial:
         parent_checkpoint: str | None = None,
         parent_id: int | None = None,
         start_step: int = 0,
+        on_report: Callable[[dict[str, Any]], None] | None = None,
     ) -> None:
         self.id = id
         self.round = round
@@ -96,6 +97,7 @@ class Trial:
         self.reports: list[dict[str, Any]] = []
         self.checkpoint: str | None = None
         self.checkpoint_step: int | None = None
+        self._on_report = on_report  # the live channel to the driver (None: reports reach it at the end)
 
     def report(
         self,
@@ -118,6 +120,16 @@ class Trial:
             entry["checkpoint"] = self._adopt_checkpoint(Path(checkpoint), int(step))
             self.checkpoint, self.checkpoint_step = entry["checkpoint"], int(step)
         self.reports.append(entry)
+        self._send(entry)
+
+    def _send(self, entry: dict[str, Any]) -> None:
+        """Forward a report to the driver while the trial runs; the channel failing never fails the trial
+        (the report is kept here and reaches the driver with the outcome)."""
+        if self._on_report is not None:
+            try:
+                self._on_report(entry)
+            except Exception:  # noqa: BLE001
+                self._on_report = None
 
     def _adopt_checkpoint(self, path: Path, step: int) -> str:
         if not path.exists():

@@ -20,6 +20,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import traceback
 from pathlib import Path
@@ -45,6 +46,17 @@ from .trial import (
     read_reports,
 )
 
+ReportSink = Callable[[dict[str, Any]], None]
+
+
+class WorkerTerminated(BaseException):
+    """The worker process was told to end (SIGTERM: its driver died or was stopped).  Not the trial's
+    fault: no outcome is written, so ``resume`` runs the trial again."""
+
+
+def raise_worker_terminated(signum: int, frame: Any) -> None:
+    """A SIGTERM handler for worker processes (see :class:`WorkerTerminated`)."""
+    raise WorkerTerminated(f"worker received signal {signum}")
 LOG_FILE_NAME = "trial.log"
 OUTCOME_FILE_NAME = "outcome.json"
 LOG_TAIL_LINES = 40
@@ -167,8 +179,12 @@ def run_trial(
     gpu_ids: list[Any] | None = None,
     node_id: str | None = None,
     artifacts: str | None = None,
+    on_report: ReportSink | None = None,
 ) -> TrialOutcome:
     """Run ``spec`` with ``target`` and return its outcome; never raises for a trial's own faults.
+
+    ``on_report(entry)`` receives each report as the trial makes it (a Python objective's
+    ``trial.report``, a script's ``autotune.report``), so the driver sees it live.
 
     With ``artifacts`` (an object-store URI) the trial runs in this node's scratch folder, parents
     are downloaded from the store and the trial folder is uploaded to it at the end.
@@ -178,8 +194,8 @@ def run_trial(
     try:
         if artifacts:
             return _run_trial_with_artifacts(target, spec, Path(run_dir), metric, node, gpu_ids, node_id,
-                                             Artifacts(artifacts))
-        return _run_trial(target, spec, Path(run_dir), metric, node, gpu_ids, node_id)
+                                             Artifacts(artifacts), on_report)
+        return _run_trial(target, spec, Path(run_dir), metric, node, gpu_ids, node_id, on_report=on_report)
     except OSError as e:
         if not is_disk_full(e):
             raise
@@ -196,6 +212,7 @@ def _run_trial_with_artifacts(
     gpu_ids: list[Any] | None,
     node_id: str | None,
     store: Artifacts,
+    on_report: ReportSink | None = None,
 ) -> TrialOutcome:
     """Run in scratch, parents fetched from ``store``; upload the trial folder; leave no scratch behind."""
     local = scratch_root(run_dir.name)
@@ -206,7 +223,7 @@ def _run_trial_with_artifacts(
         return dest if store.download(parent.checkpoint, dest) else None
 
     try:
-        outcome = _run_trial(target, spec, local, metric, node, gpu_ids, node_id, fetch=fetch)
+        outcome = _run_trial(target, spec, local, metric, node, gpu_ids, node_id, fetch=fetch, on_report=on_report)
         trial_dir = local / spec.trial_dir
         try:
             store.upload(trial_dir, spec.trial_dir)
@@ -230,6 +247,7 @@ def _run_trial(
     gpu_ids: list[Any] | None,
     node_id: str | None,
     fetch: Callable[[ParentRef], Path | None] | None = None,
+    on_report: ReportSink | None = None,
 ) -> TrialOutcome:
     trial_dir = run_dir / spec.trial_dir
     shutil.rmtree(trial_dir, ignore_errors=True)  # a re-run after an interruption starts clean
@@ -256,9 +274,11 @@ def _run_trial(
             log.write(f"[autotune] parent: {note}\n")
     try:
         if target.kind in (FUNCTION, CALLABLE):
-            reports, checkpoint, error = _run_function(target, spec, trial_dir, log_path, metric, parent, parent_path)
+            reports, checkpoint, error = _run_function(target, spec, trial_dir, log_path, metric, parent, parent_path,
+                                                       on_report)
         elif target.kind == SCRIPT:
-            reports, checkpoint, error = _run_script(target, spec, trial_dir, log_path, metric, parent, parent_path)
+            reports, checkpoint, error = _run_script(target, spec, trial_dir, log_path, metric, parent, parent_path,
+                                                     on_report)
         else:
             raise ValueError(f"unknown target kind {target.kind!r}")
     except Exception as e:  # autotune's own fault while running the trial: still a recorded failure
@@ -336,6 +356,7 @@ def _run_function(
     metric: str,
     parent: ParentRef | None,
     parent_path: Path | None,
+    on_report: ReportSink | None = None,
 ) -> tuple[list[dict[str, Any]], Path | None, str | None]:
     trial = Trial(
         id=spec.trial_id,
@@ -347,6 +368,7 @@ def _run_function(
         parent_checkpoint=str(parent_path) if parent_path else None,
         parent_id=parent.trial_id if parent else None,
         start_step=(parent.step or 0) if parent else 0,
+        on_report=on_report,
     )
     error = None
     _set_current(trial)
@@ -361,7 +383,7 @@ def _run_function(
                     else:
                         trial.report({metric: result})
             except BaseException as e:  # noqa: BLE001 - SystemExit and KeyboardInterrupt in a trial are its failure
-                if isinstance(e, KeyboardInterrupt) or is_disk_full(e):
+                if isinstance(e, (KeyboardInterrupt, WorkerTerminated)) or is_disk_full(e):
                     raise
                 traceback.print_exc()
                 error = f"{type(e).__name__}: {e}"
@@ -379,6 +401,7 @@ def _run_script(
     metric: str,
     parent: ParentRef | None,
     parent_path: Path | None,
+    on_report: ReportSink | None = None,
 ) -> tuple[list[dict[str, Any]], Path | None, str | None]:
     saved = trial_dir / CHECKPOINT_DIR_NAME
     saved.mkdir(exist_ok=True)
@@ -414,6 +437,7 @@ def _run_script(
         log.flush()
         proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=workdir,
                                 start_new_session=True)
+        watcher = _ReportWatcher(report_file, on_report) if on_report else None
         try:
             code = proc.wait(timeout=spec.timeout)
         except subprocess.TimeoutExpired:
@@ -426,6 +450,9 @@ def _run_script(
                 os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
             raise
+        finally:
+            if watcher is not None:
+                watcher.stop()
     if code is not None and code != 0:
         error = f"script exited with code {code}" if code > 0 else f"script killed by {_signal_name(code)}"
         last = _last_output_line(log_path)
@@ -436,6 +463,45 @@ def _run_script(
     if checkpoint is not None and reports and not any(r.get("checkpoint") for r in reports):
         reports[-1]["checkpoint"] = str(saved)
     return reports, checkpoint, error
+
+
+class _ReportWatcher:
+    """Forwards a script's reports, as it appends them to its report file, to ``on_report``."""
+
+    def __init__(self, path: Path, on_report: ReportSink, period: float = 0.25) -> None:
+        self.path, self.on_report, self.period = path, on_report, period
+        self._offset = 0
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+        self._thread.start()
+
+    def _loop(self) -> None:
+        while not self._done.wait(self.period):
+            self._read()
+
+    def _read(self) -> None:
+        try:
+            with open(self.path, "rb") as f:
+                f.seek(self._offset)
+                data = f.read()
+        except OSError:
+            return
+        end = data.rfind(b"\n") + 1  # whole lines only: the script may be mid-write
+        for line in data[:end].splitlines():
+            try:
+                entry = json.loads(line)
+            except ValueError:
+                continue
+            try:
+                self.on_report(entry)
+            except Exception:  # noqa: BLE001 - the channel failing never fails the trial
+                return
+        self._offset += end
+
+    def stop(self) -> None:
+        self._done.set()
+        self._thread.join(timeout=5)
+        self._read()
 
 
 def _last_output_line(log_path: Path, limit: int = 300) -> str:

@@ -2,7 +2,7 @@
 
 For tests and debugging; it has no isolation (a trial calling ``os._exit`` ends the driver too) and
 no time limit.  Real searches use the Ray executor.  One slot: ``poll`` runs the oldest queued trial
-to its end and returns its outcome.
+to its end and returns its events (started, each report, finished).
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from collections import deque
 
-from ..events import ExecutorEvent, TrialFinished, TrialStarted
+from ..events import ExecutorEvent, TrialFinished, TrialReported, TrialStarted
 from ..records import TrialSpec
 from ..trial_runner import run_trial
 from .base import Executor
@@ -27,8 +27,15 @@ class LocalExecutor(Executor):
         if not self._queue:
             return []
         spec = self._queue.popleft()
-        started = TrialStarted(spec.trial_id, time.time())
-        return [started, TrialFinished(run_trial(self.target, spec, self.run_dir, self.metric, artifacts=self.artifacts))]
+        events: list[ExecutorEvent] = [TrialStarted(spec.trial_id, time.time())]
+
+        def on_report(entry: dict) -> None:
+            events.append(TrialReported(spec.trial_id, int(entry["step"]), dict(entry.get("metrics") or {}),
+                                        float(entry.get("time") or time.time())))
+
+        outcome = run_trial(self.target, spec, self.run_dir, self.metric, artifacts=self.artifacts,
+                            on_report=on_report)
+        return [*events, TrialFinished(outcome)]
 
     @property
     def active(self) -> int:

@@ -6,15 +6,20 @@ trial after trial, so Python start-up, imports (torch) and CUDA set-up are paid 
 per trial.  What to start, run, retry or kill is decided by :class:`~autotune.executors.pool.WorkerPool`
 (pure, tested without Ray); this module only makes the Ray calls: it tells the pool what Ray reports
 (a worker started, a trial returned, a worker or its node died) and carries out the pool's commands.
+Reports reach the driver while trials run: each worker sends them to a small ``_ReportBus`` actor,
+which the driver drains every turn.
 
 This is the only module that imports ``ray``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import signal
 import socket
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -23,9 +28,9 @@ import ray
 from ray.exceptions import ActorUnavailableError, GetTimeoutError, RayActorError, RayError, RayTaskError
 
 from ..errors import ConfigError, ExecutorError
-from ..events import ExecutorEvent, TrialFinished
+from ..events import ExecutorEvent, TrialFinished, TrialReported
 from ..records import TrialOutcome, TrialSpec
-from ..trial_runner import LOG_FILE_NAME, log_tail, run_trial
+from ..trial_runner import LOG_FILE_NAME, log_tail, raise_worker_terminated, run_trial
 from .base import Executor
 from .pool import Kill, Run, Spawn, WorkerPool
 
@@ -54,15 +59,39 @@ def _enable_token_auth() -> None:
 class _TrialWorker:
     """A reusable worker process; ``run`` executes one trial in it."""
 
+    def __init__(self) -> None:
+        # Ray ends workers with SIGTERM when their driver dies or is stopped; Ray's own handler raises
+        # SystemExit, which a trial would record as its failure.  Ours ends the trial unrecorded, so
+        # `resume` runs it again.
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, raise_worker_terminated)
+
     def ready(self) -> dict[str, Any]:
         ctx = ray.get_runtime_context()
         return {"node_id": ctx.get_node_id(), "node": ray.util.get_node_ip_address(), "pid": os.getpid()}
 
-    def run(self, target: Any, spec: TrialSpec, run_dir: str, metric: str, artifacts: str | None = None) -> TrialOutcome:
+    def run(self, target: Any, spec: TrialSpec, run_dir: str, metric: str, artifacts: str | None = None,
+            bus: Any = None) -> TrialOutcome:
         node = ray.util.get_node_ip_address()
         gpus = [str(g) for g in ray.get_gpu_ids()]
         node_id = ray.get_runtime_context().get_node_id()
-        return run_trial(target, spec, run_dir, metric, node=node, gpu_ids=gpus, node_id=node_id, artifacts=artifacts)
+        on_report = (lambda entry: bus.put.remote(spec.trial_id, entry)) if bus is not None else None
+        return run_trial(target, spec, run_dir, metric, node=node, gpu_ids=gpus, node_id=node_id, artifacts=artifacts,
+                         on_report=on_report)
+
+
+class _ReportBus:
+    """Carries the reports of running trials from the workers to the driver, as they are made."""
+
+    def __init__(self) -> None:
+        self._reports: list[tuple[int, dict[str, Any]]] = []
+
+    def put(self, trial_id: int, entry: dict[str, Any]) -> None:
+        self._reports.append((trial_id, entry))
+
+    def drain(self) -> list[tuple[int, dict[str, Any]]]:
+        out, self._reports = self._reports, []
+        return out
 
 
 class RayExecutor(Executor):
@@ -96,6 +125,8 @@ class RayExecutor(Executor):
         self._starting: dict[Any, int] = {}  # ready() ref -> worker not yet placed and started
         self._runs: dict[Any, int] = {}  # run() ref -> worker running it
         self._node_ids: dict[int, str] = {}  # started worker -> its Ray node
+        self._bus: Any = None  # the _ReportBus actor: live reports from the workers
+        self._reports: list[ExecutorEvent] = []
 
     # -- lifecycle -------------------------------------------------------------------------------
     def open(self, run_dir: Path, target: Any, metric: str, artifacts: str | None = None) -> None:
@@ -128,6 +159,7 @@ class RayExecutor(Executor):
                 raise ExecutorError(f"cannot start or join Ray at {where}: {e}{hint}") from None
             self._started_ray = True
         self._pool.slots = self._compute_slots()
+        self._bus = ray.remote(_ReportBus).options(num_cpus=0).remote()
 
     def _compute_slots(self) -> int:
         nodes = [n for n in ray.nodes() if n.get("Alive")]
@@ -173,16 +205,34 @@ class RayExecutor(Executor):
         """Events since the last call; waits in steps of ``POLL_S`` until a trial ends or ``timeout``
         passes (None: until one ends)."""
         deadline = None if timeout is None else time.time() + timeout
-        events = self._pool.take_events()
+        events = [*self._take_reports(), *self._pool.take_events()]
         while self.active and not any(isinstance(e, TrialFinished) for e in events):
             self._turn(POLL_S if deadline is None else max(0.0, min(POLL_S, deadline - time.time())))
-            events += self._pool.take_events()
+            events += [*self._take_reports(), *self._pool.take_events()]
             if deadline is not None and time.time() >= deadline:
                 break
         return events
 
+    def _take_reports(self) -> list[ExecutorEvent]:
+        out, self._reports = self._reports, []
+        return out
+
+    def _drain_bus(self) -> None:
+        """Reports the workers made since the last turn (a report arriving after its trial's end is
+        still in the outcome; the driver ignores the late copy)."""
+        if self._bus is None:
+            return
+        try:
+            batch = ray.get(self._bus.drain.remote(), timeout=30)
+        except (RayError, GetTimeoutError):
+            return  # the live view misses these; the outcome carries every report
+        for trial_id, entry in batch:
+            self._reports.append(TrialReported(int(trial_id), int(entry.get("step", 0)),
+                                               dict(entry.get("metrics") or {}), float(entry.get("time") or 0.0)))
+
     def _turn(self, wait_s: float) -> None:
         """One turn: report started workers, let the pool decide, wait up to ``wait_s`` for a trial."""
+        self._drain_bus()
         self._observe_starts()
         self._pool.step()
         self._execute()
@@ -258,7 +308,7 @@ class RayExecutor(Executor):
                 self._starting[actor.ready.remote()] = cmd.worker
             elif isinstance(cmd, Run):
                 ref = self._actors[cmd.worker].run.remote(self.target, cmd.spec, str(self.run_dir), self.metric,
-                                                          self.artifacts)
+                                                          self.artifacts, self._bus)
                 self._runs[ref] = cmd.worker
             elif isinstance(cmd, Kill):
                 self._kill(cmd.worker)
@@ -295,6 +345,10 @@ class RayExecutor(Executor):
             self._kill(wid)
         self._starting.clear()
         self._runs.clear()
+        if self._bus is not None:
+            with contextlib.suppress(Exception):
+                ray.kill(self._bus, no_restart=True)
+            self._bus = None
         if self._started_ray and ray.is_initialized():
             ray.shutdown()
 

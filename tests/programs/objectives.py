@@ -171,3 +171,17 @@ def gpu_hungry(config, trial):
     if share < float(config.get("needs_gpu", 0.0)):
         raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB (GPU 0; 79.1 GiB total)")
     trial.report({"score": float(config.get("x", 0.0)), "gpu_share": share})
+
+
+def slow_curve(config, trial):
+    """Reports a rising score ``steps`` times, then waits until the file ``gate`` exists (a test's
+    go-ahead) before its last report: a trial to watch while it runs."""
+    x = float(config.get("x", 0.5))
+    steps = int(config.get("steps", 4))
+    for step in range(1, steps):
+        trial.report({"score": -((x - 0.3) ** 2) - 1.0 / step})
+        time.sleep(float(config.get("pause", 0.1)))
+    gate = config.get("gate")
+    while gate and not os.path.exists(gate):
+        time.sleep(0.1)
+    trial.report({"score": -((x - 0.3) ** 2) - 1.0 / steps})
