@@ -303,9 +303,9 @@ def test_a_running_driver_writes_heartbeats(tmp_path, xy_space):
     res = subprocess.run([sys.executable, "-c", "\n".join([
         "import os, threading, time, autotune, sys",
         "from autotune.store import Store, sqlite_url",
-        "beats = []",
+        "beats, finished = [], []",
         "def watch():",
-        "    for _ in range(100):",
+        "    while not finished:",
         "        time.sleep(0.1)",
         "        if not os.path.exists(os.path.join(sys.argv[2], 'run.json')):",
         "            continue  # opening the database first would create the run folder",
@@ -317,6 +317,7 @@ def test_a_running_driver_writes_heartbeats(tmp_path, xy_space):
         "threading.Thread(target=watch, daemon=True).start()",
         f"autotune.run({objective('quadratic')!r}, space=sys.argv[1], rounds=2, popsize=2, output={str(tmp_path)!r},",
         "             name='hb', executor='local')",
+        "finished.append(True)",
         "seen = sorted({b for b in beats if b})",
         "print(len(seen))",
     ]), str(space), str(tmp_path / "hb")], env=env, cwd=REPO, capture_output=True, text=True, timeout=120)
