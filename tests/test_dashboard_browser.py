@@ -308,3 +308,45 @@ def test_a_running_search_updates_without_reload(page, base_url, live_root):
         if driver.poll() is None:
             driver.kill()
             driver.wait()
+
+
+def test_learning_curves_of_running_trials_draw_live(page, base_url, live_root):
+    """Trials that report and then wait (tests/programs/objectives.py:slow_curve): their curves are on the
+    page while they run, each report a point, and the page follows them to the end without a reload."""
+    gate = live_root / "curves-go"
+    space = {"metric": "score", "mode": "max", "fixed": {"steps": 4, "pause": 0.1, "gate": str(gate)},
+             "params": {"x": {"type": "float", "low": 0.0, "high": 1.0}}}
+    code = (f"import autotune; autotune.run({objective('slow_curve')!r}, space={space!r}, sampler='random', "
+            f"evaluator='full', rounds=1, popsize=2, seed=0, output={str(live_root)!r}, name='curves')")
+    driver = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.time() + 120
+        while _api(base_url, "/api/runs/curves") is None:
+            assert driver.poll() is None, driver.stderr.read().decode()
+            assert time.time() < deadline, "the live run never appeared"
+            time.sleep(0.2)
+        _open_run(page, base_url, "curves", "?poll=250")
+        page.evaluate("() => { window.__notReloaded = true; }")
+        # both trials running, 3 reports each so far: two curves of 3 points, drawn as running
+        page.wait_for_function("""() => {
+            const chart = echarts.getInstanceByDom(document.getElementById('chart-curves'));
+            const s = chart.getOption().series.filter((x) => String(x.id).startsWith('trial-'));
+            return s.length === 2 && s.every((x) => x.data.length === 3);
+        }""", timeout=90_000)
+        running = page.evaluate("() => autotuneDashboard.trials.filter((t) => t.status === 'running').length")
+        assert running == 2
+        gate.touch()  # let them finish
+        page.wait_for_function("() => document.getElementById('run-status').textContent === 'completed'",
+                               timeout=90_000)
+        page.wait_for_function("""() => {
+            const chart = echarts.getInstanceByDom(document.getElementById('chart-curves'));
+            const s = chart.getOption().series.filter((x) => String(x.id).startsWith('trial-'));
+            return s.length === 2 && s.every((x) => x.data.length === 4);
+        }""", timeout=30_000)
+        assert page.evaluate("() => window.__notReloaded") is True
+        assert driver.wait(60) == 0
+    finally:
+        gate.touch()
+        if driver.poll() is None:
+            driver.kill()
+            driver.wait()

@@ -52,6 +52,7 @@ class Snapshot:
     records: list[TrialRecord]
     pending: list[dict[str, Any]] = field(default_factory=list)  # planned specs with no record yet
     state_round: int | None = None
+    live: dict[int, dict[str, Any]] = field(default_factory=dict)  # trial id -> running trial (its reports)
 
 
 def is_url(source: str | os.PathLike[str]) -> bool:
@@ -229,7 +230,7 @@ class Catalog:
         attrs = store.attrs(ref.run_id)
         attrs["status"] = run_status(attrs)  # a killed driver's run reads "interrupted", not "running"
         n = store.n_trials(ref.run_id)
-        digest = store.driver_state_digest(attrs)
+        digest = f"{store.driver_state_digest(attrs)}.{store.n_reports(ref.run_id)}"  # live reports too
         removed_n = len(removed_checkpoints(attrs))
         return f"{attrs.get('status', '')}.{n}.{digest}.{attrs.get('finished') or ''}.{removed_n}", attrs
 
@@ -246,5 +247,7 @@ class Catalog:
             snap = Snapshot(version=version, attrs=attrs, records=records)
             snap.state_round = store.state_round(store.driver_state(ref.run_id))
             snap.pending = store.planned_trials(ref.run_id, (rec.trial_id for rec in records))
+            if snap.pending:
+                snap.live = {t["trial_id"]: t for t in store.running_trials(ref.run_id)}
             self._snapshots[ref.key] = snap
             return snap

@@ -228,7 +228,13 @@ def pending_row(spec: dict[str, Any], running: bool) -> dict[str, Any]:
 def trials(ref: RunRef, snap: Snapshot) -> list[dict[str, Any]]:
     running = snap.attrs.get("status") == "running"
     rows = [trial_row(ref, r) for r in snap.records]
-    rows += [pending_row(s, running) for s in snap.pending]
+    for spec in snap.pending:
+        row = pending_row(spec, running)
+        live = snap.live.get(row["trial_id"]) if running else None
+        if live is not None:  # its reports so far: the learning curve draws while it runs
+            row["reports"] = _reports(live.get("reports"))
+            row["started"] = number(live.get("started"))
+        rows.append(row)
     return rows
 
 

@@ -10,6 +10,7 @@
   const PALETTE = ["#440154", "#482878", "#3e4989", "#31688e", "#26828e", "#1f9e89", "#35b779", "#6ece58",
     "#b5de2b", "#fde725"];
   const FAILED = "#c8372d";
+  const RUNNING = "#2f6fde";  // a running trial's curve, drawn as its reports arrive
   const GREY = "#9aa4b2";
 
   function esc(s) {
@@ -269,7 +270,7 @@
       series.push({ id: "trial-" + t.trial_id, name: "trial " + t.trial_id, type: "line", data: pts.map((p) => ({ value: p, trial: t.trial_id, t: t })),
         showSymbol: true, symbolSize: 4, z: isBest ? 5 : 2,
         lineStyle: { width: isBest ? 3 : 1.2, opacity: isBest ? 1 : 0.75 },
-        itemStyle: { color: t.status === "completed" ? color(t.value) : FAILED } });
+        itemStyle: { color: t.status === "completed" ? color(t.value) : t.status === "running" ? RUNNING : FAILED } });
       const parent = t.parent_id !== null ? byId.get(t.parent_id) : null;
       if (parent && t.parent_step !== null) {
         const pp = pointsOf(parent, metric).filter((p) => p[0] === t.parent_step);
