@@ -39,10 +39,10 @@ def test_samplers_quick(tmp_path: Path) -> None:
     run_script("samplers.py", tmp_path)
     runs = read(tmp_path / "samplers_runs.csv")
     contenders = {r["contender"] for r in runs}
-    assert {"hazero", "pshe2", "bayes", "bayes-gp", "random", "optuna-cmaes", "optuna-tpe", "optuna-gp",
+    assert {"hazero", "pshe2", "bayes", "bayes-gp", "random", "pshe3", "optuna-cmaes", "optuna-tpe", "optuna-gp",
             "ph-hazero", "ph-pshe2", "ph-pshe2-shipped"} <= contenders
-    # 3 problems (2 BBOB + 1 mixed) x 11 contenders x 2 seeds
-    assert len(runs) == 3 * 11 * 2
+    # 3 problems (2 BBOB + 1 mixed) x 12 contenders x 2 seeds (the pshe3 ablations run only when named)
+    assert len(runs) == 3 * 12 * 2
     for r in runs:
         regrets = [float(x) for x in r["regret_by_round"].split()]
         assert len(regrets) == int(r["rounds"])
