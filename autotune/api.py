@@ -25,6 +25,7 @@ from .results import Result, load_result, locate_run, write_run_file
 from .samplers import check_sampler_options, make_sampler, resolve_sampler_name
 from .settings import DEFAULT_SCHEDULE, ROUNDS, RunSettings
 from .space import SearchSpace, SpaceFile, load_space_file
+from .stopping import make_rule
 from .store import Store, absolute_url, redact_url, sqlite_url
 from .targets import TrialTarget, parse_target
 
@@ -70,6 +71,8 @@ def prepare(
     sampler_options: Mapping[str, Any] | None = None,
     script_args: tuple[str, ...] = (),
     schedule: str | None = None,
+    early_stop: str | None = None,
+    early_stop_options: Mapping[str, Any] | None = None,
 ) -> tuple[RunSettings, SpaceFile, TrialTarget, Path]:
     """Validate everything a run needs, without creating anything.
 
@@ -113,7 +116,10 @@ def prepare(
         artifacts=check_uri(artifacts) if artifacts else None,
         sampler_options={**defaults.get("sampler_options", {}), **(sampler_options or {})},
         schedule=_schedule(pick(schedule, "schedule", DEFAULT_SCHEDULE)),
+        early_stop=_schedule(pick(early_stop, "early_stop", "none")),
+        early_stop_options={**defaults.get("early_stop_options", {}), **(early_stop_options or {})},
     )
+    make_rule(settings.early_stop, settings.early_stop_options)  # its options are checked before anything runs
     run_dir = Path(output) / settings.name
     for folder in (Path(output), run_dir):
         if folder.exists() and not folder.is_dir():

@@ -19,7 +19,7 @@ from typing import Any, Sequence
 
 from . import __version__
 from .errors import AutotuneError, RunInterrupted
-from .events import COMPLETED, FAILED, RUN_COMPLETED, RUNNING, STOPPED, ProgressEvent, RoundEnd, RoundStart, RunStart, TrialEnd, TrialStart
+from .events import COMPLETED, FAILED, PRUNED, RUN_COMPLETED, RUNNING, STOPPED, ProgressEvent, RoundEnd, RoundStart, RunStart, TrialEnd, TrialStart
 from .settings import ASYNC
 
 EXIT_USAGE = 2
@@ -98,6 +98,11 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--evaluator", help="full|pbt (default pbt)")
     r.add_argument("--rounds", type=_positive_int, help="rounds (default 10): the run has rounds x popsize trials")
     r.add_argument("--popsize", type=_positive_int, help="trials per round (default 5)")
+    r.add_argument("--early-stop", type=str.lower, choices=["none", "asha", "median"],
+                   help="stop losing trials at their reports: asha (successive halving) or median (default none)")
+    r.add_argument("--early-stop-option", type=_option, action="append", default=[], metavar="KEY=VALUE",
+                   help="an early-stopping option: grace_period, reduction_factor, max_t (asha), min_trials "
+                        "(median) (repeatable)")
     r.add_argument("--schedule", type=str.lower, choices=["async", "rounds"],
                    help="async: a trial starts the moment a slot frees (default); rounds: each round waits for "
                         "its slowest trial, as AutoDL Finetuner did")
@@ -308,6 +313,7 @@ def _run_cli(run: Any, a: argparse.Namespace, resources: dict[str, float], progr
         address=a.address, resources=resources, trial_timeout=a.trial_timeout, max_retries=a.max_retries,
         keep_checkpoints=a.keep_checkpoints, artifacts=a.artifacts, storage=a.storage, executor=a.executor, progress=progress,
         script_args=a.script_args, sampler_options=dict(a.sampler_option) or None, schedule=a.schedule,
+        early_stop=a.early_stop, early_stop_options=dict(a.early_stop_option) or None,
     )
 
 
@@ -331,7 +337,8 @@ def _summary(result: Any) -> None:
     recs = result.records
     failed = sum(r.status == FAILED for r in recs)
     stopped = sum(r.status == STOPPED for r in recs)
-    counts = f"{failed} failed" + (f", {stopped} stopped" if stopped else "")
+    pruned = sum(r.status == PRUNED for r in recs)
+    counts = f"{failed} failed" + (f", {pruned} pruned" if pruned else "") + (f", {stopped} stopped" if stopped else "")
     print(f"run {result.name}: {len(recs)} trials ({counts}), status {result.status}")
     b = result.best
     if b is not None:
@@ -425,8 +432,10 @@ def _show_run(result: Any) -> None:
                      *[_fmt(t["params"].get(n)) for n in names], "", secs, step])
     _print_table(header, rows)
     b = result.best
+    pruned = sum(r.status == PRUNED for r in result.records)
     print(f"\nrun {result.name} ({result.status}): {len(result.records)} trials, "
-          f"{sum(r.status != 'completed' for r in result.records)} failed")
+          f"{sum(r.status not in (COMPLETED, PRUNED) for r in result.records)} failed"
+          + (f", {pruned} pruned" if pruned else ""))
     if b:
         print(f"best: trial {b.trial_id} {result.settings.metric}={b.value:.6g} "
               + json.dumps({k: b.config[k] for k in names if k in b.config}))

@@ -26,6 +26,7 @@ from typing import Any, Callable
 from .checkpoints import CheckpointFiles
 from .errors import ConfigError, DiskFullError, RunInterrupted, TrialError
 from .events import (
+    FINAL,
     INTERRUPTED,
     RUN_COMPLETED,
     RUN_FAILED,
@@ -45,9 +46,10 @@ from .evaluators.pbt import PopulationBasedEvaluator
 from .executors.base import Executor
 from .liveness import DRIVER_ATTR, HEARTBEAT_ATTR, Heartbeat, this_driver
 from .ranking import Leaderboard, best_record, loss_of
-from .records import COMPLETED, FAILED, STOPPED, TrialOutcome, TrialRecord, TrialSpec
+from .records import COMPLETED, FAILED, PRUNED, STOPPED, TrialOutcome, TrialRecord, TrialSpec
 from .samplers import Observation, Sampler
 from .settings import ASYNC, ROUNDS, RunSettings
+from .stopping import make_rule
 from .space import SearchSpace
 from .store import DRIVER_STATE, Store
 from .targets import TrialTarget
@@ -99,6 +101,11 @@ class Driver:
                                       lambda ids: ctx.store.mark_checkpoints_removed(ctx.run_id, ids))
         self._inflight: dict[int, TrialSpec] = {}
         self._inflight_dicts: dict[int, dict[str, Any]] = {}  # the same specs as saved: made once per trial
+        self._rule = make_rule(ctx.settings.early_stop, ctx.settings.early_stop_options)
+        self._pruning: set[int] = set()  # trials the rule stopped, until they end
+        self._judged: dict[int, int] = {}  # trial -> last report step the rule has seen
+        self._live_reports: dict[int, list[dict[str, Any]]] = {}  # reports of trials in flight, as they came
+        executor.report_judge = self._judge
         self.asynchronous = ctx.settings.schedule == ASYNC
         if self.asynchronous:
             sampler.set_asynchronous(True)
@@ -125,8 +132,39 @@ class Driver:
             for r in self.ctx.store.trials(self.ctx.run_id):
                 self._records[r.trial_id] = r
                 self._rank(r)
+                self._replay(r)
                 self._files.kept.add(r)
         return self._records
+
+    def _replay(self, record: TrialRecord) -> None:
+        """A finished trial's reports into the early-stopping rule (a resumed driver starts afresh)."""
+        if self._rule.name == "none":
+            return
+        start = record.parent_step or 0
+        for rep in record.reports:
+            self._rule_says(record.trial_id, start, rep)
+
+    def _rule_says(self, trial_id: int, start_step: int, entry: dict[str, Any]) -> bool:
+        """The rule's verdict on one report (each report is judged once)."""
+        step = int(entry.get("step", 0))
+        if self._judged.get(trial_id, -1) >= step:
+            return trial_id in self._pruning
+        self._judged[trial_id] = step
+        try:
+            value = float((entry.get("metrics") or {}).get(self.ctx.settings.metric))
+        except (TypeError, ValueError):
+            return False
+        value = -value if self.ctx.settings.mode == "min" else value
+        return self._rule.report(trial_id, step - start_step, value)
+
+    def _judge(self, trial_id: int, entry: dict[str, Any]) -> bool:
+        """Asked at each report of a trial in flight (in-process executors ask synchronously)."""
+        spec = self._inflight.get(trial_id)
+        if spec is None or self._rule.name == "none":
+            return False
+        if self._rule_says(trial_id, (spec.parent.step or 0) if spec.parent else 0, entry):
+            self._pruning.add(trial_id)
+        return trial_id in self._pruning
 
     def _rank(self, record: TrialRecord) -> None:
         for board in (self._board, self._parents):
@@ -223,8 +261,12 @@ class Driver:
         if isinstance(event, TrialStarted):
             store.start_trial(run_id, spec.trial_id, spec.round, self._distributions,
                               self.ctx.space.to_optuna_params(spec.config))
-        else:
-            store.report_trial(run_id, spec.trial_id, event.step, event.metrics)
+            return
+        entry = {"step": event.step, "metrics": event.metrics, "time": event.at}
+        self._live_reports.setdefault(spec.trial_id, []).append(entry)
+        store.report_trial(run_id, spec.trial_id, event.step, event.metrics)
+        if spec.trial_id not in self._pruning and self._judge(spec.trial_id, entry):
+            self.executor.prune(spec.trial_id)  # told at its next report; ended after a grace period
 
     def _plan_next(self, ordinal: int) -> TrialSpec:
         s = self.ctx.settings
@@ -248,7 +290,7 @@ class Driver:
         pending = set(self.sampler.pending_ids)
         for tid, spec in list(self._inflight.items()):
             record = finished.get(tid)
-            if record is None or record.status not in (COMPLETED, FAILED):
+            if record is None or record.status not in FINAL:
                 left = finished_outcome(self.ctx.run_dir, spec, self.ctx.settings.artifacts)
                 if left is None:
                     continue
@@ -272,7 +314,7 @@ class Driver:
             self._save_async_state(planned)  # on resume: the record is found and told again (see _adopt_inflight)
         done = planned - len(self._inflight)
         if done == min(s.popsize, total):  # the first popsize trials to end: settings errors surface here
-            first = [r for r in self._all().values() if r.status in (COMPLETED, FAILED)]
+            first = [r for r in self._all().values() if r.status in FINAL]
             self._check_metric_exists(first)
             self._check_some_trial_completed(first)
         best = self._board.best()
@@ -330,7 +372,7 @@ class Driver:
 
     def _run_round(self, rnd: int, specs: list[TrialSpec]) -> None:
         s = self.ctx.settings
-        finished = {r.trial_id: r for r in self.records() if r.status in (COMPLETED, FAILED)}
+        finished = {r.trial_id: r for r in self.records() if r.status in FINAL}
         by_id = {x.trial_id: x for x in specs}
         for spec in specs:  # trials that ended after the last driver stopped listening
             if spec.trial_id not in finished:
@@ -386,7 +428,7 @@ class Driver:
     def _check_some_trial_completed(self, records: list[TrialRecord]) -> None:
         """Every trial of the first round failing is almost always the trial itself (an import error, a
         typo, a missing file): stop with the first reason rather than burn every round on it."""
-        if not records or any(r.status == COMPLETED for r in records):
+        if not records or any(r.status != FAILED for r in records):  # pruned trials ran fine
             return
         first = min(records, key=lambda r: r.trial_id)
         log = self.ctx.run_dir / first.trial_dir / LOG_FILE_NAME
@@ -396,6 +438,13 @@ class Driver:
         )
 
     def _record(self, spec: TrialSpec, outcome: TrialOutcome) -> TrialRecord:
+        live = self._live_reports.pop(spec.trial_id, [])
+        if spec.trial_id in self._pruning:
+            self._pruning.discard(spec.trial_id)
+            if outcome.status == STOPPED:  # ended by the executor after the grace period (or at once)
+                outcome.status = PRUNED
+                outcome.reason = f"stopped early by the run's early-stopping rule ({self._rule.name})"
+                outcome.reports = outcome.reports or live
         record = TrialRecord.from_parts(spec, outcome)
         self.ctx.store.record_trial(self.ctx.run_id, record, self._distributions,
                                     self.ctx.space.to_optuna_params(record.config))

@@ -27,7 +27,9 @@ RUN_STATUSES = (CREATED, RUNNING, INTERRUPTED, RUN_COMPLETED, RUN_FAILED)
 COMPLETED = "completed"
 FAILED = "failed"
 STOPPED = "stopped"  # stopped from outside (Ctrl-C, disk full): resume runs it again
-TRIAL_STATUSES = (COMPLETED, FAILED, STOPPED)
+PRUNED = "pruned"  # stopped early by the run's early-stopping rule (Optuna's PRUNED): final, not a failure
+TRIAL_STATUSES = (COMPLETED, FAILED, STOPPED, PRUNED)
+FINAL = (COMPLETED, FAILED, PRUNED)  # a trial that ended so is never run again
 
 
 # -- executor events -----------------------------------------------------------------------------

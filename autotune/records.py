@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from .events import COMPLETED, FAILED, STOPPED
+from .events import COMPLETED, FAILED, PRUNED, STOPPED
 from .events import TRIAL_STATUSES as STATUSES
 
 

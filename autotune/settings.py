@@ -47,6 +47,8 @@ class RunSettings:
     artifacts: str | None = None  # object-store URI for trial folders (see autotune.artifacts)
     sampler_options: dict[str, Any] = field(default_factory=dict)
     schedule: str = ROUNDS  # runs recorded before schedules existed ran in rounds; new runs get DEFAULT_SCHEDULE
+    early_stop: str = "none"  # none | asha | median (see autotune.stopping)
+    early_stop_options: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.validate()
@@ -61,6 +63,8 @@ class RunSettings:
             raise ConfigError(f"run name is {len(self.name.encode())} bytes long; at most {MAX_NAME_BYTES} please")
         if not isinstance(self.metric, str) or not self.metric:
             raise ConfigError("a metric name is needed (--metric, or `metric:` in the space file)")
+        if self.early_stop not in ("none", "asha", "median"):
+            raise ConfigError(f"early_stop must be 'none', 'asha' or 'median', but got {self.early_stop!r}")
         if self.schedule not in SCHEDULES:
             raise ConfigError(f"schedule must be 'async' or 'rounds', but got {self.schedule!r}")
         if self.mode not in MODES:

@@ -30,7 +30,7 @@ from optuna.storages import RDBStorage
 from optuna.trial import FrozenTrial, TrialState
 
 from .errors import DiskFullError, StoreError
-from .records import COMPLETED, TrialRecord
+from .records import COMPLETED, PRUNED, TrialRecord
 
 DB_FILE_NAME = "autotune.db"
 RECORD_ATTR = "autotune_record"
@@ -381,7 +381,8 @@ class Store:
             data = ft.user_attrs.get(RECORD_ATTR)
             if data:
                 done = data.get("status") == COMPLETED and data.get("value") is not None
-                state = TrialState.COMPLETE if done else TrialState.FAIL
+                state = TrialState.COMPLETE if done else TrialState.PRUNED if data.get("status") == PRUNED \
+                    else TrialState.FAIL
                 self.storage.set_trial_state_values(ft._trial_id, state, [data["value"]] if done else None)
             else:
                 self.storage.set_trial_user_attr(ft._trial_id, "status", "superseded")
@@ -442,7 +443,7 @@ class Store:
         }
         template = FrozenTrial(
             number=-1,
-            state=TrialState.COMPLETE if completed else TrialState.FAIL,
+            state=TrialState.COMPLETE if completed else TrialState.PRUNED if record.status == PRUNED else TrialState.FAIL,
             value=record.value if completed else None,
             values=None,
             datetime_start=start or dt.datetime.now(),

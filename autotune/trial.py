@@ -31,6 +31,7 @@ ENV_START_STEP = "AUTOTUNE_START_STEP"
 ENV_CONFIG = "AUTOTUNE_CONFIG"
 
 REPORT_FILE_NAME = "reports.jsonl"
+STOP_FILE_NAME = "STOP"  # written into a script trial's folder when the run stops it early
 
 
 def _clean_metrics(metrics: Mapping[str, Any]) -> dict[str, float | None]:
@@ -63,6 +64,12 @@ def parse_metric_value(v: Any) -> float:
     return float(v)
 
 
+class TrialPruned(Exception):
+    """Raised by ``report`` when the run's early-stopping rule stops the trial.  User code needs nothing:
+    the trial runner records the trial as pruned, with its reports and last checkpoint; a trial may
+    catch it to clean up (``trial.should_stop`` is then True) and should let it propagate."""
+
+
 class Trial:
     """The handle a Python objective receives.
 
@@ -83,7 +90,7 @@ class Trial:
         parent_checkpoint: str | None = None,
         parent_id: int | None = None,
         start_step: int = 0,
-        on_report: Callable[[dict[str, Any]], None] | None = None,
+        on_report: Callable[[dict[str, Any]], bool | None] | None = None,
     ) -> None:
         self.id = id
         self.round = round
@@ -98,6 +105,7 @@ class Trial:
         self.checkpoint: str | None = None
         self.checkpoint_step: int | None = None
         self._on_report = on_report  # the live channel to the driver (None: reports reach it at the end)
+        self.should_stop = False  # set when the run's early-stopping rule stops this trial
 
     def report(
         self,
@@ -120,16 +128,20 @@ class Trial:
             entry["checkpoint"] = self._adopt_checkpoint(Path(checkpoint), int(step))
             self.checkpoint, self.checkpoint_step = entry["checkpoint"], int(step)
         self.reports.append(entry)
-        self._send(entry)
+        if self._send(entry):
+            self.should_stop = True
+            raise TrialPruned(f"trial {self.id} stopped early at step {step} by the run's early-stopping rule")
 
-    def _send(self, entry: dict[str, Any]) -> None:
-        """Forward a report to the driver while the trial runs; the channel failing never fails the trial
-        (the report is kept here and reaches the driver with the outcome)."""
+    def _send(self, entry: dict[str, Any]) -> bool:
+        """Forward a report to the driver while the trial runs; True when the driver says stop.  The
+        channel failing never fails the trial (the report is kept here and reaches the driver with the
+        outcome)."""
         if self._on_report is not None:
             try:
-                self._on_report(entry)
+                return bool(self._on_report(entry))
             except Exception:  # noqa: BLE001
                 self._on_report = None
+        return False
 
     def _adopt_checkpoint(self, path: Path, step: int) -> str:
         if not path.exists():
@@ -220,6 +232,10 @@ class _ScriptTrial(Trial):
                 f.write(json.dumps(entry) + "\n")
                 f.flush()
                 os.fsync(f.fileno())
+        if (self.dir / STOP_FILE_NAME).exists():  # the early-stopping rule stopped this trial: end cleanly
+            self.should_stop = True
+            print(f"[autotune] trial {self.id} stopped early by the run's early-stopping rule", flush=True)
+            raise SystemExit(0)
 
 
 def read_reports(path: Path) -> list[dict[str, Any]]:

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from .artifacts import Artifacts, scratch_root
-from .records import COMPLETED, FAILED, STOPPED, ParentRef, TrialOutcome, TrialSpec
+from .records import COMPLETED, FAILED, PRUNED, STOPPED, ParentRef, TrialOutcome, TrialSpec
 from .targets import CALLABLE, FUNCTION, SCRIPT, TrialTarget
 from .trial import (
     ENV_BUDGET,
@@ -40,13 +40,19 @@ from .trial import (
     ENV_TRIAL_DIR,
     ENV_TRIAL_ID,
     REPORT_FILE_NAME,
+    STOP_FILE_NAME,
     Trial,
+    TrialPruned,
     _set_current,
     parse_metric_value,
     read_reports,
 )
 
-ReportSink = Callable[[dict[str, Any]], None]
+ReportSink = Callable[[dict[str, Any]], "bool | None"]  # True: the trial should stop (early stopping)
+
+
+#: what a trial's runner records as its error when the run's early-stopping rule stopped it
+PRUNED_BY_RULE = "stopped early by the run's early-stopping rule"
 
 
 class WorkerTerminated(BaseException):
@@ -290,7 +296,7 @@ def _run_trial(
     outcome.reports = reports
     outcome.ended = time.time()
     _judge(outcome, metric, error)
-    if checkpoint is not None and outcome.status == COMPLETED:
+    if checkpoint is not None and outcome.status in (COMPLETED, PRUNED):  # a pruned trial keeps its last one
         try:
             outcome.checkpoint = os.path.relpath(checkpoint, run_dir)
             outcome.checkpoint_hash = hash_path(checkpoint)
@@ -332,7 +338,10 @@ def _judge(outcome: TrialOutcome, metric: str, error: str | None) -> None:
     values = [(r["step"], r["metrics"][metric]) for r in outcome.reports if metric in r.get("metrics", {})]
     if values:
         outcome.value = parse_metric_value(values[-1][1])
-    if error:
+    if error == PRUNED_BY_RULE:
+        last = f" at step {outcome.reports[-1]['step']}" if outcome.reports else ""
+        outcome.status, outcome.reason = PRUNED, PRUNED_BY_RULE + last
+    elif error:
         outcome.status, outcome.reason = FAILED, error
     elif not outcome.reports:
         outcome.status, outcome.reason = FAILED, "the trial reported no metrics"
@@ -382,6 +391,9 @@ def _run_function(
                         trial.report(result)
                     else:
                         trial.report({metric: result})
+            except TrialPruned as e:
+                print(f"[autotune] {e}")
+                error = PRUNED_BY_RULE
             except BaseException as e:  # noqa: BLE001 - SystemExit and KeyboardInterrupt in a trial are its failure
                 if isinstance(e, (KeyboardInterrupt, WorkerTerminated)) or is_disk_full(e):
                     raise
@@ -437,7 +449,7 @@ def _run_script(
         log.flush()
         proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=workdir,
                                 start_new_session=True)
-        watcher = _ReportWatcher(report_file, on_report) if on_report else None
+        watcher = _ReportWatcher(report_file, on_report, trial_dir / STOP_FILE_NAME) if on_report else None
         try:
             code = proc.wait(timeout=spec.timeout)
         except subprocess.TimeoutExpired:
@@ -453,7 +465,9 @@ def _run_script(
         finally:
             if watcher is not None:
                 watcher.stop()
-    if code is not None and code != 0:
+    if (trial_dir / STOP_FILE_NAME).exists():
+        error = PRUNED_BY_RULE  # it was told to stop; how it ended after that is no failure of its own
+    elif code is not None and code != 0:
         error = f"script exited with code {code}" if code > 0 else f"script killed by {_signal_name(code)}"
         last = _last_output_line(log_path)
         if last:
@@ -468,8 +482,8 @@ def _run_script(
 class _ReportWatcher:
     """Forwards a script's reports, as it appends them to its report file, to ``on_report``."""
 
-    def __init__(self, path: Path, on_report: ReportSink, period: float = 0.25) -> None:
-        self.path, self.on_report, self.period = path, on_report, period
+    def __init__(self, path: Path, on_report: ReportSink, stop_file: Path, period: float = 0.25) -> None:
+        self.path, self.on_report, self.period, self.stop_file = path, on_report, period, stop_file
         self._offset = 0
         self._done = threading.Event()
         self._thread = threading.Thread(target=self._loop, daemon=True)
@@ -493,9 +507,11 @@ class _ReportWatcher:
             except ValueError:
                 continue
             try:
-                self.on_report(entry)
+                stop = self.on_report(entry)
             except Exception:  # noqa: BLE001 - the channel failing never fails the trial
                 return
+            if stop:  # the script sees this at its next report and ends cleanly
+                self.stop_file.touch()
         self._offset += end
 
     def stop(self) -> None:

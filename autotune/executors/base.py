@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 from ..events import ExecutorEvent, TrialFinished
 from ..records import TrialOutcome, TrialSpec
@@ -58,6 +58,15 @@ class Executor(ABC):
         """Stop running and queued trials at once (Ctrl-C); returns the ids that were running.  Queued
         trials never started: nothing is recorded for them."""
         return []
+
+    #: in-process executors ask this at each report whether the trial should stop (early stopping);
+    #: the driver sets it.  Executors whose trials run elsewhere are told through :meth:`prune`.
+    report_judge: Callable[[int, dict[str, Any]], bool] | None = None
+
+    def prune(self, trial_id: int) -> None:
+        """The early-stopping rule stopped this trial: tell it at its next report, and end it after a
+        grace period if it does not stop.  By default: end it now."""
+        self.stop_trial(trial_id)
 
     def stop_trial(self, trial_id: int) -> bool:
         """Stop one running trial (it still ends with a :class:`TrialFinished`); False if it is not

@@ -29,9 +29,10 @@ class LocalExecutor(Executor):
         spec = self._queue.popleft()
         events: list[ExecutorEvent] = [TrialStarted(spec.trial_id, time.time())]
 
-        def on_report(entry: dict) -> None:
+        def on_report(entry: dict) -> bool:
             events.append(TrialReported(spec.trial_id, int(entry["step"]), dict(entry.get("metrics") or {}),
                                         float(entry.get("time") or time.time())))
+            return bool(self.report_judge and self.report_judge(spec.trial_id, entry))
 
         outcome = run_trial(self.target, spec, self.run_dir, self.metric, artifacts=self.artifacts,
                             on_report=on_report)

@@ -35,6 +35,7 @@ from .base import Executor
 from .pool import Kill, Run, Spawn, WorkerPool
 
 POLL_S = 0.5
+PRUNE_GRACE_S = 60.0  # how long a trial told to stop may take to reach its next report
 NODE_VERDICT_S = 60.0  # how long to wait for the cluster to call a silent node dead
 TOKEN_FILE = Path.home() / ".ray" / "auth_token"
 
@@ -75,7 +76,8 @@ class _TrialWorker:
         node = ray.util.get_node_ip_address()
         gpus = [str(g) for g in ray.get_gpu_ids()]
         node_id = ray.get_runtime_context().get_node_id()
-        on_report = (lambda entry: bus.put.remote(spec.trial_id, entry)) if bus is not None else None
+        # each report waits for the bus's answer: whether the run's early-stopping rule stopped the trial
+        on_report = (lambda entry: ray.get(bus.put.remote(spec.trial_id, entry), timeout=30)) if bus is not None else None
         return run_trial(target, spec, run_dir, metric, node=node, gpu_ids=gpus, node_id=node_id, artifacts=artifacts,
                          on_report=on_report)
 
@@ -85,9 +87,15 @@ class _ReportBus:
 
     def __init__(self) -> None:
         self._reports: list[tuple[int, dict[str, Any]]] = []
+        self._stop: set[int] = set()
 
-    def put(self, trial_id: int, entry: dict[str, Any]) -> None:
+    def put(self, trial_id: int, entry: dict[str, Any]) -> bool:
+        """Keep a report; True when the trial has been told to stop (early stopping)."""
         self._reports.append((trial_id, entry))
+        return trial_id in self._stop
+
+    def prune(self, trial_id: int) -> None:
+        self._stop.add(trial_id)
 
     def drain(self) -> list[tuple[int, dict[str, Any]]]:
         out, self._reports = self._reports, []
@@ -127,6 +135,7 @@ class RayExecutor(Executor):
         self._node_ids: dict[int, str] = {}  # started worker -> its Ray node
         self._bus: Any = None  # the _ReportBus actor: live reports from the workers
         self._reports: list[ExecutorEvent] = []
+        self._prune_deadline: dict[int, float] = {}  # trial told to stop -> when it is ended if still running
 
     # -- lifecycle -------------------------------------------------------------------------------
     def open(self, run_dir: Path, target: Any, metric: str, artifacts: str | None = None) -> None:
@@ -211,6 +220,9 @@ class RayExecutor(Executor):
             events += [*self._take_reports(), *self._pool.take_events()]
             if deadline is not None and time.time() >= deadline:
                 break
+        for e in events:
+            if isinstance(e, TrialFinished):
+                self._prune_deadline.pop(e.trial_id, None)
         return events
 
     def _take_reports(self) -> list[ExecutorEvent]:
@@ -233,6 +245,7 @@ class RayExecutor(Executor):
     def _turn(self, wait_s: float) -> None:
         """One turn: report started workers, let the pool decide, wait up to ``wait_s`` for a trial."""
         self._drain_bus()
+        self._enforce_prune_grace()
         self._observe_starts()
         self._pool.step()
         self._execute()
@@ -325,6 +338,22 @@ class RayExecutor(Executor):
                 ray.kill(actor, no_restart=True)
             except Exception:  # noqa: BLE001 - already gone
                 pass
+
+    def prune(self, trial_id: int) -> None:
+        """Tell the trial to stop at its next report (through the report bus); a trial that has not
+        stopped ``PRUNE_GRACE_S`` later is ended (see :meth:`_turn`)."""
+        if self._bus is None:
+            self.stop_trial(trial_id)
+            return
+        self._bus.prune.remote(trial_id)
+        self._prune_deadline[trial_id] = time.time() + PRUNE_GRACE_S
+
+    def _enforce_prune_grace(self) -> None:
+        now = time.time()
+        for tid, deadline in list(self._prune_deadline.items()):
+            if now >= deadline:
+                del self._prune_deadline[tid]
+                self.stop_trial(tid)
 
     def stop_trial(self, trial_id: int) -> bool:
         """Kill the worker running ``trial_id`` (it is replaced) or drop it from the queue; the next

@@ -87,7 +87,8 @@ class SimulatedExecutor(Executor):
 
     @property
     def active(self) -> int:
-        return len(self._queue) + len(self._running)
+        """Queued, running, and ended but not yet returned by ``poll`` (a trial stopped just now)."""
+        return len(self._queue) + len(self._running) + sum(isinstance(e, TrialFinished) for e in self._pending)
 
     def submit(self, spec: TrialSpec) -> None:
         self._queue.append(spec)
@@ -113,9 +114,10 @@ class SimulatedExecutor(Executor):
             self._push(now + sim.duration, "end", spec.trial_id)
 
     def poll(self, timeout: float | None = None) -> list[ExecutorEvent]:
-        """Every event up to the next trial end (the clock jumps there)."""
+        """The next event (a report or a trial's end; the clock jumps there), after any not yet returned.
+        One at a time, so that a trial stopped at a report stops at that moment of simulated time."""
         out, self._pending = self._pending, []
-        while self._events:
+        while self._events and not out:
             ev = heapq.heappop(self._events)
             run = self._running.get(ev.trial_id)
             if run is None:
@@ -131,7 +133,6 @@ class SimulatedExecutor(Executor):
             self._start_queued()
             out += self._pending
             self._pending = []
-            break
         return out
 
     def _finish(self, run: _Running, status: str, reason: str | None = None) -> TrialOutcome:

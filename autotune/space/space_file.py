@@ -42,6 +42,10 @@ DEFAULT_KINDS: dict[str, tuple[str, Callable[[Any], bool]]] = {
                  lambda v: isinstance(v, str) and v.strip().lower() in SCHEDULES),
     "sampler_options": ("a mapping of option: value",
                         lambda v: isinstance(v, Mapping) and all(isinstance(k, str) for k in v)),
+    "early_stop": ("'none', 'asha' or 'median'",
+                   lambda v: isinstance(v, str) and v.strip().lower() in ("none", "asha", "median")),
+    "early_stop_options": ("a mapping of option: value",
+                           lambda v: isinstance(v, Mapping) and all(isinstance(k, str) for k in v)),
 }
 DEFAULT_KEYS = tuple(DEFAULT_KINDS)
 

@@ -185,3 +185,20 @@ def slow_curve(config, trial):
     while gate and not os.path.exists(gate):
         time.sleep(0.1)
     trial.report({"score": -((x - 0.3) ** 2) - 1.0 / steps})
+
+
+def many_reports(config, trial):
+    """Reports ``steps`` times with a checkpoint each time; a trial stopped early cleans up and re-raises."""
+    from autotune.trial import TrialPruned
+
+    x = float(config.get("x", 0.5))
+    ckpt = trial.dir / "checkpoint"
+    ckpt.mkdir(exist_ok=True)
+    try:
+        for step in range(1, int(config.get("steps", 5)) + 1):
+            (ckpt / "state.json").write_text(json.dumps({"step": step}))
+            trial.report({"score": (1.0 - (x - 0.3) ** 2) * (1 - math.exp(-step / 2))}, checkpoint=ckpt)
+            time.sleep(float(config.get("pause", 0.0)))
+    except TrialPruned:
+        print(f"cleaned up after should_stop={trial.should_stop}")
+        raise

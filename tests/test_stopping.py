@@ -1,0 +1,121 @@
+"""Early stopping: the rules (ASHA, median), and pruned trials in the records, the database and the CLI,
+with both evaluators and both schedules on the simulated executor, a Python objective told at its
+report in-process, and a trial on Ray told through the report bus."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import optuna
+import pytest
+from conftest import cli, objective
+
+import autotune
+from autotune.errors import ConfigError
+from autotune.executors.simulated import SimTrial, SimulatedExecutor
+from autotune.stopping import ASHA, MedianRule, make_rule
+
+SPACE = {"metric": "score", "mode": "max", "params": {"x": {"type": "float", "low": 0.0, "high": 1.0}}}
+
+
+# -- the rules ----------------------------------------------------------------------------------------
+def test_asha_keeps_the_top_third_at_each_rung():
+    rule = ASHA(grace_period=1, reduction_factor=3)
+    assert rule.rung_steps(10) == [1, 3, 9]
+    assert rule.report(0, 1, 0.5) is False  # the first at a rung always goes on
+    assert rule.report(1, 1, 0.9) is False  # better than everything there
+    assert rule.report(2, 1, 0.1) is True  # below the top third of {0.1, 0.5, 0.9}
+    assert rule.report(0, 2, 0.0) is False  # between rungs: nothing to judge
+    assert rule.report(1, 3, 0.95) is False
+    assert rule.report(0, 3, 0.6) is True  # at rung 3: worse than trial 1 there
+
+
+def test_asha_options_are_checked():
+    with pytest.raises(ConfigError, match="reduction_factor must be a number > 1"):
+        make_rule("asha", {"reduction_factor": 1})
+    with pytest.raises(ConfigError, match="unexpected keyword argument 'patience'"):
+        make_rule("asha", {"patience": 2})
+    with pytest.raises(ConfigError, match="unknown early stop rule 'hyperband'"):
+        make_rule("hyperband")
+
+
+def test_median_rule_stops_a_trial_below_the_median_of_the_others_at_that_step():
+    rule = MedianRule(grace_period=2, min_trials=2)
+    for t, v in ((0, 0.5), (1, 0.6), (2, 0.7)):
+        assert rule.report(t, 1, v) is False
+        assert rule.report(t, 2, v) is False or t == 0
+    assert rule.report(3, 1, 0.1) is False  # before the grace period
+    assert rule.report(3, 2, 0.2) is True  # best 0.2 < median(0.5, 0.6, 0.7)
+    assert rule.report(4, 2, 0.65) is False
+
+
+# -- pruned trials in a run ---------------------------------------------------------------------------
+def model(config, budget, parent):
+    """10 epochs; the asymptote is set by x, so bad configs are bad from the first epoch."""
+    x = config["x"]
+    start = (parent.step or 0) if parent else 0
+    asym = 1.0 - (x - 0.3) ** 2
+    return SimTrial(curve=tuple(asym * (1 - math.exp(-(start + e + 1) / 3)) for e in range(10)), duration=10.0)
+
+
+@pytest.mark.parametrize("schedule", ["async", "rounds"])
+@pytest.mark.parametrize("evaluator", ["full", "pbt"])
+@pytest.mark.parametrize("rule", ["asha", "median"])
+def test_losing_trials_are_pruned_with_their_reports_and_checkpoint(tmp_path, rule, evaluator, schedule):
+    ex = SimulatedExecutor(model, slots=4)
+    result = autotune.run(objective("quadratic"), space=SPACE, sampler="random", evaluator=evaluator, rounds=5,
+                          popsize=4, seed=0, output=tmp_path, name="es", executor=ex, schedule=schedule,
+                          early_stop=rule)
+    pruned = [r for r in result.records if r.status == "pruned"]
+    completed = [r for r in result.records if r.status == "completed"]
+    assert len(result.records) == 20 and pruned and completed
+    for r in pruned:
+        assert r.value is None and r.reports and len(r.reports) < 10  # stopped before the end
+        assert r.checkpoint and r.checkpoint_step == r.reports[-1]["step"]
+        assert "early-stopping rule" in r.reason
+    assert result.best.status == "completed"  # the best is among completed trials
+    # pruning saved simulated trial-time
+    assert ex.busy_s < 20 * 10.0
+    study = optuna.load_study(study_name="es", storage=f"sqlite:///{tmp_path / 'es' / 'autotune.db'}")
+    states = {t.user_attrs["trial_id"]: t.state for t in study.trials}
+    assert {tid for tid, s in states.items() if s == optuna.trial.TrialState.PRUNED} == {r.trial_id for r in pruned}
+    frame = result.trials
+    assert (frame["status"] == "pruned").sum() == len(pruned)
+
+
+def test_none_prunes_nothing(tmp_path):
+    result = autotune.run(objective("quadratic"), space=SPACE, sampler="random", evaluator="full", rounds=3,
+                          popsize=4, seed=0, output=tmp_path, name="none", executor=SimulatedExecutor(model, 4))
+    assert all(r.status == "completed" and len(r.reports) == 10 for r in result.records)
+
+
+def test_a_python_objective_is_told_at_its_report_in_process(tmp_path):
+    """The in-process executor asks the rule at each report: ``report`` raises, the runner records it."""
+    space = {**SPACE, "fixed": {"steps": 6}}
+    result = autotune.run(objective("many_reports"), space=space, sampler="random", evaluator="full", rounds=3,
+                          popsize=4, seed=1, output=tmp_path, name="told", executor="local", early_stop="asha",
+                          early_stop_options={"grace_period": 1, "reduction_factor": 2})
+    pruned = [r for r in result.records if r.status == "pruned"]
+    assert pruned
+    for r in pruned:
+        log = (tmp_path / "told" / r.trial_dir / "trial.log").read_text()
+        assert "cleaned up after should_stop" in log  # the objective saw trial.should_stop
+        assert len(r.reports) < 6 and r.checkpoint
+    shown = cli("show", str(tmp_path / "told"))
+    assert f"{len(pruned)} pruned" in shown.stdout, shown.stdout
+    doc = json.loads(cli("show", str(tmp_path / "told"), "--json").stdout)
+    assert sum(t["status"] == "pruned" for t in doc["trials"]) == len(pruned)
+
+
+@pytest.mark.slow
+def test_a_trial_on_ray_is_told_through_the_report_bus(tmp_path):
+    space = {**SPACE, "fixed": {"steps": 6, "pause": 0.3}}
+    result = autotune.run(objective("many_reports"), space=space, sampler="random", evaluator="full", rounds=3,
+                          popsize=2, seed=1, output=tmp_path, name="ray", early_stop="asha",
+                          early_stop_options={"grace_period": 1, "reduction_factor": 2})
+    pruned = [r for r in result.records if r.status == "pruned"]
+    assert pruned and all(r.status in ("completed", "pruned") for r in result.records)
+    for r in pruned:  # stopped by its own report raising, not killed: its log says it cleaned up
+        log = (tmp_path / "ray" / r.trial_dir / "trial.log").read_text()
+        assert "cleaned up after should_stop" in log
