@@ -13,8 +13,8 @@ Part ``simulated``: the simulated executor (fake clock, nothing trains).  A tria
 curves (accuracy rises with epochs toward an asymptote set by the config; a Population-Based child
 continues its parent's curve) and durations that vary 4x with the config (log-normal, 5th-95th
 percentile ratio 4).  Every sampler, both evaluators, 8, 64 and 512 slots, both schedules, seed 0;
-``max(100, 4 x slots)`` trials (GP-based samplers, whose proposals cost seconds at thousands of
-trials, run at 8 and 64 slots only).  Reported: busy fraction, simulated makespan, best value, and
+``max(100, 2 x slots)`` trials (the Optuna and GP-based samplers, whose proposals cost seconds at a
+thousand trials, run at 8 and 64 slots only).  Reported: busy fraction, simulated makespan, best value, and
 the best value the rounds schedule had reached when the asynchronous run ended.
 
 Part ``driver``: the driver's own CPU time per trial (``time.process_time``; database writes
@@ -48,7 +48,7 @@ SPACE = {"metric": "acc", "mode": "max",
          "params": {f"x{i}": {"type": "float", "low": 0.0, "high": 1.0} for i in range(DIM)}}
 OPTIMUM = [0.2, 0.7, 0.4, 0.55]
 SIGMA = math.log(4.0) / (2 * 1.645)  # log-normal: the 95th percentile is 4x the 5th
-GP_BASED = {"bayes-gp", "pshe3"}
+SLOW_AT_SCALE = {"bayes", "bayes-gp", "pshe3"}  # their proposals cost seconds at a thousand trials
 EPOCHS = 3  # reports per trial
 
 
@@ -137,6 +137,7 @@ def real(space: str, evaluator: str, schedule: str, rounds: int, popsize: int, s
 def main() -> int:
     p = _bench.base_parser(__doc__.split("\n\n")[0])
     p.add_argument("--parts", default="real,simulated,driver", help="comma-separated: real, simulated, driver")
+    p.add_argument("--seeds", type=int, default=3, help="sampler seeds of the real part (default 3: 0, 1, 2)")
     args = p.parse_args()
     parts = set(args.parts.split(","))
     out = _bench.out_dir(args)
@@ -147,11 +148,11 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         if "simulated" in parts:
-            samplers = ["random", "hazero"] if quick else sampler_names()
+            samplers = ["random"] if quick else sampler_names()
             for slots in ((8, 64) if quick else (8, 64, 512)):
-                trials = 48 if quick else max(100, 4 * slots)
+                trials = 32 if quick else max(100, 2 * slots)
                 for sampler in samplers:
-                    if sampler in GP_BASED and slots > 64:
+                    if sampler in SLOW_AT_SCALE and slots > 64:
                         continue
                     for evaluator in ("full", "pbt"):
                         pair = {}
@@ -162,20 +163,23 @@ def main() -> int:
                         for schedule, (row, _) in pair.items():
                             row["rounds_best_at_async_end"] = best_by(pair["rounds"][1], t_async)
                             sim_rows.append(row)
+                        _bench.write_csv(out / "scheduling_simulated.csv", sim_rows)  # as it goes
                         print(f"{sampler} {evaluator} {slots} slots: busy rounds "
                               f"{pair['rounds'][0]['busy_fraction']:.2f} async {pair['async'][0]['busy_fraction']:.2f}",
                               flush=True)
         if "driver" in parts:
             cost = driver_cost(400 if quick else 10_000, 100 if quick else 1000, work)
         if "real" in parts:
-            seeds = [0] if quick else [0, 1, 2]
+            seeds = [0] if quick else list(range(args.seeds))
             rounds, popsize = (2, 2) if quick else (10, 5)
-            for space, evaluator in (("lr_bs.yaml", "pbt"), ("image_finetune.yaml", "full")):
+            spaces = (("lr_bs.yaml", "pbt"),) if quick else (("lr_bs.yaml", "pbt"), ("image_finetune.yaml", "full"))
+            for space, evaluator in spaces:
                 extra = {"budget": 1} if quick and space == "image_finetune.yaml" else {}
                 for seed in seeds:
                     for schedule in ("rounds", "async"):
                         real_rows.append(real(space, evaluator, schedule, rounds, popsize, seed, work, extra))
                         print(real_rows[-1], flush=True)
+                        _bench.write_csv(out / "scheduling_real.csv", real_rows)  # as it goes
     if sim_rows:
         _bench.write_csv(out / "scheduling_simulated.csv", sim_rows)
     if real_rows:

@@ -93,15 +93,14 @@ def test_scheduling_quick(tmp_path: Path) -> None:
     sim = read(tmp_path / "scheduling_simulated.csv")
     assert {(r["slots"], r["schedule"], r["evaluator"]) for r in sim} == {
         (s, m, e) for s in ("8", "64") for m in ("rounds", "async") for e in ("full", "pbt")}
-    assert {r["sampler"] for r in sim} == {"random", "hazero"}
-    assert all(int(r["trials"]) == 48 for r in sim)
+    assert {r["sampler"] for r in sim} == {"random"}
+    assert all(int(r["trials"]) == 32 for r in sim)
     for slots in ("8", "64"):
         busy = {m: [float(r["busy_fraction"]) for r in sim if r["slots"] == slots and r["schedule"] == m]
                 for m in ("rounds", "async")}
         assert min(busy["async"]) > max(busy["rounds"])  # a population of 8 or 16 cannot fill the slots in rounds
     real = read(tmp_path / "scheduling_real.csv")
-    assert {(r["space"], r["schedule"]) for r in real} == {
-        (s, m) for s in ("lr_bs.yaml", "image_finetune.yaml") for m in ("rounds", "async")}
+    assert {(r["space"], r["schedule"]) for r in real} == {("lr_bs.yaml", m) for m in ("rounds", "async")}
     assert all(int(r["trials"]) == 4 and 0 < float(r["best"]) <= 1 for r in real)
     driver = read(tmp_path / "scheduling_driver.csv")
     assert [int(r["trials_done"]) for r in driver] == [100, 200, 300, 400]
