@@ -138,6 +138,8 @@ def main() -> int:
     p = _bench.base_parser(__doc__.split("\n\n")[0])
     p.add_argument("--parts", default="real,simulated,driver", help="comma-separated: real, simulated, driver")
     p.add_argument("--seeds", type=int, default=3, help="sampler seeds of the real part (default 3: 0, 1, 2)")
+    p.add_argument("--first-seed", type=int, default=0, help="the real part's first seed (to add seeds to a run)")
+    p.add_argument("--spaces", default="lr_bs.yaml,image_finetune.yaml", help="the real part's space files")
     args = p.parse_args()
     parts = set(args.parts.split(","))
     out = _bench.out_dir(args)
@@ -145,6 +147,7 @@ def main() -> int:
     sim_rows: list[dict[str, Any]] = []
     real_rows: list[dict[str, Any]] = []
     cost: list[dict[str, Any]] = []
+    real_file = "scheduling_real.csv" if args.first_seed == 0 else f"scheduling_real_seeds{args.first_seed}.csv"
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         if "simulated" in parts:
@@ -170,20 +173,22 @@ def main() -> int:
         if "driver" in parts:
             cost = driver_cost(400 if quick else 10_000, 100 if quick else 1000, work)
         if "real" in parts:
-            seeds = [0] if quick else list(range(args.seeds))
+            seeds = [0] if quick else list(range(args.first_seed, args.first_seed + args.seeds))
             rounds, popsize = (2, 2) if quick else (10, 5)
-            spaces = (("lr_bs.yaml", "pbt"),) if quick else (("lr_bs.yaml", "pbt"), ("image_finetune.yaml", "full"))
+            evaluators = {"lr_bs.yaml": "pbt", "image_finetune.yaml": "full"}
+            names = ["lr_bs.yaml"] if quick else args.spaces.split(",")
+            spaces = tuple((name, evaluators.get(name, "full")) for name in names)
             for space, evaluator in spaces:
                 extra = {"budget": 1} if quick and space == "image_finetune.yaml" else {}
                 for seed in seeds:
                     for schedule in ("rounds", "async"):
                         real_rows.append(real(space, evaluator, schedule, rounds, popsize, seed, work, extra))
                         print(real_rows[-1], flush=True)
-                        _bench.write_csv(out / "scheduling_real.csv", real_rows)  # as it goes
+                        _bench.write_csv(out / real_file, real_rows)  # as it goes
     if sim_rows:
         _bench.write_csv(out / "scheduling_simulated.csv", sim_rows)
     if real_rows:
-        _bench.write_csv(out / "scheduling_real.csv", real_rows)
+        _bench.write_csv(out / real_file, real_rows)
     if cost:
         _bench.write_csv(out / "scheduling_driver.csv", cost)
     _bench.write_machine(out / f"scheduling_machine_{'_'.join(sorted(parts))}.csv", {"parts": args.parts})
