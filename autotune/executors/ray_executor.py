@@ -407,7 +407,12 @@ def _init_ray(kwargs: dict[str, Any]) -> None:
             ray.init(**kwargs)
             return
         except (ConnectionError, RuntimeError) as e:
-            transient = address.startswith("ray://") and "client server failed" in str(e).lower()
+            text = str(e).lower()
+            # the head's per-client server failed to start (busy head: a timeout, or a process that died
+            # at birth and shows as a zombie); a second try usually succeeds
+            transient = address.startswith("ray://") and (
+                "client server failed" in text or ("initialization failure from server" in text
+                                                   and ("zombie" in text or "timed out" in text)))
             if not transient or attempt == CLIENT_START_TRIES:
                 raise
             logging.getLogger(__name__).warning("Ray Client server did not start (attempt %d); retrying", attempt)
