@@ -91,6 +91,10 @@ def sigterm_as_interrupt() -> Iterator[Callable[[Any], Any]]:
     if threading.current_thread() is not threading.main_thread():
         yield lambda progress: progress
         return
+    # Ctrl-C stops the run even when this process was started with SIGINT ignored (a background job of a
+    # non-interactive shell inherits that), so `kill -INT` and a terminal's Ctrl-C always behave the same
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     handler = _Terminated()
     previous = signal.signal(signal.SIGTERM, handler)
     patched = None
