@@ -115,8 +115,8 @@ def prepare(
         keep_checkpoints=pick(keep_checkpoints, "keep_checkpoints", None),
         artifacts=check_uri(artifacts) if artifacts else None,
         sampler_options={**defaults.get("sampler_options", {}), **(sampler_options or {})},
-        schedule=_schedule(pick(schedule, "schedule", DEFAULT_SCHEDULE)),
-        early_stop=_schedule(pick(early_stop, "early_stop", "none")),
+        schedule=_lowered(pick(schedule, "schedule", DEFAULT_SCHEDULE)),
+        early_stop=_lowered(pick(early_stop, "early_stop", "none")),
         early_stop_options={**defaults.get("early_stop_options", {}), **(early_stop_options or {})},
     )
     make_rule(settings.early_stop, settings.early_stop_options)  # its options are checked before anything runs
@@ -134,7 +134,8 @@ def prepare(
     return settings, sp, target, run_dir
 
 
-def _schedule(value: Any) -> Any:
+def _lowered(value: Any) -> Any:
+    """A name setting (schedule, early-stop rule) in lower case; anything else is left for the checks."""
     return value.strip().lower() if isinstance(value, str) else value
 
 

@@ -166,6 +166,7 @@ class Store:
     def __init__(self, url: str) -> None:
         self.url = url
         self._live: dict[tuple[int, int], int] = {}  # (run id, trial id) -> the RUNNING Optuna trial
+        self._blob_slots: dict[tuple[int, str], tuple[str | None, dict[str, int]]] = {}  # put_blob's slot per key
         try:
             if url.startswith("sqlite:///"):
                 _enable_wal(url)
@@ -242,11 +243,11 @@ class Store:
         text = json.dumps(value, separators=(",", ":"))
         digest = hashlib.sha256(text.encode()).hexdigest()[:16]
         chunks = [text[i : i + BLOB_CHUNK] for i in range(0, len(text), BLOB_CHUNK)] or [""]
-        slots = self.__dict__.setdefault("_blob_slots", {})
+        slots = self._blob_slots
         if (run_id, key) not in slots:  # first write of this process: read the pointer once
             pointer = self.storage.get_study_user_attrs(run_id).get(f"{_PREFIX}{key}:pointer") or {}
-            slots[(run_id, key)] = (pointer.get("slot"), int(pointer.get("chunks", 0)), pointer.get("size", {}))
-        current, _n, sizes = slots[(run_id, key)]
+            slots[(run_id, key)] = (pointer.get("slot"), pointer.get("size", {}))
+        current, sizes = slots[(run_id, key)]
         slot = "b" if current == "a" else "a"
         for i, chunk in enumerate(chunks):
             self.storage.set_study_user_attr(run_id, f"{_PREFIX}{key}:blob:{slot}:{i}", chunk)
@@ -254,7 +255,7 @@ class Store:
             self.storage.set_study_user_attr(run_id, f"{_PREFIX}{key}:blob:{slot}:{i}", "")
         sizes = {**sizes, slot: len(chunks)}
         self.set_attr(run_id, key + ":pointer", {"slot": slot, "digest": digest, "chunks": len(chunks), "size": sizes})
-        slots[(run_id, key)] = (slot, len(chunks), sizes)
+        slots[(run_id, key)] = (slot, sizes)
         if current is None:
             self._drop_old_chunks(run_id, key)
 
