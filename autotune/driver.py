@@ -166,6 +166,23 @@ class Driver:
             self._pruning.add(trial_id)
         return trial_id in self._pruning
 
+    def _observation(self, record: TrialRecord) -> Observation:
+        """What the sampler is told of a finished trial: its loss, a failure, or a pruned trial with its
+        reported losses by step, counted from the trial's own start (a pbt child's first step is 1)."""
+        s = self.ctx.settings
+        if record.status != PRUNED:
+            return Observation(id=record.trial_id, loss=loss_of(record, s.mode))
+        start = record.parent_step or 0
+        curve = []
+        for rep in record.reports:
+            try:
+                value = float((rep.get("metrics") or {})[s.metric])
+            except (KeyError, TypeError, ValueError):
+                continue
+            curve.append((int(rep.get("step", 0)) - start, -value if s.mode == "max" else value))
+        steps, last = (curve[-1] if curve else (0, None))
+        return Observation(id=record.trial_id, loss=last, pruned_step=max(0, steps), curve=tuple(curve))
+
     def _rank(self, record: TrialRecord) -> None:
         for board in (self._board, self._parents):
             board.add(record)
@@ -298,7 +315,7 @@ class Driver:
             del self._inflight[tid]
             self._inflight_dicts.pop(tid, None)
             if tid in pending:
-                self.sampler.tell([Observation(id=tid, loss=loss_of(record, self.ctx.settings.mode))])
+                self.sampler.tell([self._observation(record)])
         if planned:
             self._save_async_state(planned)
 
@@ -309,7 +326,7 @@ class Driver:
         spec = self._inflight.pop(outcome.trial_id)
         self._inflight_dicts.pop(outcome.trial_id, None)
         record = self._record(spec, outcome)
-        self.sampler.tell([Observation(id=record.trial_id, loss=loss_of(record, s.mode))])
+        self.sampler.tell([self._observation(record)])
         if planned >= total:  # otherwise the next plan saves at once; a kill in between is the same state
             self._save_async_state(planned)  # on resume: the record is found and told again (see _adopt_inflight)
         done = planned - len(self._inflight)
@@ -404,7 +421,7 @@ class Driver:
         if rnd == 0:
             self._check_metric_exists([finished[x.trial_id] for x in specs])
             self._check_some_trial_completed([finished[x.trial_id] for x in specs])
-        observations = [Observation(id=x.trial_id, loss=loss_of(finished[x.trial_id], s.mode)) for x in specs]
+        observations = [self._observation(finished[x.trial_id]) for x in specs]
         self.sampler.tell(observations)
         self._save_state({"phase": TOLD, "round": rnd, "sampler": self.sampler.state_dict()})
         best = self._board.best()

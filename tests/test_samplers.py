@@ -619,3 +619,105 @@ def test_told_ids_are_saved_as_ranges_and_old_lists_still_load() -> None:
     fresh.load_state_dict(old)
     with pytest.raises(SamplerProtocolError, match="already told"):
         fresh.tell([Observation(3, 0.0)])
+
+
+# -- pruned trials (early stopping) -----------------------------------------------------------------
+def pruned(c: Candidate, steps: int, last: float) -> Observation:
+    """A trial stopped after ``steps`` reports, its losses falling towards ``last``."""
+    curve = tuple((s, last + (steps - s) * 0.1) for s in range(1, steps + 1))
+    return Observation(c.id, last, pruned_step=steps, curve=curve)
+
+
+def test_pruned_trials_rank_below_completed_and_above_failed() -> None:
+    from autotune.samplers._population import outcome_key, ranked_losses
+
+    # completed 5.0 and 1.0; pruned after 3 steps at 0.2 and 0.9, after 1 step at -7 (a last report better
+    # than every final score); failed
+    outcomes = [5.0, [3, 0.9], None, [1, -7.0], 1.0, [3, 0.2], [2, None]]
+    values = ranked_losses(outcomes)
+    order = sorted(range(len(outcomes)), key=lambda i: values[i])
+    assert order == [4, 0, 5, 1, 6, 3, 2]
+    assert order == sorted(range(len(outcomes)), key=lambda i: outcome_key(outcomes[i]))
+    assert values[4] == 1.0 and values[0] == 5.0  # completed losses are kept
+    assert max(values[i] for i in (5, 1, 6, 3)) < values[2] and values[2] > 5.0
+    assert ranked_losses([[2, 0.1], None]) == [0.25, 1.0]  # nothing completed: still ordered, never 0
+    obs = Observation(0, 0.3, pruned_step=2)
+    assert obs.pruned and obs.failed and obs.outcome == [2, 0.3]
+    assert Observation(0, math.nan, pruned_step=4).outcome == [4, None]
+    assert Observation(0, 0.3).outcome == 0.3 and Observation(0, math.inf).outcome is None
+
+
+@pytest.mark.parametrize("schedule", ["rounds", "async"])
+@pytest.mark.parametrize("name", NAMES)
+def test_pruned_observations_are_learnt_and_resume_exactly(name: str, schedule: str) -> None:
+    """Every sampler accepts pruned trials in both schedules, and its state (JSON) resumes exactly."""
+    def tell_some(sampler: Sampler, rounds: int) -> list[Candidate]:
+        seen = []
+        for _ in range(rounds):
+            batch = sampler.ask(POP)
+            sampler.tell([pruned(c, 1 + c.id % 3, bowl(c)) if c.id % 2 else Observation(c.id, bowl(c))
+                          for c in batch])
+            seen += batch
+        return seen
+
+    original = make(name, seed=4)
+    original.set_asynchronous(schedule == "async")
+    tell_some(original, 3)
+    resumed = make(name, seed=4)
+    resumed.set_asynchronous(schedule == "async")
+    resumed.load_state_dict(json.loads(json.dumps(original.state_dict())))
+    assert same(tell_some(original, 2), tell_some(resumed, 2))
+    assert all(MIXED.validate_config(c.config) == c.config for c in run(original, rounds=1))
+
+
+def test_hazero_ranks_pruned_trials_between_completed_and_failed(monkeypatch: pytest.MonkeyPatch) -> None:
+    sampler = make("hazero", seed=5, popsize=6)
+    batch = sampler.ask(6)
+    told: list[list[float]] = []
+    es = sampler._es  # type: ignore[attr-defined]
+    original_tell = es.tell
+    monkeypatch.setattr(es, "tell", lambda xs, fs: (told.append(list(fs)), original_tell(xs, fs)))
+    sampler.tell([Observation(batch[0].id, 2.0), pruned(batch[1], 1, -9.0), Observation(batch[2].id, None),
+                  pruned(batch[3], 3, 0.5), Observation(batch[4].id, 1.0), pruned(batch[5], 3, 0.1)])
+    (fitness,) = told
+    assert sorted(range(6), key=lambda i: fitness[i]) == [4, 0, 5, 3, 1, 2]
+    assert sampler._best_f == 1.0  # type: ignore[attr-defined]  # a last report is not a best
+
+
+def test_pshe2_takes_a_pruned_trial_as_best_only_until_one_completes() -> None:
+    sampler = make("pshe2", seed=1, popsize=3)
+    sampler.set_asynchronous(True)
+    a, b, c = sampler.ask(3)
+    sampler.tell([pruned(a, 1, 0.05), pruned(b, 2, 0.4)])  # b ran further: the better of the two
+    assert sampler.global_f == [2, 0.4]  # type: ignore[attr-defined]
+    assert np.allclose(sampler.global_x, 2 * np.asarray(b.point) - 1)  # type: ignore[attr-defined]
+    sampler.tell([Observation(c.id, 3.0)])  # completed, with a worse loss than either last report
+    assert sampler.global_f == 3.0  # type: ignore[attr-defined]
+    assert sampler.best_f == [[1, 0.05], [2, 0.4], 3.0]  # type: ignore[attr-defined]
+
+
+def test_pshe3_imputes_pruned_trials_between_completed_and_failed() -> None:
+    sampler = make("pshe3", seed=0, popsize=4, space=SMALL, n_startup=3)
+    batch = sampler.ask(4)
+    sampler.tell([Observation(batch[0].id, 0.5), pruned(batch[1], 1, 0.0), Observation(batch[2].id, None),
+                  pruned(batch[3], 2, 0.9)])
+    _, targets = sampler._targets()  # type: ignore[attr-defined]
+    assert sorted(range(4), key=lambda i: targets[i]) == [0, 3, 1, 2]
+    only_pruned = make("pshe3", seed=0, popsize=3, space=SMALL, n_startup=2)
+    first = only_pruned.ask(3)
+    only_pruned.tell([pruned(first[0], 1, 0.1), pruned(first[1], 3, 0.7), Observation(first[2].id, None)])
+    _, targets = only_pruned._targets()  # type: ignore[attr-defined]  # a model before anything completed
+    assert sorted(range(3), key=lambda i: targets[i]) == [1, 0, 2]
+    assert len(only_pruned.ask(2)) == 2
+
+
+@pytest.mark.parametrize("name", ["bayes", "bayes-gp"])
+def test_optuna_samplers_get_pruned_trials_with_their_intermediate_values(name: str) -> None:
+    sampler = make(name)
+    batch = sampler.ask(POP)
+    sampler.tell([pruned(batch[0], 3, 0.25), Observation(batch[1].id, 0.5), Observation(batch[2].id, None)])
+    trials = sampler.study.trials  # type: ignore[attr-defined]
+    assert [t.state for t in trials] == [TrialState.PRUNED, TrialState.COMPLETE, TrialState.FAIL]
+    assert trials[0].intermediate_values == {1: pytest.approx(0.45), 2: pytest.approx(0.35), 3: 0.25}
+    assert trials[0].value == 0.25  # Optuna's own rule: a pruned trial's value is its last report
+    assert len(sampler.ask(POP)) == POP

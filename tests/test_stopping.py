@@ -119,3 +119,73 @@ def test_a_trial_on_ray_is_told_through_the_report_bus(tmp_path):
     for r in pruned:  # stopped by its own report raising, not killed: its log says it cleaned up
         log = (tmp_path / "ray" / r.trial_dir / "trial.log").read_text()
         assert "cleaned up after should_stop" in log
+
+
+@pytest.mark.parametrize("schedule", ["async", "rounds"])
+@pytest.mark.parametrize("sampler", ["bayes", "hazero", "pshe2", "pshe3"])
+def test_samplers_learn_from_pruned_trials_in_a_run(tmp_path, sampler, schedule):
+    """The driver tells pruned trials as pruned, with their reports from the trial's own start: Optuna's
+    study gets PRUNED trials with those intermediate values; autotune's samplers keep their rule."""
+    from autotune.results import locate_run
+    from autotune.samplers import make_sampler
+    from autotune.space import SearchSpace
+
+    result = autotune.run(objective("quadratic"), space=SPACE, sampler=sampler, evaluator="full", rounds=4,
+                          popsize=4, seed=0, output=tmp_path, name="learn", executor=SimulatedExecutor(model, 4),
+                          schedule=schedule, early_stop="asha")
+    pruned = {r.trial_id: r for r in result.records if r.status == "pruned"}
+    assert pruned and len(result.records) == 16
+    store, run_id, _ = locate_run(tmp_path / "learn")
+    state = store.driver_state(run_id)["sampler"]
+    told = make_sampler(sampler, SearchSpace.from_dict({"params": SPACE["params"]}), 4, 0)
+    told.set_asynchronous(schedule == "async")
+    told.load_state_dict(state)
+    if sampler == "bayes":
+        trials = told.study.trials
+        got = {t.number: t for t in trials if t.state == optuna.trial.TrialState.PRUNED}
+        assert len(got) == len(pruned)
+        for tid, record in pruned.items():  # candidate ids are trial ids; Optuna numbers follow them
+            curve = {r["step"]: -r["metrics"]["score"] for r in record.reports}
+            assert got[tid].intermediate_values == pytest.approx(curve)
+    elif sampler == "pshe3":
+        outcomes = dict(zip(told._ids, (f for _, f in told._observed)))
+        for tid, record in pruned.items():
+            assert outcomes[tid] == [len(record.reports), -record.reports[-1]["metrics"]["score"]]
+
+
+def test_pruned_trials_are_counted_apart_everywhere(tmp_path, capsys):
+    """The records, the DataFrame, ``export``, ``show``, the API and optuna agree on the pruned trials,
+    and none of them counts a pruned trial as failed."""
+    import csv
+
+    from fastapi.testclient import TestClient
+
+    from autotune.cli import main as cli_main
+    from autotune.dashboard.app import create_app
+
+    result = autotune.run(objective("quadratic"), space=SPACE, sampler="random", evaluator="full", rounds=4,
+                          popsize=4, seed=1, output=tmp_path, name="count", executor=SimulatedExecutor(model, 4),
+                          early_stop="asha")
+    n_pruned = sum(r.status == "pruned" for r in result.records)
+    n_completed = sum(r.status == "completed" for r in result.records)
+    assert n_pruned and n_completed + n_pruned == 16
+    assert (result.trials["status"] == "pruned").sum() == n_pruned
+    assert result.trials.loc[result.trials["status"] == "pruned", "value"].isna().all()
+
+    run_dir = tmp_path / "count"
+    assert cli_main(["export", str(run_dir), "--output", str(tmp_path / "t.csv")]) == 0
+    rows = list(csv.DictReader((tmp_path / "t.csv").open()))
+    assert sum(r["status"] == "pruned" for r in rows) == n_pruned
+    assert not any(r["status"] == "failed" for r in rows)
+
+    capsys.readouterr()
+    assert cli_main(["show", str(run_dir)]) == 0
+    shown = capsys.readouterr().out
+    assert f"0 failed, {n_pruned} pruned" in shown
+
+    client = TestClient(create_app([tmp_path]))
+    (run,) = client.get("/api/runs").json()["runs"]
+    assert (run["trials_done"], run["trials_failed"], run["trials_pruned"]) == (n_completed, 0, n_pruned)
+    trials = client.get("/api/runs/count/trials").json()
+    rows = trials["trials"] if isinstance(trials, dict) else trials
+    assert sum(t["status"] == "pruned" for t in rows) == n_pruned

@@ -25,6 +25,8 @@ class RunSummary(BaseModel):
     trials_total: int
     trials_done: int
     trials_failed: int
+    trials_pruned: int = Field(description="stopped early by the run's early-stopping rule (Optuna's PRUNED); "
+                                           "not counted as failed")
     trials_stopped: int
     trials_running: int
     best_value: float | None
@@ -83,7 +85,7 @@ class Report(BaseModel):
 class Trial(BaseModel):
     trial_id: int
     round: int
-    status: str = Field(description="completed, failed, stopped; running or pending for planned trials")
+    status: str = Field(description="completed, failed, pruned, stopped; running or pending for planned trials")
     reason: str | None
     value: float | None
     config: dict[str, Any]

@@ -17,7 +17,7 @@ import yaml
 
 from ..artifacts import Artifacts
 from ..ranking import best_record
-from ..records import COMPLETED, FAILED, STOPPED, TrialRecord
+from ..records import COMPLETED, FAILED, PRUNED, STOPPED, TrialRecord
 from .catalog import RunRef, Snapshot
 
 LOG_FILE = "trial.log"
@@ -78,7 +78,7 @@ def summary(ref: RunRef, snap: Snapshot) -> dict[str, Any]:
     a = snap.attrs
     settings = _settings(snap)
     mode = _mode(settings)
-    counts = {COMPLETED: 0, FAILED: 0, STOPPED: 0}
+    counts = {COMPLETED: 0, FAILED: 0, PRUNED: 0, STOPPED: 0}
     for r in snap.records:
         counts[r.status] = counts.get(r.status, 0) + 1
     best = best_record(snap.records, mode)
@@ -98,6 +98,7 @@ def summary(ref: RunRef, snap: Snapshot) -> dict[str, Any]:
         "trials_total": len(snap.records),
         "trials_done": counts[COMPLETED],
         "trials_failed": counts[FAILED],
+        "trials_pruned": counts[PRUNED],
         "trials_stopped": counts[STOPPED],
         "trials_running": len(snap.pending) if status == "running" else 0,
         "best_value": number(best.value) if best else None,

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import SamplerProtocolError
+from .base import Outcome
 
 
 @dataclass
@@ -23,7 +24,7 @@ class Population:
     points: list[list[float]]
     handed: int = 0
     ids: dict[int, int] = field(default_factory=dict)  # candidate id -> member index
-    losses: dict[int, float | None] = field(default_factory=dict)  # member index -> loss, None if failed
+    losses: dict[int, Outcome] = field(default_factory=dict)  # member index -> outcome (see ``Outcome``)
 
     @property
     def left(self) -> int:
@@ -48,12 +49,13 @@ class Population:
         self.handed += n
         return members
 
-    def record(self, cid: int, loss: float | None) -> None:
-        """Store the outcome of candidate ``cid``; failures (None, NaN, inf) are stored as None."""
-        good = loss is not None and math.isfinite(loss)
-        self.losses[self.ids.pop(cid)] = float(loss) if good else None  # type: ignore[arg-type]
+    def record(self, cid: int, outcome: Outcome) -> None:
+        """Store the outcome of candidate ``cid``; failed losses (NaN, inf) are stored as None."""
+        if isinstance(outcome, (int, float)) and not math.isfinite(outcome):
+            outcome = None
+        self.losses[self.ids.pop(cid)] = outcome
 
-    def ordered_losses(self) -> list[float | None]:
+    def ordered_losses(self) -> list[Outcome]:
         return [self.losses[i] for i in range(len(self.points))]
 
     def to_state(self) -> dict[str, Any]:
@@ -72,16 +74,49 @@ class Population:
             points=[list(map(float, p)) for p in state["points"]],
             handed=int(state["handed"]),
             ids={int(k): int(v) for k, v in state["ids"].items()},
-            losses={int(k): (None if v is None else float(v)) for k, v in state["losses"].items()},
+            losses={int(k): load_outcome(v) for k, v in state["losses"].items()},
         )
 
 
-def worst_ranked(losses: Sequence[float | None]) -> list[float]:
-    """Replace failures by a value worse than every finite loss, so rank-based updates put them last.
+def load_outcome(v: Any) -> Outcome:
+    """An outcome read back from a saved state."""
+    if v is None:
+        return None
+    if isinstance(v, list):
+        return [int(v[0]), None if v[1] is None else float(v[1])]
+    return float(v)
 
-    A failure is never scored as 0 (which would be the best loss of many objectives); all failures tie.
+
+def outcome_key(outcome: Outcome) -> tuple[int, float, float]:
+    """The order of outcomes, best first: completed by loss; then pruned trials, the one that ran more
+    steps first and, at equal steps, the lower last loss; then failures (all tied)."""
+    if outcome is None:
+        return (2, 0.0, 0.0)
+    if isinstance(outcome, list):
+        steps, last = outcome
+        return (1, -float(steps or 0), math.inf if last is None else float(last))
+    return (0, float(outcome), 0.0)
+
+
+def better(outcome: Outcome, than: Outcome) -> bool:
+    """Whether ``outcome`` is a new best against ``than`` (None: no best yet); a failure never is."""
+    return outcome is not None and (than is None or outcome_key(outcome) < outcome_key(than))
+
+
+def ranked_losses(outcomes: Sequence[Outcome]) -> list[float]:
+    """Outcomes as losses for updates that need numbers (CMA-ES, a population's bests), in the order
+    of :func:`outcome_key`: pruned trials rank below every completed trial, failures below them all.
+
+    Completed losses stay as they are.  With ``W`` the worst completed loss (0 if none) and
+    ``G = 1 + |W|``, the ``m`` pruned trials get ``W + G * (k + 1) / (2 (m + 1))`` by rank ``k`` (so
+    between ``W`` and ``W + G/2``) and every failure ``W + G``.  A failure is never scored as 0 (the best
+    loss of many objectives), and a pruned trial's last report never competes with a final score.
     """
-    finite = [x for x in losses if x is not None]
+    finite = [x for x in outcomes if x is not None and not isinstance(x, list)]
     worst = max(finite) if finite else 0.0
-    penalty = worst + 1.0 + abs(worst)
-    return [penalty if x is None else x for x in losses]
+    gap = 1.0 + abs(worst)
+    pruned = sorted((i for i, x in enumerate(outcomes) if isinstance(x, list)),
+                    key=lambda i: outcome_key(outcomes[i]))
+    value = {i: worst + gap * (k + 1) / (2 * (len(pruned) + 1)) for k, i in enumerate(pruned)}
+    return [value[i] if i in value else worst + gap if x is None else float(x)  # type: ignore[arg-type]
+            for i, x in enumerate(outcomes)]

@@ -38,14 +38,41 @@ class Candidate:
 
 @dataclass(frozen=True)
 class Observation:
-    """The outcome of one candidate: a loss to minimise, or ``None`` when the trial failed."""
+    """The outcome of one candidate: a loss to minimise, ``None`` when the trial failed, or a pruned trial.
+
+    A pruned trial (stopped early by the run's rule) has ``pruned_step``, the steps it ran before it was
+    stopped, and ``curve``, its reported losses by step (sign already flipped like ``loss``); ``loss`` is
+    its last reported loss.  It has no final score, so ``failed`` is True for it too: a sampler that knows
+    nothing of pruning treats it as a failure; the ones that do check ``pruned`` first (see
+    :func:`autotune.samplers._population.ranked_losses` for the rule of autotune's own samplers).
+    """
 
     id: int
     loss: float | None = None
+    pruned_step: int | None = None
+    curve: tuple[tuple[int, float], ...] = ()
+
+    @property
+    def pruned(self) -> bool:
+        return self.pruned_step is not None
 
     @property
     def failed(self) -> bool:
-        return self.loss is None or not math.isfinite(self.loss)
+        """No final score: a failure, or a pruned trial (see ``pruned``)."""
+        return self.pruned or self.loss is None or not math.isfinite(self.loss)
+
+    @property
+    def outcome(self) -> "Outcome":
+        """The JSON-safe form samplers keep: a loss, ``None`` (failed) or ``[steps, last loss]`` (pruned)."""
+        if self.pruned:
+            last = float(self.loss) if self.loss is not None and math.isfinite(self.loss) else None
+            return [int(self.pruned_step), last]  # type: ignore[list-item]
+        return None if self.failed else float(self.loss)  # type: ignore[arg-type]
+
+
+#: what autotune's own samplers keep per told candidate: a finite loss (completed), None (failed) or
+#: [steps run, last reported loss or None] (pruned); plain JSON, so sampler states stay JSON
+Outcome = float | None | list[float | None]
 
 
 @dataclass

@@ -3,7 +3,10 @@
 Each sampler keeps a private in-memory study whose trials are asked with the fixed distributions of
 ``space.to_optuna_distributions()``.  Trial params become unit-cube points only through
 ``space.encode`` (the space module owns the one encoding).  Failed observations (``None``, NaN, inf)
-are told as ``TrialState.FAIL``, so Optuna treats them as failed rather than as a score.
+are told as ``TrialState.FAIL``, so Optuna treats them as failed rather than as a score.  Pruned
+observations (stopped early by ``--early-stop``) get their reported losses as intermediate values and
+are told as ``TrialState.PRUNED``, as Optuna's own pruners leave them: TPE ranks them below every
+completed trial, by last step then by last value; the GP sampler reads only completed trials.
 
 Pending candidates are Optuna trials left ``RUNNING`` until told, so rounds (several asks before a
 tell) and asynchronous scheduling (``ask(1)`` whenever a slot frees, tells in any order) are the same
@@ -75,10 +78,21 @@ class _OptunaSampler(Sampler):
             warnings.simplefilter("ignore", ExperimentalWarning)
             for _, ob in pairs:
                 number = self._trial_of.pop(ob.id)
-                if ob.failed:
+                if ob.pruned:
+                    self._tell_pruned(number, ob)
+                elif ob.failed:
                     self._study.tell(number, state=TrialState.FAIL)
                 else:
                     self._study.tell(number, float(ob.loss))  # type: ignore[arg-type]
+
+    def _tell_pruned(self, number: int, ob: Observation) -> None:
+        """Intermediate values first (what a pruner's trial.report leaves), then the PRUNED state."""
+        frozen = self._study.get_trials(deepcopy=False)[number]
+        trial = optuna.Trial(self._study, frozen._trial_id)  # the id, not the number, names it in storage
+        for step, loss in ob.curve:
+            if np.isfinite(loss):
+                trial.report(float(loss), int(step))
+        self._study.tell(number, state=TrialState.PRUNED)
 
     @property
     def study(self) -> optuna.Study:

@@ -7,6 +7,10 @@
 * The population size is the run's ``popsize`` (at least 2: CMA-ES learns from ranks).
 * Failed trials are ranked worst (never scored as 0); a population in which every trial failed
   teaches nothing, so it is dropped and a new one is sampled from the unchanged distribution.
+* Pruned trials (stopped early by ``--early-stop``) rank below every completed trial and above every
+  failure; among themselves, the one that ran more steps first, then the lower last report
+  (:func:`~autotune.samplers._population.ranked_losses` turns that order into the values pycma ranks).
+  They never become the best point a restart starts from.
 * When pycma stops (``tolx``, ``tolfun``, ``tolstagnation``, ... : the distribution collapsed), the
   strategy restarts from the best point found so far with ``sigma0`` and the same population size
   (a local restart; the population stays the run's so rounds stay aligned with the driver).  With
@@ -41,7 +45,8 @@ import numpy as np
 
 from ..errors import SamplerError
 from ..space import SearchSpace
-from ._population import Population, worst_ranked
+from ._population import Population, load_outcome, ranked_losses
+from .base import Outcome
 from .base import Observation, Sampler, pack_object, unpack_object
 
 with warnings.catch_warnings():  # pycma warns at import when matplotlib is missing; plotting is not used
@@ -96,7 +101,7 @@ class HazeroSampler(Sampler):
         self._generation = 0
         self._on_hand: list[list[float]] = []
         self._flight: dict[int, tuple[list[float], int]] = {}
-        self._done: list[tuple[list[float], float | None, int]] = []
+        self._done: list[tuple[list[float], Outcome, int]] = []
         self.repaired = 0  # stale solutions told with check_points, for inspection
 
     def _new_strategy(self, x0: np.ndarray) -> Any:
@@ -130,11 +135,12 @@ class HazeroSampler(Sampler):
                 f"restart(s) are spent; best loss so far: {self._best_f}"
             )
 
-    def _note(self, x: list[float], f: float | None) -> None:
-        if f is not None and (self._best_f is None or f < self._best_f):
+    def _note(self, x: list[float], f: Outcome) -> None:
+        """The best completed point (a pruned trial's last report is not a score)."""
+        if isinstance(f, float) and (self._best_f is None or f < self._best_f):
             self._best_x, self._best_f = list(x), f
 
-    def _learn(self, points: list[list[float]], losses: list[float | None], stale: list[int]) -> bool:
+    def _learn(self, points: list[list[float]], losses: list[Outcome], stale: list[int]) -> bool:
         """Tell one generation (``stale``: indices to repair); restart on a stop.  False if nothing was learnt."""
         for x, f in zip(points, losses):
             self._note(x, f)
@@ -143,10 +149,10 @@ class HazeroSampler(Sampler):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             if stale:
-                self._es.tell([np.asarray(x) for x in points], worst_ranked(losses), check_points=stale)
+                self._es.tell([np.asarray(x) for x in points], ranked_losses(losses), check_points=stale)
                 self.repaired += len(stale)
             else:
-                self._es.tell([np.asarray(x) for x in points], worst_ranked(losses))
+                self._es.tell([np.asarray(x) for x in points], ranked_losses(losses))
             stop = dict(self._es.stop())
         if stop:
             self.stop_reasons.append(", ".join(sorted(stop)))
@@ -174,7 +180,7 @@ class HazeroSampler(Sampler):
         for _, ob in pairs:
             if population is None or ob.id not in population.ids:  # the base class checked the id
                 raise SamplerError(f"hazero: candidate {ob.id} belongs to no open population")
-            population.record(ob.id, None if ob.failed else ob.loss)
+            population.record(ob.id, ob.outcome)
         if population is None or not population.complete:
             return
         self._population = None
@@ -195,7 +201,7 @@ class HazeroSampler(Sampler):
     def _observe_async(self, pairs: list[tuple[tuple[float, ...], Observation]]) -> None:
         for _, ob in pairs:
             x, generation = self._flight.pop(ob.id)
-            f = None if ob.failed else float(ob.loss)  # type: ignore[arg-type]
+            f = ob.outcome
             if self._spent:  # converged for good: a late result can still be the best
                 self._note(x, f)
                 continue
@@ -245,5 +251,5 @@ class HazeroSampler(Sampler):
         self._generation = int(state.get("generation", 0))  # states from before asynchronous scheduling lack these
         self._on_hand = [list(map(float, x)) for x in state.get("on_hand", [])]
         self._flight = {int(k): (list(map(float, x)), int(g)) for k, (x, g) in state.get("flight", {}).items()}
-        self._done = [(list(map(float, x)), None if f is None else float(f), int(g)) for x, f, g in state.get("done", [])]
+        self._done = [(list(map(float, x)), load_outcome(f), int(g)) for x, f, g in state.get("done", [])]
         self.repaired = int(state.get("repaired", 0))

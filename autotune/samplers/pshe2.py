@@ -27,7 +27,10 @@ What autotune changes, and why:
    population's current spread around the global best relative to its first measured spread (never
    below ``min_kick``, 0.1 by default), so late rounds refine instead of jumping around the optimum.
 5. Failed trials never become bests: a particle without a finite personal best only feels the
-   pull of the global best (and none at all while nothing has succeeded).
+   pull of the global best (and none at all while nothing has succeeded).  Pruned trials (stopped
+   early by ``--early-stop``) rank below every completed trial, among themselves by steps run, then
+   by last report (:func:`~autotune.samplers._population.outcome_key`): a pruned trial is a best only
+   until a completed one beats it, which any completed one does.
 
 Asynchronous scheduling (``set_asynchronous(True)``): particles do not wait for each other.  A
 particle is idle or out on a trial; ``ask`` sends out the idle particle that has waited longest, at
@@ -51,7 +54,8 @@ import numpy as np
 
 from ..errors import SamplerError
 from ..space import SearchSpace
-from ._population import Population
+from ._population import Population, better, load_outcome
+from .base import Outcome
 from .base import Observation, Sampler
 
 SCOUT = -1
@@ -105,9 +109,9 @@ class PSHE2Sampler(Sampler):
             self.x[1:] = relative_kick(self.x[1:], r, 1.0)
         self.p = np.zeros((self.popsize, dim))
         self.best_x = np.zeros((self.popsize, dim))
-        self.best_f: list[float | None] = [None] * self.popsize
+        self.best_f: list[Outcome] = [None] * self.popsize  # completed loss, or [steps, last] if pruned
         self.global_x: np.ndarray | None = None
-        self.global_f: float | None = None
+        self.global_f: Outcome = None
         self.t = 0
         self._spread0: float | None = None
         self._population: Population | None = None
@@ -118,14 +122,12 @@ class PSHE2Sampler(Sampler):
         self._out: dict[int, int] = {}
 
     # -- dynamics -----------------------------------------------------------------------------
-    def _step(self, losses: list[float | None]) -> None:
+    def _step(self, losses: list[Outcome]) -> None:
         """One round of the rule above, after every particle's outcome is known."""
         for i, f in enumerate(losses):
-            if f is None:
-                continue
-            if self.best_f[i] is None or f < self.best_f[i]:  # type: ignore[operator]
+            if better(f, self.best_f[i]):
                 self.best_x[i], self.best_f[i] = self.x[i].copy(), f
-            if self.global_f is None or f < self.global_f:
+            if better(f, self.global_f):
                 self.global_x, self.global_f = self.x[i].copy(), f
         self.t += 1
         a = self.alpha
@@ -141,13 +143,11 @@ class PSHE2Sampler(Sampler):
         r = self._rng.uniform(-1.0, 1.0, size=self.x.shape)
         self.x = relative_kick(self.x, r, self.epsilon * self._kick_scale())
 
-    def _note(self, i: int, x: np.ndarray, f: float | None) -> None:
+    def _note(self, i: int, x: np.ndarray, f: Outcome) -> None:
         """Record an outcome at ``x``: particle ``i``'s personal best (not for a scout) and the global best."""
-        if f is None:
-            return
-        if i != SCOUT and (self.best_f[i] is None or f < self.best_f[i]):  # type: ignore[operator]
+        if i != SCOUT and better(f, self.best_f[i]):
             self.best_x[i], self.best_f[i] = x.copy(), f
-        if self.global_f is None or f < self.global_f:
+        if better(f, self.global_f):
             self.global_x, self.global_f = x.copy(), f
 
     def _move(self, i: int) -> None:
@@ -208,7 +208,7 @@ class PSHE2Sampler(Sampler):
             for point, ob in pairs:
                 i = self._out.pop(ob.id)
                 x = 2.0 * np.asarray(point, dtype=float) - 1.0 if i == SCOUT else self.x[i]
-                self._note(i, x, None if ob.failed else float(ob.loss))  # type: ignore[arg-type]
+                self._note(i, x, ob.outcome)
                 if i != SCOUT:
                     self._move(i)
                     self._idle.append(i)
@@ -217,7 +217,7 @@ class PSHE2Sampler(Sampler):
         for _, ob in pairs:
             if population is None or ob.id not in population.ids:
                 raise SamplerError(f"pshe2: candidate {ob.id} belongs to no open population")
-            population.record(ob.id, None if ob.failed else ob.loss)
+            population.record(ob.id, ob.outcome)
         if population is not None and population.complete:
             self._population = None
             self._step(population.ordered_losses())
@@ -258,9 +258,9 @@ class PSHE2Sampler(Sampler):
         self.x = np.array(state["x"], dtype=float).reshape(self.popsize, self.space.dim)
         self.p = np.array(state["p"], dtype=float).reshape(self.popsize, self.space.dim)
         self.best_x = np.array(state["best_x"], dtype=float).reshape(self.popsize, self.space.dim)
-        self.best_f = [None if f is None else float(f) for f in state["best_f"]]
+        self.best_f = [load_outcome(f) for f in state["best_f"]]
         self.global_x = None if state["global_x"] is None else np.array(state["global_x"], dtype=float)
-        self.global_f = state["global_f"]
+        self.global_f = load_outcome(state["global_f"])
         self.t = int(state["t"])
         self._spread0 = state["spread0"]
         self._population = Population.from_state(state["population"])

@@ -22,7 +22,13 @@ Why these choices:
 * Losses are transformed by ``log1p((y - min) / (median - min))`` before standardising: quadratic near
   the best trials, logarithmic in the tail, so one terrible trial does not flatten the model.
 * Failed trials (``None``, NaN, inf) are imputed one standard deviation above the worst finite loss:
-  the model steers away from them without treating them as data of the right scale.
+  the model steers away from them without treating them as data of the right scale.  Pruned trials
+  (stopped early by ``--early-stop``) rank below every completed trial and above every failure, in the
+  order of :func:`~autotune.samplers._population.outcome_key` (more steps run first, then the lower
+  last report): the ``m`` of them are imputed evenly between the worst completed and the failures
+  (``worst + (k + 1) / (2 (m + 1))`` by rank ``k``, in standardised units).  They count towards the
+  ``n_startup`` design like completed trials, so a search that prunes most trials still gets its model
+  early; while no trial has completed, the model is fitted to the pruned trials' ranks alone.
 * Integers are a continuous coordinate during the dynamics and snapped to their cell's canonical point
   when proposed (so the model sees exactly what was evaluated); categoricals get a mismatch kernel.
 * The first ``n_startup`` trials are the ``init`` point and scrambled Sobol points.
@@ -54,7 +60,8 @@ from ..errors import SamplerError
 from ..space import CategoricalParam, FloatParam, SearchSpace
 from ..space.encoding import decode_value, encode_value
 from . import _gp
-from .base import Observation, Sampler
+from ._population import load_outcome, outcome_key
+from .base import Observation, Outcome, Sampler
 
 T_HIGH, T_LOW = 1.0, 1e-3
 
@@ -135,7 +142,7 @@ class PSHE3Sampler(Sampler):
         self._choices = [len(space.params[i].choices) for i in self._cat]  # type: ignore[union-attr]
         self._rng = np.random.default_rng(seed)
         self._sobol_seed = int(self._rng.integers(2**31))
-        self._observed: list[tuple[list[float], float | None]] = []
+        self._observed: list[tuple[list[float], Outcome]] = []
         self._ids: list[int] = []  # candidate id of each observation, ascending
         self._design = 0  # design points handed out so far
         self._theta: list[float] | None = None
@@ -169,21 +176,32 @@ class PSHE3Sampler(Sampler):
 
     # -- the model --------------------------------------------------------------------------------
     def _targets(self) -> tuple[np.ndarray, np.ndarray] | None:
-        """Observed points and standardised, transformed losses; failures imputed above the worst."""
-        ok = [f for _, f in self._observed if f is not None]
-        if len(ok) < self.n_startup:
+        """Observed points and standardised, transformed losses; pruned and failed trials imputed above
+        the worst completed one (see the module docstring)."""
+        outcomes = [f for _, f in self._observed]
+        ok = [f for f in outcomes if isinstance(f, float)]
+        if sum(f is not None for f in outcomes) < self.n_startup:
             return None
-        y = np.asarray(ok, dtype=float)
-        lo = float(y.min())
-        scale = float(np.median(y)) - lo
-        if not scale > 0:
-            scale = float(y.max()) - lo
-        t = np.log1p((y - lo) / scale) if scale > 0 else np.zeros_like(y)
-        sd = float(t.std())
-        z = (t - t.mean()) / (sd if sd > 0 else 1.0)
-        worst = float(z.max()) + 1.0
+        if ok:
+            y = np.asarray(ok, dtype=float)
+            lo = float(y.min())
+            scale = float(np.median(y)) - lo
+            if not scale > 0:
+                scale = float(y.max()) - lo
+            t = np.log1p((y - lo) / scale) if scale > 0 else np.zeros_like(y)
+            sd = float(t.std())
+            z = (t - t.mean()) / (sd if sd > 0 else 1.0)
+            worst = float(z.max())
+        else:
+            z, worst = np.zeros(0), 0.0
+        pruned = sorted((i for i, f in enumerate(outcomes) if isinstance(f, list)),
+                        key=lambda i: outcome_key(outcomes[i]))
+        imputed = {i: worst + (k + 1) / (2 * (len(pruned) + 1)) for k, i in enumerate(pruned)}
         it = iter(z.tolist())
-        targets = np.array([next(it) if f is not None else worst for _, f in self._observed])
+        targets = np.array([imputed[i] if i in imputed else worst + 1.0 if f is None else next(it)
+                            for i, f in enumerate(outcomes)])
+        if not ok:
+            targets = targets - targets.mean()
         points = np.array([p for p, _ in self._observed], dtype=float)
         return points, targets
 
@@ -401,8 +419,7 @@ class PSHE3Sampler(Sampler):
     # -- learning and state ---------------------------------------------------------------------------
     def _observe(self, pairs: list[tuple[tuple[float, ...], Observation]]) -> None:
         for point, ob in pairs:
-            loss = None if ob.failed else float(ob.loss)  # type: ignore[arg-type]
-            self._observed.append(([float(u) for u in point], loss))
+            self._observed.append(([float(u) for u in point], ob.outcome))
             self._ids.append(ob.id)
         order = np.argsort(self._ids, kind="stable")  # the order of tells never changes what is learnt
         self._observed = [self._observed[i] for i in order]
@@ -423,7 +440,7 @@ class PSHE3Sampler(Sampler):
         self._rng.bit_generator.state = state["rng"]
         self._sobol_seed = int(state["sobol_seed"])
         self._design = int(state["design"])
-        self._observed = [([float(u) for u in p], None if f is None else float(f)) for p, f in state["observed"]]
+        self._observed = [([float(u) for u in p], load_outcome(f)) for p, f in state["observed"]]
         self._ids = [int(i) for i in state["ids"]]
         self._theta = None if state["theta"] is None else [float(v) for v in state["theta"]]
         self._ensemble = [[float(u) for u in row] for row in state["ensemble"]]

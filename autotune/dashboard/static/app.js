@@ -188,7 +188,8 @@
       badge(st, r.status);
       tr.append(el("td"), el("td"), el("td", {}, r.sampler || "–"), el("td", {}, r.evaluator || "–"),
         el("td", {}, r.metric + " (" + r.mode + ")"), el("td", { class: "num" }, r.trials_done),
-        el("td", { class: "num" }, r.trials_failed), el("td", { class: "num" }, C.fmt(r.best_value)),
+        el("td", { class: "num" }, r.trials_failed), el("td", { class: "num" }, r.trials_pruned),
+        el("td", { class: "num" }, C.fmt(r.best_value)),
         el("td", {}, when(r.started)));
       tr.children[0].append(a);
       tr.children[1].append(st);
@@ -247,6 +248,7 @@
       ["metric", run.metric + " (" + run.mode + ")"],
       ["rounds", (run.round === null ? "–" : run.round + 1) + " / " + (run.rounds === null ? "–" : run.rounds) + " × " + (run.popsize || "–")],
       ["trials", run.trials_done + " done, " + run.trials_failed + " failed" +
+        (run.trials_pruned ? ", " + run.trials_pruned + " pruned" : "") +
         (run.trials_stopped ? ", " + run.trials_stopped + " stopped" : "") +
         (run.trials_running ? ", " + run.trials_running + " running" : ""), "fact-trials"],
       ["best", run.best_value === null ? "–" : C.fmt(run.best_value) + " (trial " + run.best_trial + ")", "fact-best"],
@@ -377,8 +379,9 @@
       return tr;
     }));
     const done = S.run.trials_done, failed = S.run.trials_failed, running = S.run.trials_running;
+    const pruned = S.run.trials_pruned;
     $("trials-count").textContent = "(" + S.trials.length + ": " + done + " done, " + failed + " failed" +
-      (running ? ", " + running + " running" : "") + ")";
+      (pruned ? ", " + pruned + " pruned" : "") + (running ? ", " + running + " running" : "") + ")";
   }
 
   // -- trial panel ---------------------------------------------------------------------------

@@ -249,12 +249,15 @@
   }
 
   function pointsOf(t, metric) {
-    const pts = [];
+    // One point per step, the last report of a step winning, in step order: how the database keeps
+    // intermediate values.  A trial may report a step again (a bundled trial with `patience` ends by
+    // repeating its best epoch), which must not draw a stroke back along the curve.
+    const byStep = new Map();
     (t.reports || []).forEach((r, i) => {
       const v = r.metrics ? r.metrics[metric] : undefined;
-      if (typeof v === "number") pts.push([r.step === null ? i + 1 : r.step, v]);
+      if (typeof v === "number") byStep.set(r.step === null ? i + 1 : r.step, v);
     });
-    return pts;
+    return Array.from(byStep.entries()).sort((a, b) => a[0] - b[0]);
   }
 
   function curves(run, trials, metric) {
