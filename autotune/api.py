@@ -64,6 +64,7 @@ def prepare(
     address: str | None = None,
     resources: Mapping[str, float] | None = None,
     trial_timeout: float | None = None,
+    time_budget: float | None = None,
     max_retries: int = 1,
     top_fraction: float = 0.5,
     keep_checkpoints: int | None = None,
@@ -106,6 +107,7 @@ def prepare(
         seed=pick(seed, "seed", None),
         budget=budget if budget is not None else sp.budget,
         trial_timeout=pick(trial_timeout, "trial_timeout", None),
+        time_budget=pick(time_budget, "time_budget", None),
         cpus_per_trial=float(cpus),
         gpus_per_trial=float(gpus),
         resources_per_trial={k: float(v) for k, v in res.items()},
@@ -178,7 +180,10 @@ def run(
     file's ``trial:``.  Defaults: sampler ``pshe2``, evaluator ``pbt``, 10 rounds x population 5,
     mode ``max``, ``schedule="async"`` (a trial starts the moment a slot frees; ``"rounds"`` waits
     for each round's slowest trial, as AutoDL Finetuner did); the space file's ``defaults:`` override these, explicit arguments override both.
-    ``resources``: ``{"cpu": 1, "gpu": 0.25, "<custom>": 1}`` per trial.  ``storage``: a database
+    ``time_budget``: seconds of search after which no trial starts; the trials running then finish
+    (and may still be pruned), and the run completes with fewer than ``rounds x popsize`` trials, as
+    Optuna's ``timeout`` does.  Counted from when the driver starts (again from the resume, for a
+    resumed run).  ``resources``: ``{"cpu": 1, "gpu": 0.25, "<custom>": 1}`` per trial.  ``storage``: a database
     URL (default: SQLite in the run folder).
     """
     _check_options(options)

@@ -58,6 +58,19 @@ def _number(text: str) -> float:
     return v
 
 
+def _duration(text: str) -> float:
+    """Seconds, or a number with s, m or h: 90, 90s, 30m, 1.5h."""
+    units = {"s": 1.0, "m": 60.0, "h": 3600.0}
+    scale = units.get(text.strip()[-1:].lower(), None) if text.strip() else None
+    try:
+        v = _number(text.strip()[:-1] if scale else text) * (scale or 1.0)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(f"expected seconds or a duration like 90s, 30m, 2h, got {text!r}") from None
+    if v <= 0:
+        raise argparse.ArgumentTypeError(f"expected a duration > 0, got {text!r}")
+    return v
+
+
 def _resource(text: str) -> tuple[str, float]:
     key, sep, value = text.partition("=")
     if not sep or not key:
@@ -120,6 +133,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--resource", type=_resource, action="append", default=[], metavar="NAME=AMOUNT",
                    help="custom Ray resource per trial (repeatable)")
     r.add_argument("--trial-timeout", type=_number, help="seconds before a trial is stopped and failed")
+    r.add_argument("--time-budget", type=_duration, metavar="SECONDS",
+                   help="search time (90, 30m, 2h) after which no trial starts; running trials finish")
     r.add_argument("--max-retries", type=_positive_int, default=1, help="retries of a trial whose node was lost")
     r.add_argument("--keep-checkpoints", type=_positive_int, metavar="K",
                    help="as trials end, delete the checkpoints of all but the K best trials (default: keep all)")
@@ -310,7 +325,8 @@ def _run_cli(run: Any, a: argparse.Namespace, resources: dict[str, float], progr
     return run(
         a.trial, space=a.space, sampler=a.sampler, evaluator=a.evaluator, rounds=a.rounds, popsize=a.popsize,
         metric=a.metric, mode=a.mode, output=a.output, name=a.name, seed=a.seed, budget=a.budget,
-        address=a.address, resources=resources, trial_timeout=a.trial_timeout, max_retries=a.max_retries,
+        address=a.address, resources=resources, trial_timeout=a.trial_timeout, time_budget=a.time_budget,
+        max_retries=a.max_retries,
         keep_checkpoints=a.keep_checkpoints, artifacts=a.artifacts, storage=a.storage, executor=a.executor, progress=progress,
         script_args=a.script_args, sampler_options=dict(a.sampler_option) or None, schedule=a.schedule,
         early_stop=a.early_stop, early_stop_options=dict(a.early_stop_option) or None,
@@ -340,6 +356,9 @@ def _summary(result: Any) -> None:
     pruned = sum(r.status == PRUNED for r in recs)
     counts = f"{failed} failed" + (f", {pruned} pruned" if pruned else "") + (f", {stopped} stopped" if stopped else "")
     print(f"run {result.name}: {len(recs)} trials ({counts}), status {result.status}")
+    if result.time_budget_spent is not None:
+        print(f"its time budget ({result.settings.time_budget:g} s) ran out after {len(recs)} of "
+              f"{result.settings.rounds * result.settings.popsize} planned trials")
     b = result.best
     if b is not None:
         print(f"best {result.settings.metric} = {b.value:.6g} (trial {b.trial_id}, round {b.round}): "

@@ -51,7 +51,7 @@ from .samplers import Observation, Sampler
 from .settings import ASYNC, ROUNDS, RunSettings
 from .stopping import make_rule
 from .space import SearchSpace
-from .store import DRIVER_STATE, Store
+from .store import DRIVER_STATE, TIME_BUDGET_ATTR, Store
 from .targets import TrialTarget
 from .trial_runner import DISK_FULL, LOG_FILE_NAME, finished_outcome
 
@@ -106,6 +106,8 @@ class Driver:
         self._judged: dict[int, int] = {}  # trial -> last report step the rule has seen
         self._live_reports: dict[int, list[dict[str, Any]]] = {}  # reports of trials in flight, as they came
         executor.report_judge = self._judge
+        self._deadline: float | None = None  # executor clock time after which no trial starts (time_budget)
+        self._budget_spent = False
         self.asynchronous = ctx.settings.schedule == ASYNC
         if self.asynchronous:
             sampler.set_asynchronous(True)
@@ -201,6 +203,8 @@ class Driver:
             heartbeat.__exit__()
             store.set_attr(run_id, "status", INTERRUPTED)
             raise
+        if s.time_budget is not None:
+            self._deadline = self.executor.now() + s.time_budget
         try:
             state = self._load_state()
             store.close_stale_running(run_id)  # rows a killed driver left RUNNING: none stays so
@@ -252,7 +256,7 @@ class Driver:
         slots = max(1, self.executor.slots)
         try:
             while True:
-                while planned < total and self.executor.active < slots:
+                while planned < total and self.executor.active < slots and not self._out_of_time():
                     spec = self._plan_next(planned)
                     planned += 1
                     self.executor.submit(spec)
@@ -268,6 +272,15 @@ class Driver:
         except KeyboardInterrupt:
             self._record_stopped()
             raise
+
+    def _out_of_time(self) -> bool:
+        """The time budget is spent: no trial starts any more (once, the run records that it ended so)."""
+        if self._deadline is None or self.executor.now() < self._deadline:
+            return False
+        if not self._budget_spent:
+            self._budget_spent = True
+            self.ctx.store.set_attr(self.ctx.run_id, TIME_BUDGET_ATTR, time.time())
+        return True
 
     def _live(self, event: TrialStarted | TrialReported) -> None:
         """A trial in flight started or reported: the database shows it RUNNING with its reports."""
@@ -374,6 +387,8 @@ class Driver:
                                total=s.rounds * s.popsize, done=start_round * s.popsize, round=start_round))
         for rnd in range(start_round, s.rounds):
             if specs is None:
+                if self._out_of_time():
+                    break
                 specs = self._plan(rnd)
             self._run_round(rnd, specs)
             specs = None

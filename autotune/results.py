@@ -15,7 +15,7 @@ from .liveness import run_status
 from .records import TrialRecord
 from .settings import RunSettings
 from .space import SearchSpace, SpaceFile
-from .store import Store, sqlite_path, sqlite_url
+from .store import TIME_BUDGET_ATTR, Store, sqlite_path, sqlite_url
 
 RUN_FILE = "run.json"
 
@@ -109,6 +109,8 @@ class Result:
     #: trials running now (a live run): ``trial_id``, ``round``, ``params``, ``started``, ``reports``,
     #: ``last_report`` (see :meth:`autotune.store.Store.running_trials`)
     running: list[dict[str, Any]] = field(default_factory=list)
+    #: when the run's ``time_budget`` ran out (unix time), so it ended with fewer trials; None otherwise
+    time_budget_spent: float | None = None
 
     @property
     def param_names(self) -> list[str]:
@@ -155,4 +157,5 @@ def load_result(run_dir: str | Path, storage: str | None = None) -> Result:
     status = run_status(attrs)
     return Result(path=Path(run_dir), name=name, settings=settings, records=store.trials(run_id),
                   status=status, space=SpaceFile.from_dict(attrs["space"]).space,
-                  running=store.running_trials(run_id) if status == RUNNING else [])
+                  running=store.running_trials(run_id) if status == RUNNING else [],
+                  time_budget_spent=attrs.get(TIME_BUDGET_ATTR))

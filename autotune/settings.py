@@ -37,6 +37,7 @@ class RunSettings:
     seed: int | None = None
     budget: float | None = None
     trial_timeout: float | None = None
+    time_budget: float | None = None  # seconds: no trial starts after this much search time (see Driver)
     cpus_per_trial: float = 1.0
     gpus_per_trial: float = 0.0
     resources_per_trial: dict[str, float] = field(default_factory=dict)
@@ -81,6 +82,8 @@ class RunSettings:
             _positive("budget", self.budget)
         if self.trial_timeout is not None:
             _positive("trial_timeout", self.trial_timeout)
+        if self.time_budget is not None:
+            _positive("time_budget", self.time_budget)
         if not 0 < self.top_fraction <= 1:
             raise ConfigError(f"top_fraction must lie in (0, 1], but got {self.top_fraction}")
         if isinstance(self.max_retries, bool) or not isinstance(self.max_retries, int) or self.max_retries < 0:

@@ -37,6 +37,8 @@ RECORD_ATTR = "autotune_record"
 LAST_REPORT_ATTR = "last_report"
 REMOVED_ATTR = "removed_checkpoints"
 DRIVER_STATE = "driver_state"
+#: run attribute: when the run's time budget ran out (unix time); absent while it has not
+TIME_BUDGET_ATTR = "time_budget_spent"
 CONTROL_ATTR = "control"  # requests to stop, resume or start the run, from the dashboard
 MAX_CONTROL_EVENTS = 200
 BLOB_CHUNK = 60_000  # stay under MySQL's TEXT limit per attribute

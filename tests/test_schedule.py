@@ -230,3 +230,45 @@ def test_schedule_comes_from_the_space_defaults_and_flags_override(tmp_path):
         prepare(objective("quadratic"), space=str(bad), output=tmp_path)
     with pytest.raises(AutotuneError, match="schedule must be 'async' or 'rounds'"):
         prepare(objective("quadratic"), space=SPACE, output=tmp_path, schedule="later")
+
+
+@pytest.mark.parametrize("schedule", ["async", "rounds"])
+def test_no_trial_starts_after_the_time_budget_and_the_running_ones_finish(tmp_path, schedule):
+    """Trials of 10 s on 2 slots with a 25 s budget: starts at 0, 10 and 20 s, none at 30 s; the run is
+    completed with 6 of its 40 trials, says why, and lost nothing (every trial finished)."""
+    def steady(config, budget, parent):
+        return SimTrial(curve=(config["x"],), duration=10.0)
+
+    ex = SimulatedExecutor(steady, slots=2)
+    result = go(tmp_path, schedule, ex, schedule=schedule, rounds=20, popsize=2, time_budget=25)
+    assert len(result.records) == 6 and all(r.status == COMPLETED for r in result.records)
+    assert sorted(ex.started) == sorted(r.trial_id for r in result.records)
+    assert ex.clock.now == 30.0  # the last two trials, started at 20 s, were let finish
+    assert result.status == "completed" and result.time_budget_spent is not None
+    unlimited = go(tmp_path, schedule + "-all", SimulatedExecutor(steady, slots=2), schedule=schedule, rounds=3,
+                   popsize=2)
+    assert len(unlimited.records) == 6 and unlimited.time_budget_spent is None
+
+
+def test_time_budget_from_the_space_defaults_flags_and_durations(tmp_path, capsys):
+    import argparse
+
+    from autotune.api import prepare
+    from autotune.cli import _duration
+    from autotune.errors import AutotuneError
+
+    space = {**SPACE, "defaults": {"time_budget": 600}}
+    settings, *_ = prepare(objective("quadratic"), space=space, output=tmp_path)
+    assert settings.time_budget == 600
+    settings, *_ = prepare(objective("quadratic"), space=space, output=tmp_path, time_budget=30)
+    assert settings.time_budget == 30
+    assert [_duration(t) for t in ("90", "90s", "30m", "1.5h")] == [90, 90, 1800, 5400]
+    for bad in ("soon", "-5m", "0", "h"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            _duration(bad)
+    with pytest.raises(AutotuneError, match="time_budget"):
+        prepare(objective("quadratic"), space=SPACE, output=tmp_path, time_budget=-1)
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("metric: score\ndefaults: {time_budget: forever}\nparams: {x: {type: float, low: 0, high: 1}}\n")
+    with pytest.raises(AutotuneError, match=r"bad.yaml.*time_budget.*seconds"):
+        prepare(objective("quadratic"), space=str(bad), output=tmp_path)

@@ -11,6 +11,7 @@ that do have a whole batch.
 
 from __future__ import annotations
 
+import time
 from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
@@ -80,6 +81,11 @@ class Executor(ABC):
     def slots(self) -> int:
         """How many trials run at once."""
         return 1
+
+    def now(self) -> float:
+        """The executor's clock in seconds (wall time here; the simulated executor's fake clock), which
+        the driver's ``time_budget`` is counted on."""
+        return time.time()
 
     def describe(self) -> str:
         return type(self).__name__

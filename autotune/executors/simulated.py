@@ -67,6 +67,9 @@ class _Running:
 class SimulatedExecutor(Executor):
     """``slots`` parallel workers on a fake clock; ``poll`` jumps the clock to the next event."""
 
+    def now(self) -> float:
+        return self.clock.now
+
     def __init__(self, model: TrialModel, slots: int = 2, clock: FakeClock | None = None) -> None:
         self.model = model
         self._slots = int(slots)

@@ -37,6 +37,7 @@ DEFAULT_KINDS: dict[str, tuple[str, Callable[[Any], bool]]] = {
     "cpus_per_trial": ("a number > 0", lambda v: is_number(v) and 0 < v < math.inf),
     "gpus_per_trial": ("a number >= 0", lambda v: is_number(v) and 0 <= v < math.inf),
     "trial_timeout": ("a number of seconds > 0 (or null)", lambda v: v is None or (is_number(v) and 0 < v < math.inf)),
+    "time_budget": ("a number of seconds > 0 (or null)", lambda v: v is None or (is_number(v) and 0 < v < math.inf)),
     "keep_checkpoints": ("an integer >= 1 (or null, to keep all)", lambda v: v is None or (_is_int(v) and v >= 1)),
     "schedule": (" or ".join(map(repr, SCHEDULES)),
                  lambda v: isinstance(v, str) and v.strip().lower() in SCHEDULES),
