@@ -1,4 +1,5 @@
-"""What every bundled trial shares: device and threads, checkpoint files, and the two ways to run.
+"""What every bundled trial shares: device and threads, checkpoint files, the two ways to run, and the
+settings that act within a trial (``patience`` and ``lr_schedule: plateau``, with their checkpointed state).
 
 A trial module defines ``train(config, budget, parent_checkpoint, checkpoint_dir, seed, report,
 start_step)``.  :func:`run_objective` runs it as an autotune objective, :func:`run_script` as an
@@ -8,7 +9,9 @@ reporting to autotune when ``autotune run`` started it and printing its results 
 
 from __future__ import annotations
 
+import math
 import os
+import shutil
 import sys
 from pathlib import Path
 from typing import Any, Callable, Protocol
@@ -186,3 +189,199 @@ def run_script(train: TrainFn, argv: list[str], doc: str | None = None) -> None:
 
     train(config, budget, parent, Path(saved), seed=trial_seed(trial.id if trial is not None else None),
           report=report, start_step=start_step)
+
+
+# ----------------------------------------------------------------------------------------------
+# Within a trial: early stopping on a plateau (patience) and a learning rate lowered on one
+# ----------------------------------------------------------------------------------------------
+WITHIN_TRIAL_DEFAULTS: dict[str, Any] = {
+    "patience": None,  # None or 0: off
+    "min_delta": 0.0,
+    "plateau_factor": 0.5,
+    "plateau_patience": 2,
+    "plateau_threshold": 0.0,
+}
+
+
+def resolve_within_trial(cfg: dict[str, Any]) -> list[str]:
+    """Convert the settings of :data:`WITHIN_TRIAL_DEFAULTS` (and ``min_lr_factor``, the plateau's floor) in
+    place; returns the problems found, each naming its setting.  ``patience`` becomes an int, 0 when off."""
+    problems: list[str] = []
+    if cfg["patience"] in (None, "", "none", "None", False):
+        cfg["patience"] = 0
+    for k, kind in (("patience", int), ("plateau_patience", int), ("min_delta", float), ("plateau_factor", float),
+                    ("plateau_threshold", float), ("min_lr_factor", float)):
+        try:
+            v = float(cfg[k])
+            if not math.isfinite(v):
+                raise ValueError
+        except (TypeError, ValueError):
+            problems.append(f"{k} must be a {'whole ' if kind is int else ''}number, got {cfg[k]!r}")
+            return problems
+        cfg[k] = int(round(v)) if kind is int else v
+    if cfg["patience"] < 0:
+        problems.append(f"patience must be >= 0 epochs (0 or none: off), got {cfg['patience']}")
+    if not cfg["min_delta"] >= 0:
+        problems.append(f"min_delta must be >= 0, got {cfg['min_delta']}")
+    if not 0 < cfg["plateau_factor"] < 1:
+        problems.append(f"plateau_factor must be in (0, 1), got {cfg['plateau_factor']}")
+    if cfg["plateau_patience"] < 1:
+        problems.append(f"plateau_patience must be >= 1 epoch, got {cfg['plateau_patience']}")
+    if not cfg["plateau_threshold"] >= 0:
+        problems.append(f"plateau_threshold must be >= 0, got {cfg['plateau_threshold']}")
+    if not 0 <= cfg["min_lr_factor"] <= 1:
+        problems.append(f"min_lr_factor must be in [0, 1], got {cfg['min_lr_factor']}")
+    return problems
+
+
+class Improvement:
+    """Counts the epochs since a value that should grow (validation accuracy) last improved.
+
+    An epoch improves when its value beats the best so far by more than ``min_delta``; the first
+    epoch seen always does.  ``state_dict`` / ``load_state_dict`` carry it through a checkpoint.
+    """
+
+    def __init__(self, min_delta: float = 0.0) -> None:
+        self.min_delta = float(min_delta)
+        self.best: float | None = None
+        self.best_epoch: int | None = None
+        self.bad_epochs = 0
+
+    def update(self, value: float, epoch: int) -> bool:
+        """Account for ``epoch``'s value; True when it is an improvement."""
+        if self.best is None or value > self.best + self.min_delta:
+            self.best, self.best_epoch, self.bad_epochs = float(value), int(epoch), 0
+            return True
+        self.bad_epochs += 1
+        return False
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"best": self.best, "best_epoch": self.best_epoch, "bad_epochs": self.bad_epochs}
+
+    def load_state_dict(self, state: dict[str, Any] | None) -> None:
+        state = state or {}
+        best = state.get("best")
+        self.best = None if best is None else float(best)
+        epoch = state.get("best_epoch")
+        self.best_epoch = None if epoch is None else int(epoch)
+        self.bad_epochs = int(state.get("bad_epochs", 0))
+
+
+class PlateauLR:
+    """``lr_schedule: plateau``: a multiplier on the base learning rates (``scale``, starting at 1) that is
+    multiplied by ``factor`` once the validation accuracy has not improved (by more than ``threshold``)
+    for ``patience`` epochs in a row, never below ``min_scale``.  After a reduction the count restarts.
+
+    The settings are passed at every :meth:`step`, so a Population-Based child that changes them applies
+    its own from then on; the state (scale, best value, epochs without improvement) comes from the parent.
+    """
+
+    def __init__(self) -> None:
+        self.scale = 1.0
+        self.reductions = 0
+        self.tracker = Improvement()
+
+    def step(self, value: float, epoch: int, factor: float, patience: int, threshold: float = 0.0,
+             min_scale: float = 0.0) -> bool:
+        """Account for ``epoch``'s value; True when the learning rate was lowered."""
+        self.tracker.min_delta = float(threshold)
+        if self.tracker.update(value, epoch) or self.tracker.bad_epochs < patience:
+            return False
+        self.tracker.bad_epochs = 0
+        new = max(self.scale * factor, min_scale)
+        if new >= self.scale:
+            return False  # already at the floor
+        self.scale, self.reductions = new, self.reductions + 1
+        return True
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"scale": self.scale, "reductions": self.reductions, **self.tracker.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any] | None) -> None:
+        state = state or {}
+        self.scale = float(state.get("scale", 1.0))
+        self.reductions = int(state.get("reductions", 0))
+        self.tracker.load_state_dict(state)
+
+
+class KeepBest:
+    """With ``patience`` on: the best epoch of this trial, its metrics and a copy of its checkpoint file.
+
+    Call :meth:`update` after each epoch's checkpoint is written (``folder/filename``); an improving epoch's
+    file is kept as ``best-<filename>`` (a hard link where the file system has them, else a copy): one
+    extra file at most, never one per epoch.  :meth:`finish` puts the best epoch's file back in place of the
+    last one and reports the best epoch's metrics again, at the best epoch's step, with the checkpoint:
+    autotune takes a trial's value from its last report and its checkpoint from the last one reported,
+    so the trial's result and the checkpoint a Population-Based child starts from are the best epoch's.
+    """
+
+    def __init__(self, folder: Path, filename: str, min_delta: float = 0.0) -> None:
+        self.folder = Path(folder)
+        self.filename = filename
+        self.tracker = Improvement(min_delta)
+        self.metrics: dict[str, float] | None = None
+        self.last_epoch: int | None = None
+
+    @property
+    def best_file(self) -> Path:
+        return self.folder / f"best-{self.filename}"
+
+    @property
+    def best_epoch(self) -> int | None:
+        return self.tracker.best_epoch
+
+    def update(self, metrics: dict[str, float], epoch: int, metric: str = "val_accuracy") -> dict[str, float]:
+        """Account for ``epoch`` (whose checkpoint is on disk); returns its metrics plus ``best_epoch``."""
+        self.last_epoch = int(epoch)
+        improved = self.tracker.update(metrics[metric], epoch)
+        out = {**metrics, "best_epoch": float(self.tracker.best_epoch)}  # type: ignore[arg-type]
+        if improved:
+            self.metrics = dict(out)
+            tmp = self.folder / (self.best_file.name + ".tmp")
+            tmp.unlink(missing_ok=True)
+            try:
+                os.link(self.folder / self.filename, tmp)
+            except OSError:
+                shutil.copyfile(self.folder / self.filename, tmp)
+            os.replace(tmp, self.best_file)
+        return out
+
+    def finish(self, report: Report) -> dict[str, float] | None:
+        """Training ended (patience or budget): the best epoch's file becomes the checkpoint and its metrics
+        (with ``best_epoch`` and ``last_epoch``) the trial's last report.  Returns those metrics."""
+        if self.metrics is None or self.last_epoch is None:
+            return None
+        if self.best_epoch != self.last_epoch:
+            os.replace(self.best_file, self.folder / self.filename)
+        self.discard()
+        final = {**self.metrics, "last_epoch": float(self.last_epoch)}
+        report(final, int(self.best_epoch), self.folder)  # type: ignore[arg-type]
+        return final
+
+    def discard(self) -> None:
+        """Remove the extra file (a trial that ends otherwise, e.g. stopped by the run's rule)."""
+        self.best_file.unlink(missing_ok=True)
+
+
+def after_epoch(state: Any, cfg: dict[str, Any], value: float) -> str:
+    """Account for the validation accuracy of the epoch ``state`` just finished (``state.epoch``), before its
+    checkpoint is written: patience's count (``state.since_best``, kept whether patience is on or not) and,
+    under ``lr_schedule: plateau``, the learning-rate scale (``state.plateau``).  Returns a note for the log."""
+    notes = []
+    state.since_best.min_delta = cfg["min_delta"]
+    if not state.since_best.update(value, state.epoch) and cfg["patience"]:
+        notes.append(f"no improvement for {state.since_best.bad_epochs}/{cfg['patience']} epochs")
+    if cfg["lr_schedule"] == "plateau":
+        if state.plateau.step(value, state.epoch, cfg["plateau_factor"], cfg["plateau_patience"],
+                              cfg["plateau_threshold"], cfg["min_lr_factor"]):
+            notes.append(f"plateau: learning rate now x{state.plateau.scale:.4g}")
+    return "".join(f"; {n}" for n in notes)
+
+
+def finish_best(keep: KeepBest, report: Report, name: str) -> None:
+    """End a trial with patience on: its best epoch's checkpoint and metrics become its result."""
+    stopped = keep.last_epoch
+    final = keep.finish(report)
+    if final is not None:
+        print(f"[{name}] best epoch {keep.best_epoch} (val_accuracy {final['val_accuracy']:.4f}) of epochs up to "
+              f"{stopped}: its checkpoint and metrics are the trial's result", flush=True)

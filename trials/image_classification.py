@@ -17,13 +17,41 @@ epoch count, parent's epochs included, with a checkpoint (``state.pt``: model, o
 cumulative epoch) that a Population-Based child resumes exactly.  A child's learning rate, weight
 decay and momentum come from its own config; its batch size simply takes effect.
 
+Within a trial (both off by default; a search can tune or fix them like any setting):
+
+* ``patience: N`` stops training once the validation accuracy has not improved (by more than
+  ``min_delta``) for N epochs in a row, and makes the trial's best epoch its result.  While it trains,
+  the best epoch's checkpoint is kept beside the last one (``best-state.pt``: one extra file, never one
+  per epoch) and every report carries ``best_epoch``.  When training ends -- patience reached or budget
+  spent -- ``best-state.pt`` replaces ``state.pt`` and the trial reports the best epoch's metrics once
+  more, with ``best_epoch`` and ``last_epoch``, *at the best epoch's step*, with the checkpoint.
+  autotune takes a trial's value from its last report and its checkpoint (and the step a child starts
+  from) from the last report that names one, so the trial's value is its best epoch's accuracy and a
+  Population-Based child continues from the best epoch.  Repeating a step breaks no learning curve:
+  the database keeps one intermediate value per step and this one is unchanged, and the run's
+  early-stopping rule judges each step once.  A trial stopped by that rule keeps its last epoch.
+* ``lr_schedule: plateau`` multiplies the learning rate by ``plateau_factor`` (default 0.5) each time
+  the validation accuracy has not improved (by more than ``plateau_threshold``) for
+  ``plateau_patience`` (default 2) epochs in a row, never below ``min_lr_factor`` x the configured
+  rate; the count restarts after each reduction.
+
+Both travel in ``state.pt`` (``since_best``: best accuracy, its epoch, epochs since; ``plateau``: the
+scale and its own count) and a child resumes them exactly, so patience counts along the lineage.  A
+child whose config changes these settings applies its own from its first epoch on to the counts it
+inherited, and the inherited plateau scale multiplies its own learning rate; a child on another
+schedule drops the scale (a later plateau trial starts again at 1).  A trial's best epoch is one it
+trained itself (a child's first epoch is its first candidate), while patience counts from the
+lineage's best: a child that inherits N-1 epochs without improvement stops after its first epoch
+unless that epoch improves.  In script mode: ``--patience=3 --lr_schedule=plateau ...``.
+
 Settings (config keys, all optional; see ``DEFAULTS``): learning_rate, batch_size, epochs (used when
 the trial has no budget), model (small_cnn | efficientnet_lite0 | any torchvision classifier name),
 weights (DEFAULT | none | PATH to a state_dict), data (fashion-mnist-small | fashion-mnist | mnist |
 an ImageFolder dir with train/ and val/), data_root, labels_per_class, val_size, data_seed,
 image_size, head_lr_mult, freeze_epochs, weight_decay, optimizer (adamw | adam | sgd), momentum,
-label_smoothing, lr_schedule (constant | cosine | step), schedule_epochs, step_size, gamma,
-min_lr_factor, augment, seed, max_batches, device (auto | cpu | cuda), amp.
+label_smoothing, lr_schedule (constant | cosine | step | plateau), schedule_epochs, step_size, gamma,
+min_lr_factor, plateau_factor, plateau_patience, plateau_threshold, patience, min_delta, augment, seed,
+max_batches, device (auto | cpu | cuda), amp.
 """
 
 from __future__ import annotations
@@ -32,7 +60,7 @@ import math
 import os
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
@@ -71,6 +99,7 @@ DEFAULTS: dict[str, Any] = {
     "step_size": 5,
     "gamma": 0.5,
     "min_lr_factor": 0.05,
+    **_harness.WITHIN_TRIAL_DEFAULTS,  # patience, min_delta, plateau_factor, plateau_patience, plateau_threshold
     "augment": True,
     "seed": None,
     "max_batches": None,
@@ -78,7 +107,7 @@ DEFAULTS: dict[str, Any] = {
     "amp": True,
 }
 OPTIMIZERS = ("adamw", "adam", "sgd")
-SCHEDULES = ("constant", "cosine", "step")
+SCHEDULES = ("constant", "cosine", "step", "plateau")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -113,6 +142,7 @@ def resolve_config(config: dict[str, Any]) -> dict[str, Any]:
         problems.append(f"lr_schedule must be one of {SCHEDULES}, got {cfg['lr_schedule']!r}")
     if not 0 <= cfg["label_smoothing"] < 1:
         problems.append(f"label_smoothing must be in [0, 1), got {cfg['label_smoothing']}")
+    problems += _harness.resolve_within_trial(cfg)
     if problems:
         raise ValueError("; ".join(problems))
     return cfg
@@ -186,6 +216,8 @@ class TrainState:
     pre: _common.Preprocess
     scaler: Any = None
     note: str | None = None
+    plateau: _harness.PlateauLR = field(default_factory=_harness.PlateauLR)  # lr_schedule: plateau
+    since_best: _harness.Improvement = field(default_factory=_harness.Improvement)  # patience's count
 
 
 def _param_groups(model: nn.Module, head: nn.Linear) -> list[dict[str, Any]]:
@@ -207,6 +239,8 @@ def make_optimizer(cfg: dict[str, Any], model: nn.Module, head: nn.Linear) -> to
 def apply_hparams(state: TrainState, cfg: dict[str, Any]) -> None:
     """The config's lr (times the schedule's factor at the current epoch), weight decay and momentum."""
     f = state.schedule.factor(state.epoch)
+    if cfg["lr_schedule"] == "plateau":
+        f *= state.plateau.scale
     for group in state.optimizer.param_groups:
         mult = cfg["head_lr_mult"] if group.get("name") == "head" else 1.0
         group["lr"] = cfg["learning_rate"] * mult * f
@@ -260,6 +294,10 @@ def make_state(cfg: dict[str, Any], num_classes: int, device: torch.device, pare
             note = f"optimizer changed from {ckpt['optimizer_name']} to {cfg['optimizer']}: its state starts fresh"
     schedule = _schedule_from(cfg, (ckpt or {}).get("schedule"), start + epochs)
     state = TrainState(model, head, optimizer, schedule, start, pre, scaler, note)
+    if ckpt is not None:
+        state.since_best.load_state_dict(ckpt.get("since_best"))
+        if cfg["lr_schedule"] == "plateau":  # a parent on another schedule leaves none: it starts at 1
+            state.plateau.load_state_dict(ckpt.get("plateau"))
     apply_hparams(state, cfg)  # the NEW lr / weight decay replace the ones stored with the optimizer
     return state
 
@@ -278,6 +316,8 @@ def save_checkpoint(state: TrainState, folder: Path, cfg: dict[str, Any], classe
         "optimizer_name": cfg["optimizer"],
         "optimizer": state.optimizer.state_dict(),
         "schedule": state.schedule.state_dict(),
+        "plateau": state.plateau.state_dict() if cfg["lr_schedule"] == "plateau" else None,
+        "since_best": state.since_best.state_dict(),
         "scaler": state.scaler.state_dict() if state.scaler is not None else None,
         "config": cfg,
     }
@@ -382,15 +422,27 @@ def train(config: dict[str, Any], budget: float | None, parent_checkpoint: str |
     if parent_checkpoint and start_step is not None and start_step != state.epoch:
         print(f"[image_classification] parent checkpoint is at epoch {state.epoch}, the trial said {start_step}; "
               f"continuing from {state.epoch}", flush=True)
-    for _ in range(epochs):
-        t0 = time.perf_counter()
-        train_loss = train_epoch(state, data, cfg, seed)
-        metrics = evaluate(state, data, cfg)
-        metrics["train_loss"] = train_loss
-        save_checkpoint(state, checkpoint_dir, cfg, data.classes)
-        print(f"[image_classification] epoch {state.epoch}: val_accuracy {metrics['val_accuracy']:.4f} "
-              f"val_loss {metrics['val_loss']:.4f} ({time.perf_counter() - t0:.2f} s)", flush=True)
-        report(metrics, state.epoch, checkpoint_dir)
+    keep = _harness.KeepBest(checkpoint_dir, CHECKPOINT_FILE, cfg["min_delta"]) if cfg["patience"] else None
+    try:
+        for _ in range(epochs):
+            t0 = time.perf_counter()
+            train_loss = train_epoch(state, data, cfg, seed)
+            metrics = evaluate(state, data, cfg)
+            metrics["train_loss"] = train_loss
+            notes = _harness.after_epoch(state, cfg, metrics["val_accuracy"])
+            save_checkpoint(state, checkpoint_dir, cfg, data.classes)
+            if keep is not None:
+                metrics = keep.update(metrics, state.epoch)
+            print(f"[image_classification] epoch {state.epoch}: val_accuracy {metrics['val_accuracy']:.4f} "
+                  f"val_loss {metrics['val_loss']:.4f} ({time.perf_counter() - t0:.2f} s)" + notes, flush=True)
+            report(metrics, state.epoch, checkpoint_dir)
+            if cfg["patience"] and state.since_best.bad_epochs >= cfg["patience"]:
+                break
+        if keep is not None:
+            _harness.finish_best(keep, report, "image_classification")
+    finally:
+        if keep is not None:
+            keep.discard()
     return state
 
 
