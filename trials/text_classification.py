@@ -29,9 +29,23 @@ the trial's own steps, so a warm-started child runs a fresh warmup-and-decay cyc
 from its parent's weights and optimizer moments; with ``schedule_epochs: N`` one schedule spans N
 cumulative epochs and a child continues its parent's curve (scaled to the child's rates).
 
+Within a trial (both off by default), as in the image trial: ``patience: N`` stops once the validation
+accuracy has not improved (by more than ``min_delta``) for N epochs in a row; the best epoch's
+checkpoint is kept (``best-state.pt``, one extra file) and, when training ends, replaces ``state.pt``
+while the best epoch's metrics are reported once more, with ``best_epoch`` and ``last_epoch``, at the
+best epoch's step.  autotune takes a trial's value from its last report and its checkpoint from the
+last one naming one, so the result is the best epoch and a Population-Based child continues from it;
+the repeated step leaves every learning curve as it was (one intermediate value per step, unchanged).
+``lr_schedule: plateau``: warmup as above, then the base rates times a scale that is multiplied by
+``plateau_factor`` each time the accuracy has not improved (by more than ``plateau_threshold``) for
+``plateau_patience`` epochs, never below ``min_lr_factor``.  Both counts travel in ``state.pt`` and a
+child resumes them exactly, applying its own settings to them from its first epoch on; a child on
+another schedule drops the plateau scale.
+
 Settings (config keys, all optional; see ``DEFAULTS``): encoder_lr, head_lr, warmup_ratio,
 weight_decay, batch_size, max_length, epochs (used when the trial has no budget), lr_schedule
-(linear | constant), schedule_epochs, min_lr_factor, max_grad_norm, dropout, pooling (mean | cls),
+(linear | constant | plateau), schedule_epochs, min_lr_factor, plateau_factor, plateau_patience,
+plateau_threshold, patience, min_delta, max_grad_norm, dropout, pooling (mean | cls),
 model (DEFAULT | a Hugging Face encoder folder or Hub name), data (bbc-news | a .csv / .jsonl / .json
 file), val_data (a second such file; else the validation set is held out of ``data``), text_column,
 label_column, docs_per_class, val_per_class, data_seed, seed, max_batches, eval_batch_size,
@@ -45,7 +59,7 @@ import os
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -73,6 +87,7 @@ DEFAULTS: dict[str, Any] = {
     "lr_schedule": "linear",
     "schedule_epochs": None,
     "min_lr_factor": 0.0,
+    **_harness.WITHIN_TRIAL_DEFAULTS,  # patience, min_delta, plateau_factor, plateau_patience, plateau_threshold
     "max_grad_norm": 1.0,
     "dropout": 0.1,
     "pooling": "mean",
@@ -90,7 +105,7 @@ DEFAULTS: dict[str, Any] = {
     "device": "auto",
     "amp": True,
 }
-SCHEDULES = ("linear", "constant")
+SCHEDULES = ("linear", "constant", "plateau")
 _NONE = (None, "", "none", "None")
 
 
@@ -138,6 +153,7 @@ def resolve_config(config: dict[str, Any]) -> dict[str, Any]:
         problems.append(f"docs_per_class must be >= 1 (or none: all), got {cfg['docs_per_class']}")
     if cfg["val_per_class"] is not None and cfg["val_per_class"] < 1:
         problems.append(f"val_per_class must be >= 1 (or none), got {cfg['val_per_class']}")
+    problems += _harness.resolve_within_trial(cfg)
     if problems:
         raise ValueError("; ".join(problems))
     return cfg
@@ -195,7 +211,7 @@ class Schedule:
         t = position - self.start
         if t < self.warmup:
             return (max(t, 0) + 1) / self.warmup
-        if self.kind == "constant":
+        if self.kind in ("constant", "plateau"):  # plateau: its own scale multiplies this (apply_hparams)
             return 1.0
         frac = (self.total - t) / max(1, self.total - self.warmup)
         return self.min_factor + (1.0 - self.min_factor) * min(1.0, max(0.0, frac))
@@ -224,6 +240,8 @@ class TrainState:
     step: int  # cumulative optimizer steps
     steps_per_epoch: int
     scaler: Any = None
+    plateau: _harness.PlateauLR = field(default_factory=_harness.PlateauLR)  # lr_schedule: plateau
+    since_best: _harness.Improvement = field(default_factory=_harness.Improvement)  # patience's count
 
     @property
     def position(self) -> int:
@@ -246,6 +264,8 @@ def param_groups(model: _text.TextClassifier) -> list[dict[str, Any]]:
 def apply_hparams(state: TrainState, cfg: dict[str, Any], position: int) -> None:
     """The config's rates times the schedule's factor at ``position``, and its weight decay."""
     f = state.schedule.factor(position)
+    if cfg["lr_schedule"] == "plateau":
+        f *= state.plateau.scale
     for group in state.optimizer.param_groups:
         name = group.get("name", "")
         group["lr"] = (cfg["head_lr"] if name.startswith("head") else cfg["encoder_lr"]) * f
@@ -292,6 +312,10 @@ def make_state(cfg: dict[str, Any], classes: list[str], device: torch.device, pa
             scaler.load_state_dict(ckpt["scaler"])
     spe = steps_per_epoch(n_train, cfg)
     state = TrainState(model, optimizer, make_schedule(cfg, start, epochs, spe), start, step, spe, scaler)
+    if ckpt is not None:
+        state.since_best.load_state_dict(ckpt.get("since_best"))
+        if cfg["lr_schedule"] == "plateau":  # a parent on another schedule leaves none: it starts at 1
+            state.plateau.load_state_dict(ckpt.get("plateau"))
     apply_hparams(state, cfg, state.position)  # the NEW rates / weight decay replace the ones stored
     return state
 
@@ -311,6 +335,8 @@ def save_checkpoint(state: TrainState, folder: Path, cfg: dict[str, Any], classe
         "model": {k: v.detach().cpu() for k, v in state.model.state_dict().items()},
         "optimizer": state.optimizer.state_dict(),
         "schedule": {**state.schedule.state_dict(), "steps_per_epoch": state.steps_per_epoch},
+        "plateau": state.plateau.state_dict() if cfg["lr_schedule"] == "plateau" else None,
+        "since_best": state.since_best.state_dict(),
         "scaler": state.scaler.state_dict() if state.scaler is not None else None,
         "config": cfg,
     }
@@ -404,15 +430,27 @@ def train(config: dict[str, Any], budget: float | None, parent_checkpoint: str |
     if parent_checkpoint and start_step is not None and start_step != state.epoch:
         print(f"[{NAME}] parent checkpoint is at epoch {state.epoch}, the trial said {start_step}; "
               f"continuing from {state.epoch}", flush=True)
-    for _ in range(epochs):
-        t0 = time.perf_counter()
-        train_loss = train_epoch(state, data, cfg, seed)
-        metrics = evaluate(state, data, cfg)
-        metrics["train_loss"] = train_loss
-        save_checkpoint(state, checkpoint_dir, cfg, data.classes)
-        print(f"[{NAME}] epoch {state.epoch}: val_accuracy {metrics['val_accuracy']:.4f} "
-              f"val_loss {metrics['val_loss']:.4f} ({time.perf_counter() - t0:.2f} s)", flush=True)
-        report(metrics, state.epoch, checkpoint_dir)
+    keep = _harness.KeepBest(checkpoint_dir, CHECKPOINT_FILE, cfg["min_delta"]) if cfg["patience"] else None
+    try:
+        for _ in range(epochs):
+            t0 = time.perf_counter()
+            train_loss = train_epoch(state, data, cfg, seed)
+            metrics = evaluate(state, data, cfg)
+            metrics["train_loss"] = train_loss
+            notes = _harness.after_epoch(state, cfg, metrics["val_accuracy"])
+            save_checkpoint(state, checkpoint_dir, cfg, data.classes)
+            if keep is not None:
+                metrics = keep.update(metrics, state.epoch)
+            print(f"[{NAME}] epoch {state.epoch}: val_accuracy {metrics['val_accuracy']:.4f} "
+                  f"val_loss {metrics['val_loss']:.4f} ({time.perf_counter() - t0:.2f} s)" + notes, flush=True)
+            report(metrics, state.epoch, checkpoint_dir)
+            if cfg["patience"] and state.since_best.bad_epochs >= cfg["patience"]:
+                break
+        if keep is not None:
+            _harness.finish_best(keep, report, NAME)
+    finally:
+        if keep is not None:
+            keep.discard()
     return state
 
 
