@@ -30,6 +30,15 @@ TINY = {"labels_per_class": 10, "val_size": 100, "batch_size": 16, "learning_rat
 STALL = {"min_delta": 1.0, "plateau_threshold": 1.0}  # nothing improves after the first epoch
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Tiny models train faster on one thread (and leave the other core to a neighbour); restored after."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def _module(path: Path):
     fn = parse_target(f"{path}:objective").load_function()
     return sys.modules[fn.__module__]
@@ -281,9 +290,6 @@ def test_script_mode_takes_the_settings_as_flags(tmp_path):
     assert "best_epoch=1.0000" in lines[-1] and "last_epoch=2.0000" in lines[-1] and "best epoch 1" in out.stdout
     saved = torch.load(tmp_path / "s" / "state.pt", weights_only=True)
     assert saved["epoch"] == 1 and saved["config"]["lr_schedule"] == "plateau" and saved["plateau"]["scale"] == 1.0
-    bad = subprocess.run([sys.executable, str(IMAGE_FILE), "--plateau_factor=2", f"--saved_params_dir={tmp_path}"],
-                         capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120)
-    assert bad.returncode != 0 and "plateau_factor must be in (0, 1), got 2.0" in bad.stderr
 
 
 def test_through_autotune_the_trial_value_is_its_best_epoch(tmp_path):
