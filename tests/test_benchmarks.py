@@ -120,3 +120,27 @@ def test_gpu_utilisation_quick(tmp_path: Path) -> None:
     else:
         assert "no CUDA GPU found" in done.stdout
         assert rows[0]["status"].startswith("no CUDA GPU found")
+
+
+def test_early_stopping_quick(tmp_path: Path) -> None:
+    run_script("early_stopping.py", tmp_path, "--parts", "real", timeout=900)
+    tools = {"autotune-asha-bayes", "autotune-asha-pshe2", "autotune-pbt", "tune-asha-optuna", "tune-pbt",
+             "optuna-hyperband"}
+    asha = {"autotune-asha-bayes", "autotune-asha-pshe2", "tune-asha-optuna", "optuna-hyperband"}
+    curves = read(tmp_path / "early_stopping_real_curves.csv")
+    assert {r["tool"] for r in curves} == tools  # every tool reported within its budget
+    for tool in tools:
+        points = [(float(r["t_s"]), float(r["best_so_far"])) for r in curves if r["tool"] == tool]
+        assert all(0 <= t <= 20 and 0 < b <= 1 for t, b in points)
+        assert all(a <= b for (_, a), (_, b) in zip(points, points[1:])), "best so far must not fall"
+    runs = {r["tool"]: r for r in read(tmp_path / "early_stopping_real_runs.csv")}
+    assert set(runs) == tools and all(int(r["epochs"]) > 0 for r in runs.values())
+    assert sum(int(runs[t]["pruned"]) for t in asha) >= 1
+    assert all(int(runs[t]["pruned"]) == 0 for t in tools - asha)
+    summary = {r["tool"]: r for r in read(tmp_path / "early_stopping_real_summary.csv")}
+    assert set(summary) == tools
+    peer = summary["tune-pbt"]["best_peer"]
+    assert peer in tools and not peer.startswith("autotune")
+    assert float(summary[peer]["target"]) == float(summary[peer]["final_best_median"])
+    assert float(summary[peer]["t_to_target_median_s"]) <= 20  # the best peer reaches its own median
+    assert read(tmp_path / "early_stopping_real_machine.csv")

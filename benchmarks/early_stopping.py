@@ -1,0 +1,207 @@
+"""Early stopping side by side: autotune against Ray Tune and Optuna on the same trial and wall budget.
+
+    python benchmarks/early_stopping.py                  # both parts, the committed results
+    python benchmarks/early_stopping.py --quick          # CI: a few minutes
+    python benchmarks/early_stopping.py --parts real --seeds 0 1 --budget-s 90 --tools autotune-asha-bayes,tune-pbt
+
+Part ``real`` (the code is in ``_es_real.py``): one machine, every tool in turn on the bundled image
+trial (``trials/image_classification.py``: the MNIST-pretrained CNN fine-tuned on 100 Fashion-MNIST
+images per class, val_accuracy on 2,000 images after every epoch), searching learning_rate
+(log-uniform 1e-5..1e-1) and batch_size (16, 32, 64, 128) with the rest fixed as in
+``search_spaces/lr_bs.yaml`` (AdamW, constant learning rate).  The tools:
+
+* autotune, ``schedule="async"``, evaluator ``full`` + ``early_stop="asha"``, sampler ``bayes`` and ``pshe2``;
+* autotune, evaluator ``pbt`` (sampler ``pshe2``);
+* Ray Tune ``Tuner`` with ``ASHAScheduler`` + ``OptunaSearch``, and with ``PopulationBasedTraining``;
+* Optuna ``TPESampler`` + ``HyperbandPruner`` with 2 worker processes on a shared journal file.
+
+Fairness: every tool runs 2 trials at a time (a local Ray with ``num_cpus=2``, 1 CPU per trial, or 2
+Optuna processes), one torch thread per trial, the same trial code through one wrapper that logs every
+report with its wall time; at most ``--epochs`` (10) epochs per trial for the ASHA/Hyperband tools, with
+the first rung at 1 epoch and reduction factor 3 in all of them; both PBTs take a decision every 2
+epochs with a population of 4 and neither caps a lineage's epochs (autotune's pbt cannot), so a PBT
+model may train longer than 10 epochs within the budget.  TPE runs with ``constant_liar=True`` and 10
+random start-up trials in all three TPE users (autotune's ``bayes`` default); Ray Tune reuses its
+actors (``reuse_actors=True``: without it Ray 2.60 starts a process per trial, see overhead.py).  Each
+tool runs in a fresh process; torch and the tool are imported, and Ray started (``ray.init``, a few
+seconds, recorded as ``ray_start_s``), before its clock starts; everything after, worker processes
+included, is inside the budget of ``--budget-s`` wall seconds.  Each tool stops by its own time
+budget: Ray Tune's ``time_budget_s`` (stops the running trials), Optuna's ``timeout`` and autotune's
+``time_budget`` (no trial starts after it, the running ones finish); only reports made within the
+budget count.  The tools run in a rotated order per seed so that load drifting over the run favours none.
+
+Reported: ``early_stopping_real_curves.csv`` (tool, seed, t_s, best_so_far: the best val_accuracy any
+report of the search had reached by then, pruned trials' reports included), ``early_stopping_real_runs.csv``
+(one row per tool and seed), ``early_stopping_real_summary.csv`` (median final best, epochs trained,
+trials ended and pruned within the budget, and the time each tool needs to reach the target: the best
+peer's (non-autotune tool's) median final best), ``early_stopping_real_machine.csv``.  The goal set for
+autotune: the target in at most half the best peer's median time.
+
+Part ``simulated``: see ``_es_simulated.py``.
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+import statistics
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _bench  # noqa: E402
+import _es_real  # noqa: E402
+
+FULL = dict(seeds=[0, 1, 2, 3, 4], budget_s=90.0, epochs=10)
+QUICK = dict(seeds=[0], budget_s=20.0, epochs=3)
+
+
+def best_curve(reports: list[dict[str, Any]]) -> list[tuple[float, float]]:
+    """(time, best so far) at every improvement."""
+    out: list[tuple[float, float]] = []
+    for e in reports:
+        if "acc" in e and math.isfinite(e["acc"]) and (not out or e["acc"] > out[-1][1]):
+            out.append((e["t"], e["acc"]))
+    return out
+
+
+def time_to(curve: list[tuple[float, float]], target: float) -> float:
+    return next((t for t, best in curve if best >= target - 1e-12), math.inf)
+
+
+def run_real(quick: bool, out: Path, seeds: list[int] | None, budget_s: float | None, epochs: int | None,
+             tools: list[str]) -> str:
+    cfg = dict(QUICK if quick else FULL)
+    seeds = seeds if seeds is not None else cfg["seeds"]
+    budget_s = budget_s or cfg["budget_s"]
+    epochs = epochs or cfg["epochs"]
+    runs: list[dict[str, Any]] = []
+    failed: list[str] = []
+    curves: dict[tuple[str, int], list[tuple[float, float]]] = {}
+    work = Path(tempfile.mkdtemp(prefix="autotune-es-real-"))
+    try:
+        for i, seed in enumerate(seeds):
+            k = i % len(tools)
+            for pos, tool in enumerate(tools[k:] + tools[:k]):
+                try:
+                    res = _es_real.run_tool(tool, seed, budget_s, epochs, work / f"{tool}-{seed}")
+                except RuntimeError as e:  # keep the other runs of a long benchmark; main() fails at the end
+                    print(f"FAILED: {e}", flush=True)
+                    failed.append(f"{tool} seed {seed}")
+                    continue
+                curve = best_curve(res["reports"])
+                curves[(tool, seed)] = curve
+                runs.append({"tool": tool, "seed": seed, "position": pos, "final_best": curve[-1][1] if curve else None,
+                             "epochs": sum("acc" in e for e in res["reports"]), "completed": res["completed"],
+                             "pruned": res["pruned"], "trials": res["completed"] + res["pruned"],
+                             "errors": res.get("errors", 0), "ray_start_s": res["ray_start_s"],
+                             "stop_s": res["stop_s"]})
+                print(f"seed {seed} {tool}: best {runs[-1]['final_best']}, {runs[-1]['epochs']} epochs, "
+                      f"{runs[-1]['trials']} trials ({res['pruned']} pruned)", flush=True)
+                write_curves(out / "early_stopping_real_curves.csv", curves, budget_s)  # as it goes
+                _bench.write_csv(out / "early_stopping_real_runs.csv", runs)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    summary, verdict = summarise(runs, curves, tools)
+    _bench.write_csv(out / "early_stopping_real_summary.csv", summary)
+    _bench.write_machine(out / "early_stopping_real_machine.csv",
+                         {"part": "real", "seeds": " ".join(map(str, seeds)), "budget_s": budget_s, "epochs": epochs,
+                          "slots": _es_real.SLOTS, "tools": " ".join(tools)})
+    rows = [[s["tool"], s["seeds"], _fmt(s["final_best_median"], 4), s["epochs_median"], s["trials_median"],
+             s["pruned_median"], s["t_to_target_s"], _fmt(s["t_to_target_median_s"]), _fmt(s["x_best_peer"], 2)]
+            for s in summary]
+    return (_bench.table(rows, ["tool", "seeds", "final best (median)", "epochs", "trials", "pruned",
+                                "s to target, per seed", "s to target (median)", "x best peer's"])
+            + f"\n\nbudget {budget_s:g} s per tool and seed, at most {epochs} epochs per trial, {_es_real.SLOTS} "
+              f"trials at a time\n{verdict}" + (f"\nFAILED runs: {', '.join(failed)}" if failed else ""))
+
+
+def _fmt(x: float | None, digits: int = 1) -> str:
+    if x is None:
+        return ""
+    return "not reached" if math.isinf(x) else f"{x:.{digits}f}"
+
+
+def write_curves(path: Path, curves: dict[tuple[str, int], list[tuple[float, float]]], budget_s: float) -> None:
+    rows = []
+    for (tool, seed), curve in curves.items():
+        rows += [{"tool": tool, "seed": seed, "t_s": round(t, 3), "best_so_far": b} for t, b in curve]
+        if curve:  # where the budget ended
+            rows.append({"tool": tool, "seed": seed, "t_s": budget_s, "best_so_far": curve[-1][1]})
+    _bench.write_csv(path, rows, ["tool", "seed", "t_s", "best_so_far"])
+
+
+def summarise(runs: list[dict[str, Any]], curves: dict[tuple[str, int], list[tuple[float, float]]],
+              tools: list[str]) -> tuple[list[dict[str, Any]], str]:
+    med = lambda xs: statistics.median(xs) if xs else None  # noqa: E731
+    by = {t: [r for r in runs if r["tool"] == t] for t in tools}
+    finals = {t: med([r["final_best"] if r["final_best"] is not None else 0.0 for r in rs]) for t, rs in by.items()}
+    peers = [t for t in tools if not t.startswith("autotune") and by[t]]
+    best_peer = max(peers, key=lambda t: finals[t]) if peers else None
+    target = finals[best_peer] if best_peer else None
+    times = {t: [time_to(curves[(t, r["seed"])], target) for r in rs] if target is not None else []
+             for t, rs in by.items()}
+    peer_time = med(times[best_peer]) if best_peer else None
+    summary = []
+    for t in tools:
+        rs = by[t]
+        tt = med(times[t])
+        ratio = tt / peer_time if tt is not None and peer_time and math.isfinite(peer_time) else None
+        summary.append({"tool": t, "setting": _es_real.TOOLS[t], "seeds": len(rs), "final_best_median": finals[t],
+                        "final_best_per_seed": " ".join(f"{r['final_best'] or 0:.4f}" for r in rs),
+                        "epochs_median": med([r["epochs"] for r in rs]),
+                        "trials_median": med([r["trials"] for r in rs]),
+                        "pruned_median": med([r["pruned"] for r in rs]),
+                        "ray_start_s_median": med([r["ray_start_s"] for r in rs]),
+                        "target": target, "best_peer": best_peer,
+                        "t_to_target_s": " ".join(_fmt(x) for x in times[t]), "t_to_target_median_s": tt,
+                        "x_best_peer": ratio})
+    if best_peer is None:
+        return summary, "no peer tool ran: no target"
+    ours = [s for s in summary if s["tool"].startswith("autotune") and s["seeds"]]
+    verdict = (f"target {target:.4f}: the median final best of the best peer, {best_peer}, which reaches it in a "
+               f"median {_fmt(peer_time)} s")
+    if ours:
+        fastest = min(ours, key=lambda s: s["t_to_target_median_s"])
+        r = fastest["x_best_peer"]
+        if r is None or math.isinf(r):
+            verdict += ("; no autotune search reaches it in the median seed within the budget "
+                        "(goal: half the peer's time): NOT met")
+        else:
+            verdict += (f"; autotune's fastest, {fastest['tool']}: {_fmt(fastest['t_to_target_median_s'])} s, "
+                        f"{r:.2f}x the peer's time (goal: <= 0.5x): " + ("met" if r <= 0.5 else "NOT met"))
+    return summary, verdict
+
+
+def main() -> int:
+    p = _bench.base_parser(__doc__.split("\n\n")[0])
+    p.add_argument("--parts", default="real,simulated", help="comma-separated: real, simulated")
+    p.add_argument("--seeds", type=int, nargs="+", help="seeds (default 0 1 2 3 4; --quick 0)")
+    p.add_argument("--budget-s", type=float, help="real part: wall seconds per tool and seed (default 90; --quick 20)")
+    p.add_argument("--epochs", type=int, help="real part: the most epochs of one trial (default 10; --quick 3)")
+    p.add_argument("--tools", default=",".join(_es_real.TOOLS),
+                   help=f"real part, comma-separated (default all): {', '.join(_es_real.TOOLS)}")
+    args = p.parse_args()
+    parts = set(args.parts.split(","))
+    unknown = parts - {"real", "simulated"} | set(args.tools.split(",")) - set(_es_real.TOOLS)
+    if unknown:
+        p.error(f"unknown part or tool: {', '.join(sorted(unknown))}")
+    out = _bench.out_dir(args)
+    ok = True
+    if "real" in parts:
+        text = run_real(args.quick, out, args.seeds, args.budget_s, args.epochs, args.tools.split(","))
+        ok = "FAILED runs" not in text
+        print(text, flush=True)
+    if "simulated" in parts:
+        import _es_simulated
+
+        print(_es_simulated.run(args.quick, out, args.seeds), flush=True)
+    print(f"written to {out}")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
