@@ -15,7 +15,9 @@ so that no Ray, Optuna or torch state carries over from one to the next:
 
 Every tool calls the same function, :func:`train_logged`, which runs the trial's own ``train`` and
 appends each epoch's report (wall time, trial, epoch, val_accuracy) to a JSON-lines file before handing
-it to the tool, so the best-so-far curves of all tools are measured at the same point.
+it to the tool, so the best-so-far curves of all tools are measured at the same point.  A trial's own
+seed (head initialisation, data order) is 1000 + its number, as in trials/_harness.py: autotune's trial
+id, Optuna's trial number, Ray Tune's trial index (a hash of the trial id where OptunaSearch names them).
 """
 
 from __future__ import annotations

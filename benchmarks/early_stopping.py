@@ -33,7 +33,8 @@ budget count.  The tools run in a rotated order per seed so that load drifting o
 Reported: ``early_stopping_real_curves.csv`` (tool, seed, t_s, best_so_far: the best val_accuracy any
 report of the search had reached by then, pruned trials' reports included), ``early_stopping_real_runs.csv``
 (one row per tool and seed), ``early_stopping_real_summary.csv`` (median final best, epochs trained,
-trials ended and pruned within the budget, and the time each tool needs to reach the target: the best
+trials ended and pruned within the budget -- a trial of autotune's pbt is one 2-epoch step, while Ray
+Tune's PBT trials never end, so it shows 0 -- and the time each tool needs to reach the target: the best
 peer's (non-autotune tool's) median final best), ``early_stopping_real_machine.csv``.  The goal set for
 autotune: the target in at most half the best peer's median time.
 
