@@ -106,6 +106,7 @@ class Driver:
         self._judged: dict[int, int] = {}  # trial -> last report step the rule has seen
         self._live_reports: dict[int, list[dict[str, Any]]] = {}  # reports of trials in flight, as they came
         executor.report_judge = self._judge
+        executor.judging = self._rule.name != "none"
         self._deadline: float | None = None  # executor clock time after which no trial starts (time_budget)
         self._budget_spent = False
         self.asynchronous = ctx.settings.schedule == ASYNC
@@ -295,8 +296,9 @@ class Driver:
         entry = {"step": event.step, "metrics": event.metrics, "time": event.at}
         self._live_reports.setdefault(spec.trial_id, []).append(entry)
         store.report_trial(run_id, spec.trial_id, event.step, event.metrics)
-        if spec.trial_id not in self._pruning and self._judge(spec.trial_id, entry):
-            self.executor.prune(spec.trial_id)  # told at its next report; ended after a grace period
+        if self.executor.judging and spec.trial_id not in self._pruning:
+            # answered at once: a trial waiting for it stops at this report; ended after a grace period
+            self.executor.verdict(spec.trial_id, event.step, self._judge(spec.trial_id, entry))
 
     def _plan_next(self, ordinal: int) -> TrialSpec:
         s = self.ctx.settings

@@ -113,12 +113,15 @@ def test_a_trial_on_ray_is_told_through_the_report_bus(tmp_path):
     space = {**SPACE, "fixed": {"steps": 6, "pause": 0.3}}
     result = autotune.run(objective("many_reports"), space=space, sampler="random", evaluator="full", rounds=3,
                           popsize=2, seed=1, output=tmp_path, name="ray", early_stop="asha",
-                          early_stop_options={"grace_period": 1, "reduction_factor": 2})
+                          early_stop_options={"grace_period": 2, "reduction_factor": 2})
     pruned = [r for r in result.records if r.status == "pruned"]
     assert pruned and all(r.status in ("completed", "pruned") for r in result.records)
     for r in pruned:  # stopped by its own report raising, not killed: its log says it cleaned up
         log = (tmp_path / "ray" / r.trial_dir / "trial.log").read_text()
         assert "cleaned up after should_stop" in log
+        # ASHA stops only at its rungs (steps 2 and 4 here), and a trial on Ray waits for the verdict on
+        # the report it made, so it stops at the rung it lost at, not one report (an epoch) later
+        assert r.reports[-1]["step"] in (2, 4), [rep["step"] for rep in r.reports]
 
 
 @pytest.mark.parametrize("schedule", ["async", "rounds"])

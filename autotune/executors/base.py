@@ -64,6 +64,15 @@ class Executor(ABC):
     #: the driver sets it.  Executors whose trials run elsewhere are told through :meth:`prune`.
     report_judge: Callable[[int, dict[str, Any]], bool] | None = None
 
+    #: True when the run has an early-stopping rule, so every report gets a :meth:`verdict` (the driver sets it)
+    judging: bool = False
+
+    def verdict(self, trial_id: int, step: int, stop: bool) -> None:
+        """The rule's verdict on the report a trial made at ``step``.  A trial that waits for it at that
+        report (see the Ray executor) stops there instead of at its next report.  By default: prune."""
+        if stop:
+            self.prune(trial_id)
+
     def prune(self, trial_id: int) -> None:
         """The early-stopping rule stopped this trial: tell it at its next report, and end it after a
         grace period if it does not stop.  By default: end it now."""

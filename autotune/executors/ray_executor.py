@@ -7,13 +7,17 @@ per trial.  What to start, run, retry or kill is decided by :class:`~autotune.ex
 (pure, tested without Ray); this module only makes the Ray calls: it tells the pool what Ray reports
 (a worker started, a trial returned, a worker or its node died) and carries out the pool's commands.
 Reports reach the driver while trials run: each worker sends them to a small ``_ReportBus`` actor,
-which the driver drains every turn.
+which the driver drains every turn.  With an early-stopping rule, the driver waits on the bus for
+reports (it wakes the moment one arrives) and a Python objective's report waits, up to
+``VERDICT_WAIT_S``, for the rule's verdict on it: a losing trial stops at the report the rule judged,
+as with Ray Tune's schedulers or Optuna's ``should_prune``, not one report (an epoch) later.
 
 This is the only module that imports ``ray``.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import os
@@ -35,6 +39,7 @@ from .base import Executor
 from .pool import Kill, Run, Spawn, WorkerPool
 
 POLL_S = 0.5
+VERDICT_WAIT_S = 2.0  # how long a report waits for the rule's verdict; then it goes on (a later stop still works)
 PRUNE_GRACE_S = 60.0  # how long a trial told to stop may take to reach its next report
 NODE_VERDICT_S = 60.0  # how long to wait for the cluster to call a silent node dead
 TOKEN_FILE = Path.home() / ".ray" / "auth_token"
@@ -83,23 +88,62 @@ class _TrialWorker:
 
 
 class _ReportBus:
-    """Carries the reports of running trials from the workers to the driver, as they are made."""
+    """Carries the reports of running trials from the workers to the driver, as they are made, and the
+    early-stopping rule's verdicts back (an asyncio actor: waiting costs no thread)."""
 
-    def __init__(self) -> None:
+    def __init__(self, judging: bool = False, verdict_wait_s: float = VERDICT_WAIT_S) -> None:
         self._reports: list[tuple[int, dict[str, Any]]] = []
         self._stop: set[int] = set()
+        self._judging = judging
+        self._verdict_wait_s = verdict_wait_s
+        self._waiting: dict[tuple[int, int], asyncio.Event] = {}  # (trial, step) -> its report's wait
+        self._new: asyncio.Event | None = None  # set while reports wait to be drained
 
-    def put(self, trial_id: int, entry: dict[str, Any]) -> bool:
-        """Keep a report; True when the trial has been told to stop (early stopping)."""
+    def _arrived(self) -> asyncio.Event:
+        if self._new is None:
+            self._new = asyncio.Event()
+        return self._new
+
+    async def put(self, trial_id: int, entry: dict[str, Any]) -> bool:
+        """Keep a report; True when the trial has been told to stop (early stopping).  With a rule,
+        first wait (at most ``verdict_wait_s``) for the verdict on this very report."""
         self._reports.append((trial_id, entry))
+        self._arrived().set()
+        if self._judging and trial_id not in self._stop:
+            key = (trial_id, int(entry.get("step", 0)))
+            event = self._waiting[key] = asyncio.Event()
+            try:
+                await asyncio.wait_for(event.wait(), self._verdict_wait_s)
+            except asyncio.TimeoutError:
+                pass
+            finally:
+                self._waiting.pop(key, None)
         return trial_id in self._stop
 
-    def prune(self, trial_id: int) -> None:
-        self._stop.add(trial_id)
+    async def verdict(self, trial_id: int, step: int, stop: bool) -> None:
+        if stop:
+            self._stop.add(trial_id)
+        event = self._waiting.get((trial_id, step))
+        if event is not None:
+            event.set()
 
-    def drain(self) -> list[tuple[int, dict[str, Any]]]:
+    async def prune(self, trial_id: int) -> None:
+        self._stop.add(trial_id)
+        for (tid, _), event in list(self._waiting.items()):
+            if tid == trial_id:
+                event.set()
+
+    async def drain(self) -> list[tuple[int, dict[str, Any]]]:
         out, self._reports = self._reports, []
+        self._arrived().clear()
         return out
+
+    async def next_reports(self, timeout: float) -> list[tuple[int, dict[str, Any]]]:
+        """The reports made since the last drain, as soon as there are any (or none after ``timeout``)."""
+        if not self._reports:
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._arrived().wait(), timeout)
+        return await self.drain()
 
 
 class RayExecutor(Executor):
@@ -136,6 +180,7 @@ class RayExecutor(Executor):
         self._bus: Any = None  # the _ReportBus actor: live reports from the workers
         self._reports: list[ExecutorEvent] = []
         self._prune_deadline: dict[int, float] = {}  # trial told to stop -> when it is ended if still running
+        self._listening: Any = None  # with a rule: the bus's next_reports() call the driver waits on
 
     # -- lifecycle -------------------------------------------------------------------------------
     def open(self, run_dir: Path, target: Any, metric: str, artifacts: str | None = None) -> None:
@@ -168,7 +213,7 @@ class RayExecutor(Executor):
                 raise ExecutorError(f"cannot start or join Ray at {where}: {e}{hint}") from None
             self._started_ray = True
         self._pool.slots = self._compute_slots()
-        self._bus = ray.remote(_ReportBus).options(num_cpus=0).remote()
+        self._bus = ray.remote(_ReportBus).options(num_cpus=0).remote(self.judging)
 
     def _compute_slots(self) -> int:
         nodes = [n for n in ray.nodes() if n.get("Alive")]
@@ -215,7 +260,9 @@ class RayExecutor(Executor):
         passes (None: until one ends)."""
         deadline = None if timeout is None else time.time() + timeout
         events = [*self._take_reports(), *self._pool.take_events()]
-        while self.active and not any(isinstance(e, TrialFinished) for e in events):
+        # with a rule, a report is an answer the worker waits for: return it at once to be judged
+        wake = (TrialFinished, TrialReported) if self.judging else (TrialFinished,)
+        while self.active and not any(isinstance(e, wake) for e in events):
             self._turn(POLL_S if deadline is None else max(0.0, min(POLL_S, deadline - time.time())))
             events += [*self._take_reports(), *self._pool.take_events()]
             if deadline is not None and time.time() >= deadline:
@@ -232,12 +279,15 @@ class RayExecutor(Executor):
     def _drain_bus(self) -> None:
         """Reports the workers made since the last turn (a report arriving after its trial's end is
         still in the outcome; the driver ignores the late copy)."""
-        if self._bus is None:
+        if self._bus is None or self._listening is not None:
             return
         try:
             batch = ray.get(self._bus.drain.remote(), timeout=30)
         except (RayError, GetTimeoutError):
             return  # the live view misses these; the outcome carries every report
+        self._add_reports(batch)
+
+    def _add_reports(self, batch: list[tuple[int, dict[str, Any]]]) -> None:
         for trial_id, entry in batch:
             self._reports.append(TrialReported(int(trial_id), int(entry.get("step", 0)),
                                                dict(entry.get("metrics") or {}), float(entry.get("time") or 0.0)))
@@ -250,10 +300,20 @@ class RayExecutor(Executor):
         self._pool.step()
         self._execute()
         waiting = [*self._runs, *self._starting]
+        if self.judging and self._bus is not None and self._listening is None and self._runs:
+            self._listening = self._bus.next_reports.remote(max(wait_s, POLL_S))
+        if self._listening is not None:
+            waiting.append(self._listening)
         done, _ = ray.wait(waiting, num_returns=1, timeout=wait_s) if waiting else ([], [])
         for ref in done:
             if ref in self._runs:  # (a started worker is reported at the next turn)
                 self._collect(ref, self._runs.pop(ref))
+            elif ref is self._listening:
+                self._listening = None
+                try:
+                    self._add_reports(ray.get(ref, timeout=30))
+                except (RayError, GetTimeoutError):
+                    pass  # the live view misses these; the outcome carries every report
         self._execute()
 
     def _observe_starts(self) -> None:
@@ -339,6 +399,15 @@ class RayExecutor(Executor):
             except Exception:  # noqa: BLE001 - already gone
                 pass
 
+    def verdict(self, trial_id: int, step: int, stop: bool) -> None:
+        """Answer the report the trial made at ``step`` (it may be waiting for this); stop: prune it."""
+        if self._bus is None:
+            super().verdict(trial_id, step, stop)
+            return
+        self._bus.verdict.remote(trial_id, step, stop)
+        if stop:
+            self._prune_deadline[trial_id] = time.time() + PRUNE_GRACE_S
+
     def prune(self, trial_id: int) -> None:
         """Tell the trial to stop at its next report (through the report bus); a trial that has not
         stopped ``PRUNE_GRACE_S`` later is ended (see :meth:`_turn`)."""
@@ -374,6 +443,7 @@ class RayExecutor(Executor):
             self._kill(wid)
         self._starting.clear()
         self._runs.clear()
+        self._listening = None
         if self._bus is not None:
             with contextlib.suppress(Exception):
                 ray.kill(self._bus, no_restart=True)
