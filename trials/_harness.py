@@ -13,6 +13,7 @@ import math
 import os
 import shutil
 import sys
+import time
 from pathlib import Path
 from typing import Any, Callable, Protocol
 
@@ -378,10 +379,32 @@ def after_epoch(state: Any, cfg: dict[str, Any], value: float) -> str:
     return "".join(f"; {n}" for n in notes)
 
 
-def finish_best(keep: KeepBest, report: Report, name: str) -> None:
-    """End a trial with patience on: its best epoch's checkpoint and metrics become its result."""
-    stopped = keep.last_epoch
-    final = keep.finish(report)
-    if final is not None:
-        print(f"[{name}] best epoch {keep.best_epoch} (val_accuracy {final['val_accuracy']:.4f}) of epochs up to "
-              f"{stopped}: its checkpoint and metrics are the trial's result", flush=True)
+def train_epochs(name: str, state: Any, cfg: dict[str, Any], epochs: int, checkpoint_dir: Path, checkpoint_file: str,
+                 one_epoch: Callable[[], dict[str, float]], save: Callable[[], None], report: Report) -> None:
+    """The epoch loop both bundled trials share: ``one_epoch`` trains and evaluates (its metrics include
+    ``val_accuracy``), then patience and the plateau schedule are accounted (:func:`after_epoch`), ``save``
+    writes the checkpoint and the epoch is reported; with ``patience`` on, the loop stops after that many
+    epochs without improvement and the best epoch's checkpoint and metrics become the trial's result."""
+    keep = KeepBest(checkpoint_dir, checkpoint_file, cfg["min_delta"]) if cfg["patience"] else None
+    try:
+        for _ in range(epochs):
+            t0 = time.perf_counter()
+            metrics = one_epoch()
+            notes = after_epoch(state, cfg, metrics["val_accuracy"])
+            save()
+            if keep is not None:
+                metrics = keep.update(metrics, state.epoch)
+            print(f"[{name}] epoch {state.epoch}: val_accuracy {metrics['val_accuracy']:.4f} "
+                  f"val_loss {metrics['val_loss']:.4f} ({time.perf_counter() - t0:.2f} s)" + notes, flush=True)
+            report(metrics, state.epoch, checkpoint_dir)
+            if cfg["patience"] and state.since_best.bad_epochs >= cfg["patience"]:
+                break
+        if keep is not None:
+            stopped = keep.last_epoch
+            final = keep.finish(report)
+            if final is not None:
+                print(f"[{name}] best epoch {keep.best_epoch} (val_accuracy {final['val_accuracy']:.4f}) of epochs "
+                      f"up to {stopped}: its checkpoint and metrics are the trial's result", flush=True)
+    finally:
+        if keep is not None:
+            keep.discard()

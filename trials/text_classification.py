@@ -57,7 +57,6 @@ from __future__ import annotations
 import math
 import os
 import sys
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -430,27 +429,13 @@ def train(config: dict[str, Any], budget: float | None, parent_checkpoint: str |
     if parent_checkpoint and start_step is not None and start_step != state.epoch:
         print(f"[{NAME}] parent checkpoint is at epoch {state.epoch}, the trial said {start_step}; "
               f"continuing from {state.epoch}", flush=True)
-    keep = _harness.KeepBest(checkpoint_dir, CHECKPOINT_FILE, cfg["min_delta"]) if cfg["patience"] else None
-    try:
-        for _ in range(epochs):
-            t0 = time.perf_counter()
-            train_loss = train_epoch(state, data, cfg, seed)
-            metrics = evaluate(state, data, cfg)
-            metrics["train_loss"] = train_loss
-            notes = _harness.after_epoch(state, cfg, metrics["val_accuracy"])
-            save_checkpoint(state, checkpoint_dir, cfg, data.classes)
-            if keep is not None:
-                metrics = keep.update(metrics, state.epoch)
-            print(f"[{NAME}] epoch {state.epoch}: val_accuracy {metrics['val_accuracy']:.4f} "
-                  f"val_loss {metrics['val_loss']:.4f} ({time.perf_counter() - t0:.2f} s)" + notes, flush=True)
-            report(metrics, state.epoch, checkpoint_dir)
-            if cfg["patience"] and state.since_best.bad_epochs >= cfg["patience"]:
-                break
-        if keep is not None:
-            _harness.finish_best(keep, report, NAME)
-    finally:
-        if keep is not None:
-            keep.discard()
+
+    def one_epoch() -> dict[str, float]:
+        train_loss = train_epoch(state, data, cfg, seed)
+        return {**evaluate(state, data, cfg), "train_loss": train_loss}
+
+    _harness.train_epochs(NAME, state, cfg, epochs, checkpoint_dir, CHECKPOINT_FILE, one_epoch,
+                          lambda: save_checkpoint(state, checkpoint_dir, cfg, data.classes), report)
     return state
 
 
