@@ -108,15 +108,21 @@ def ranked_losses(outcomes: Sequence[Outcome]) -> list[float]:
     of :func:`outcome_key`: pruned trials rank below every completed trial, failures below them all.
 
     Completed losses stay as they are.  With ``W`` the worst completed loss (0 if none) and
-    ``G = 1 + |W|``, the ``m`` pruned trials get ``W + G * (k + 1) / (2 (m + 1))`` by rank ``k`` (so
-    between ``W`` and ``W + G/2``) and every failure ``W + G``.  A failure is never scored as 0 (the best
-    loss of many objectives), and a pruned trial's last report never competes with a final score.
+    ``G = 1 + |W|``, the pruned and failed trials get :func:`imputed` values.  A failure is never scored as
+    0 (the best loss of many objectives), and a pruned trial's last report never competes with a final score.
     """
     finite = [x for x in outcomes if x is not None and not isinstance(x, list)]
     worst = max(finite) if finite else 0.0
-    gap = 1.0 + abs(worst)
+    value = imputed(outcomes, worst, 1.0 + abs(worst))
+    return [value[i] if i in value else float(x) for i, x in enumerate(outcomes)]  # type: ignore[arg-type]
+
+
+def imputed(outcomes: Sequence[Outcome], worst: float, gap: float) -> dict[int, float]:
+    """Values for the pruned and failed outcomes (by index), above ``worst`` (the worst completed value):
+    the ``m`` pruned ones ``worst + gap * (k + 1) / (2 (m + 1))`` by rank ``k`` of :func:`outcome_key` (so
+    below ``worst + gap / 2``), every failure ``worst + gap``."""
     pruned = sorted((i for i, x in enumerate(outcomes) if isinstance(x, list)),
                     key=lambda i: outcome_key(outcomes[i]))
     value = {i: worst + gap * (k + 1) / (2 * (len(pruned) + 1)) for k, i in enumerate(pruned)}
-    return [value[i] if i in value else worst + gap if x is None else float(x)  # type: ignore[arg-type]
-            for i, x in enumerate(outcomes)]
+    value.update({i: worst + gap for i, x in enumerate(outcomes) if x is None})
+    return value

@@ -60,7 +60,7 @@ from ..errors import SamplerError
 from ..space import CategoricalParam, FloatParam, SearchSpace
 from ..space.encoding import decode_value, encode_value
 from . import _gp
-from ._population import load_outcome, outcome_key
+from ._population import imputed, load_outcome
 from .base import Observation, Outcome, Sampler
 
 T_HIGH, T_LOW = 1.0, 1e-3
@@ -194,12 +194,9 @@ class PSHE3Sampler(Sampler):
             worst = float(z.max())
         else:
             z, worst = np.zeros(0), 0.0
-        pruned = sorted((i for i, f in enumerate(outcomes) if isinstance(f, list)),
-                        key=lambda i: outcome_key(outcomes[i]))
-        imputed = {i: worst + (k + 1) / (2 * (len(pruned) + 1)) for k, i in enumerate(pruned)}
+        value = imputed(outcomes, worst, 1.0)
         it = iter(z.tolist())
-        targets = np.array([imputed[i] if i in imputed else worst + 1.0 if f is None else next(it)
-                            for i, f in enumerate(outcomes)])
+        targets = np.array([value[i] if i in value else next(it) for i in range(len(outcomes))])
         if not ok:
             targets = targets - targets.mean()
         points = np.array([p for p, _ in self._observed], dtype=float)
