@@ -82,3 +82,18 @@ class InterruptingExecutor(LocalExecutor):
             raise KeyboardInterrupt
         self.count += 1 if self._queue else 0
         return super().poll(timeout)
+
+
+def run_objective(module, tmp_path: Path, name: str, config: dict, budget, parent=None, trial_id: int = 0):
+    """Run a bundled trial module's ``objective`` the way autotune does, through a :class:`Trial` in
+    ``tmp_path / name`` (a child of ``parent``'s checkpoint when given); returns the trial."""
+    from autotune.trial import Trial
+
+    trial = Trial(
+        id=trial_id, round=0 if parent is None else 1, budget=budget, dir=tmp_path / name, config=config,
+        metric="val_accuracy", parent_checkpoint=parent.checkpoint if parent else None,
+        parent_id=parent.id if parent else None, start_step=parent.checkpoint_step if parent else 0,
+    )
+    trial.dir.mkdir(parents=True)
+    module.objective(dict(config), trial)
+    return trial

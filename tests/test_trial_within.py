@@ -22,6 +22,7 @@ import autotune
 from autotune.records import COMPLETED
 from autotune.targets import parse_target
 from autotune.trial import Trial
+from conftest import run_objective
 
 REPO = Path(__file__).resolve().parents[1]
 IMAGE_FILE = REPO / "trials" / "image_classification.py"
@@ -54,19 +55,6 @@ def harness(ic):
     import _harness
 
     return _harness
-
-
-def run_objective(mod, tmp_path: Path, name: str, config: dict, budget, parent: Trial | None = None,
-                  trial_id: int = 0) -> Trial:
-    """A trial the way autotune runs it: the objective reports through ``Trial.report``."""
-    trial = Trial(
-        id=trial_id, round=0 if parent is None else 1, budget=budget, dir=tmp_path / name, config=config,
-        metric="val_accuracy", parent_checkpoint=parent.checkpoint if parent else None,
-        parent_id=parent.id if parent else None, start_step=parent.checkpoint_step if parent else 0,
-    )
-    trial.dir.mkdir(parents=True)
-    mod.objective(dict(config), trial)
-    return trial
 
 
 def epoch_reports(trial: Trial) -> list[dict]:

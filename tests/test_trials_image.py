@@ -16,7 +16,7 @@ import torch
 
 from autotune.records import COMPLETED, ParentRef, TrialSpec
 from autotune.targets import parse_target
-from autotune.trial import Trial
+from conftest import run_objective
 from autotune.trial_runner import run_trial
 
 REPO = Path(__file__).resolve().parents[1]
@@ -30,18 +30,6 @@ def ic():
     target = parse_target(f"{TRIAL_FILE}:objective")
     fn = target.load_function()
     return sys.modules[fn.__module__]
-
-
-def run_objective(ic, tmp_path: Path, name: str, config: dict, budget, parent: Trial | None = None,
-                  trial_id: int = 0) -> Trial:
-    trial = Trial(
-        id=trial_id, round=0 if parent is None else 1, budget=budget, dir=tmp_path / name, config=config,
-        metric="val_accuracy", parent_checkpoint=parent.checkpoint if parent else None,
-        parent_id=parent.id if parent else None, start_step=parent.checkpoint_step if parent else 0,
-    )
-    trial.dir.mkdir(parents=True)
-    ic.objective(dict(config), trial)
-    return trial
 
 
 def test_reports_each_epoch_with_cumulative_steps_and_a_checkpoint(ic, tmp_path):

@@ -30,6 +30,7 @@ from autotune.records import COMPLETED, ParentRef, TrialSpec  # noqa: E402
 from autotune.results import load_result  # noqa: E402
 from autotune.targets import parse_target  # noqa: E402
 from autotune.trial import Trial  # noqa: E402
+from conftest import run_objective  # noqa: E402
 from autotune.trial_runner import run_trial  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -60,18 +61,6 @@ def tiny_encoder(tc, tmp_path_factory) -> str:
     model.save_pretrained(folder)
     tok.save_pretrained(folder)
     return str(folder)
-
-
-def run_objective(tc, tmp_path: Path, name: str, config: dict, budget, parent: Trial | None = None,
-                  trial_id: int = 0) -> Trial:
-    trial = Trial(
-        id=trial_id, round=0 if parent is None else 1, budget=budget, dir=tmp_path / name, config=config,
-        metric="val_accuracy", parent_checkpoint=parent.checkpoint if parent else None,
-        parent_id=parent.id if parent else None, start_step=parent.checkpoint_step if parent else 0,
-    )
-    trial.dir.mkdir(parents=True)
-    tc.objective(dict(config), trial)
-    return trial
 
 
 @pytest.fixture(scope="module")
