@@ -279,18 +279,30 @@ def _api(base_url: str, path: str):
         return None
 
 
+def _start_run(code: str, base_url: str, name: str, timeout: float) -> subprocess.Popen:
+    """Start a search (Python ``code``) in its own process and wait until the API lists run ``name``."""
+    driver = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.time() + timeout
+    while _api(base_url, f"/api/runs/{name}") is None:
+        assert driver.poll() is None, driver.stderr.read().decode()
+        assert time.time() < deadline, "the live run never appeared"
+        time.sleep(0.1)
+    return driver
+
+
+def _end(driver: subprocess.Popen) -> None:
+    if driver.poll() is None:
+        driver.kill()
+        driver.wait()
+
+
 def test_a_running_search_updates_without_reload(page, base_url, live_root):
     space = {"metric": "score", "mode": "max", "fixed": {"sleep": 0.5},
              "params": {"x": {"type": "float", "low": 0.0, "high": 1.0}}}
     code = (f"import autotune; autotune.run({objective('quadratic')!r}, space={space!r}, sampler='random', "
             f"evaluator='full', rounds=4, popsize=2, seed=0, output={str(live_root)!r}, name='live', executor='local')")
-    driver = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    driver = _start_run(code, base_url, "live", 60)
     try:
-        deadline = time.time() + 60
-        while _api(base_url, "/api/runs/live") is None:
-            assert driver.poll() is None, driver.stderr.read().decode()
-            assert time.time() < deadline, "the live run never appeared"
-            time.sleep(0.1)
         _open_run(page, base_url, "live", "?poll=250")
         page.evaluate("() => { window.__notReloaded = true; }")
         first = page.evaluate("() => autotuneDashboard.trials.filter((t) => t.status === 'completed').length")
@@ -305,9 +317,7 @@ def test_a_running_search_updates_without_reload(page, base_url, live_root):
         assert page.is_hidden("[data-testid=live-indicator]")
         assert driver.wait(30) == 0
     finally:
-        if driver.poll() is None:
-            driver.kill()
-            driver.wait()
+        _end(driver)
 
 
 def test_learning_curves_of_running_trials_draw_live(page, base_url, live_root):
@@ -318,13 +328,8 @@ def test_learning_curves_of_running_trials_draw_live(page, base_url, live_root):
              "params": {"x": {"type": "float", "low": 0.0, "high": 1.0}}}
     code = (f"import autotune; autotune.run({objective('slow_curve')!r}, space={space!r}, sampler='random', "
             f"evaluator='full', rounds=1, popsize=2, seed=0, output={str(live_root)!r}, name='curves')")
-    driver = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    driver = _start_run(code, base_url, "curves", 120)
     try:
-        deadline = time.time() + 120
-        while _api(base_url, "/api/runs/curves") is None:
-            assert driver.poll() is None, driver.stderr.read().decode()
-            assert time.time() < deadline, "the live run never appeared"
-            time.sleep(0.2)
         _open_run(page, base_url, "curves", "?poll=250")
         page.evaluate("() => { window.__notReloaded = true; }")
         # both trials running, 3 reports each so far: two curves of 3 points, drawn as running
@@ -347,6 +352,4 @@ def test_learning_curves_of_running_trials_draw_live(page, base_url, live_root):
         assert driver.wait(60) == 0
     finally:
         gate.touch()
-        if driver.poll() is None:
-            driver.kill()
-            driver.wait()
+        _end(driver)
