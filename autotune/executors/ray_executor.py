@@ -120,14 +120,14 @@ class _ReportBus:
                 self._waiting.pop(key, None)
         return trial_id in self._stop
 
-    async def verdict(self, trial_id: int, step: int, stop: bool) -> None:
-        if stop:
-            self._stop.add(trial_id)
+    async def release(self, trial_id: int, step: int) -> None:
+        """The rule lets the trial go on after its report at ``step``."""
         event = self._waiting.get((trial_id, step))
         if event is not None:
             event.set()
 
     async def prune(self, trial_id: int) -> None:
+        """The trial is stopped: its reports answer so from now on, and any that waits is answered now."""
         self._stop.add(trial_id)
         for (tid, _), event in list(self._waiting.items()):
             if tid == trial_id:
@@ -400,13 +400,12 @@ class RayExecutor(Executor):
                 pass
 
     def verdict(self, trial_id: int, step: int, stop: bool) -> None:
-        """Answer the report the trial made at ``step`` (it may be waiting for this); stop: prune it."""
-        if self._bus is None:
+        """Answer the report the trial made at ``step`` (it may be waiting for this): stop prunes it (which
+        also ends its wait), go on releases the wait."""
+        if stop or self._bus is None:
             super().verdict(trial_id, step, stop)
-            return
-        self._bus.verdict.remote(trial_id, step, stop)
-        if stop:
-            self._prune_deadline[trial_id] = time.time() + PRUNE_GRACE_S
+        else:
+            self._bus.release.remote(trial_id, step)
 
     def prune(self, trial_id: int) -> None:
         """Tell the trial to stop at its next report (through the report bus); a trial that has not
