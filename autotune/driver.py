@@ -153,12 +153,17 @@ class Driver:
         if self._judged.get(trial_id, -1) >= step:
             return trial_id in self._pruning
         self._judged[trial_id] = step
-        try:
-            value = float((entry.get("metrics") or {}).get(self.ctx.settings.metric))
-        except (TypeError, ValueError):
+        value = self._reported(entry)
+        if value is None:
             return False
-        value = -value if self.ctx.settings.mode == "min" else value
-        return self._rule.report(trial_id, step - start_step, value)
+        return self._rule.report(trial_id, step - start_step, -value if self.ctx.settings.mode == "min" else value)
+
+    def _reported(self, entry: dict[str, Any]) -> float | None:
+        """The run metric in one report, as reported; None when it is missing or not a number."""
+        try:
+            return float((entry.get("metrics") or {})[self.ctx.settings.metric])
+        except (KeyError, TypeError, ValueError):
+            return None
 
     def _judge(self, trial_id: int, entry: dict[str, Any]) -> bool:
         """Asked at each report of a trial in flight (in-process executors ask synchronously)."""
@@ -176,13 +181,8 @@ class Driver:
         if record.status != PRUNED:
             return Observation(id=record.trial_id, loss=loss_of(record, s.mode))
         start = record.parent_step or 0
-        curve = []
-        for rep in record.reports:
-            try:
-                value = float((rep.get("metrics") or {})[s.metric])
-            except (KeyError, TypeError, ValueError):
-                continue
-            curve.append((int(rep.get("step", 0)) - start, -value if s.mode == "max" else value))
+        curve = [(int(rep.get("step", 0)) - start, -value if s.mode == "max" else value)
+                 for rep in record.reports if (value := self._reported(rep)) is not None]
         steps, last = (curve[-1] if curve else (0, None))
         return Observation(id=record.trial_id, loss=last, pruned_step=max(0, steps), curve=tuple(curve))
 
