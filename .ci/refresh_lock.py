@@ -2,6 +2,7 @@
 """Refresh .ci/constraints.txt, the lock of exact versions, from pyproject.toml.
 
     python .ci/refresh_lock.py            # resolve every extra, write .ci/constraints.txt
+    python .ci/refresh_lock.py --upgrade  # the same, moving every pin to the newest release allowed
     python .ci/refresh_lock.py --check    # exit 1 when pyproject.toml changed since the lock was made
 
 Run it after changing a dependency or a range in pyproject.toml, or on purpose to move to newer
@@ -9,6 +10,8 @@ releases; then run the test command and commit both files together. pip resolves
 once (a dry run: nothing is installed) with `--ignore-installed`, so the result does not depend
 on what this environment already holds. The lock is a pip constraints file: it pins versions and
 installs nothing by itself, so one file serves the main job, the tests and every extra.
+Without ``--upgrade`` the resolution keeps every pin of the current lock that still fits (the old lock
+is a constraint of it), so adding one dependency pins what it brings and moves nothing else.
 The resolution is for the platform it runs on (the header says which); on other platforms the
 pins still apply to every package they share.
 """
@@ -76,13 +79,16 @@ def canonical(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
-def resolve() -> list[tuple[str, str]]:
-    """(name, version) of everything the project and all its extras need, as pip resolves it today."""
+def resolve(keep: bool = True) -> list[tuple[str, str]]:
+    """(name, version) of everything the project and all its extras need, as pip resolves it today;
+    ``keep``: with the current lock's pins as constraints (what is locked stays where it is)."""
     extras = ",".join(k.split(":", 1)[1] for k in dependency_inputs() if k.startswith("extra:"))
     with tempfile.TemporaryDirectory() as tmp:
         report = Path(tmp) / "report.json"
         cmd = [sys.executable, "-m", "pip", "install", "--dry-run", "--ignore-installed", "--quiet",
                "--disable-pip-version-check", "--report", str(report), f"{REPO}[{extras}]"]
+        if keep and LOCK.exists():
+            cmd[4:4] = ["-c", str(LOCK)]
         subprocess.run(cmd, check=True)
         installs = json.loads(report.read_text())["install"]
     pins = {(i["metadata"]["name"], i["metadata"]["version"]) for i in installs
@@ -117,6 +123,8 @@ def write_lock(pins: list[tuple[str, str]]) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--check", action="store_true", help="only check that the lock matches pyproject.toml")
+    parser.add_argument("--upgrade", action="store_true",
+                        help="move every pin to the newest release pyproject.toml allows (default: keep the pins that fit)")
     args = parser.parse_args(argv)
     if args.check:
         if LOCK.exists() and locked_digest() == dependency_digest():
@@ -125,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{LOCK.relative_to(REPO)} is out of date with pyproject.toml: run python .ci/refresh_lock.py",
               file=sys.stderr)
         return 1
-    pins = resolve()
+    pins = resolve(keep=not args.upgrade)
     write_lock(pins)
     print(f"wrote {len(pins)} pins to {LOCK.relative_to(REPO)}")
     return 0
