@@ -45,3 +45,12 @@ class ExecutorError(AutotuneError):
 
 class RunInterrupted(AutotuneError):
     """The run was stopped by the user (Ctrl-C); it is resumable with `autotune resume`."""
+
+
+class MissingExtraError(AutotuneError, ImportError):
+    """A feature needs a package that only one of autotune's extras installs; says which extra."""
+
+    def __init__(self, what: str, extra: str) -> None:
+        self.extra = extra
+        super().__init__(f"{what} needs autotune's {extra!r} extra: pip install \"autotune[{extra}]\" "
+                         f"(from a checkout: pip install -c .ci/constraints.txt -e \".[{extra}]\")")

