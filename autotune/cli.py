@@ -230,7 +230,7 @@ class Progress:
         self.t0 = time.time()
         self.round = 0
         self.rounds = 0
-        self.total = self.done = self.failed = 0
+        self.total = self.done = self.failed = self.pruned = 0
         self.running = 0
         self.slots = 1
         self.every = 0  # asynchronous: a plain line each time this many more trials have ended
@@ -245,14 +245,15 @@ class Progress:
             self.done = self.total - event.todo
             self.slots = max(1, event.slots or 1)
             self.mode = event.mode
-            self.failed = 0
+            self.failed = self.pruned = 0
         elif isinstance(event, TrialStart):
             self.running, self.slots, self.mode = event.running, event.slots, event.mode
         elif isinstance(event, TrialEnd):
             rec = event.record
             self.done = event.done if self.every else self.done + 1
             self.running = event.running
-            self.failed += rec.status != COMPLETED
+            self.failed += rec.status not in (COMPLETED, PRUNED)  # pruned is the rule's verdict, not a failure
+            self.pruned += rec.status == PRUNED
             if rec.status == COMPLETED and rec.value is not None and (
                 self.best is None or (rec.value > self.best.value if self.mode == "max" else rec.value < self.best.value)
             ):
@@ -285,23 +286,30 @@ class Progress:
         return f"best {self.best.value:.4g} (trial {self.best.trial_id})" if self.best else "best -"
 
     def _round_line(self) -> str:
-        return (f"round {self.round + 1}/{self.rounds}: {self.total} trials, {self.failed} failed; "
+        return (f"round {self.round + 1}/{self.rounds}: {self.total} trials, {self._ended()}; "
                 f"{self._best()}  [{time.time() - self.t0:.0f}s]")
 
+    def _ended(self, live: bool = False) -> str:
+        """The ended trials that did not complete: failed, and pruned apart (when any). ``live``: the
+        status line's "failed N  pruned M" form."""
+        if live:
+            return f"failed {self.failed}" + (f"  pruned {self.pruned}" if self.pruned else "")
+        return f"{self.failed} failed" + (f", {self.pruned} pruned" if self.pruned else "")
+
     def _trials_line(self) -> str:
-        return (f"trials {self.done}/{self.total}: {self.failed} failed; {self._best()}  "
+        return (f"trials {self.done}/{self.total}: {self._ended()}; {self._best()}  "
                 f"[{time.time() - self.t0:.0f}s]")
 
     def _async_line(self) -> str:
         queued = self.total - self.done - self.running
-        return (f"trials {self.done}/{self.total}  running {self.running}  queued {queued}  failed {self.failed}  "
-                f"{self._best()}  [{time.time() - self.t0:.0f}s]")
+        return (f"trials {self.done}/{self.total}  running {self.running}  queued {queued}  "
+                f"{self._ended(live=True)}  {self._best()}  [{time.time() - self.t0:.0f}s]")
 
     def _line(self) -> str:
         left = self.total - self.done
         running = min(self.slots, left)
         return (f"round {self.round + 1}/{self.rounds}  running {running}  queued {left - running}  "
-                f"done {self.done - self.failed}  failed {self.failed}  {self._best()}  [{time.time() - self.t0:.0f}s]")
+                f"done {self.done - self.failed - self.pruned}  {self._ended(live=True)}  {self._best()}  [{time.time() - self.t0:.0f}s]")
 
 
 # -- commands ------------------------------------------------------------------------------------

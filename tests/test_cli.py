@@ -284,6 +284,22 @@ def test_progress_line_counts_running_queued_done_and_failed_and_logs_a_line_per
     p(TrialEnd(record=rec(0, "completed", 0.5), done=1, total=4, running=2))
     assert out.getvalue().rsplit("\r", 1)[1].startswith("\033[Ktrials 1/4  running 2  queued 1  failed 0  best 0.5")
 
+    # pruned trials are the early-stopping rule's verdict: counted apart, never as failed
+    log = io.StringIO()
+    p = Progress(stream=log)
+    p(RunStart(run_dir="runs/z", schedule="async", rounds=1, total=4, done=0))
+    for i, status in enumerate(["pruned", "completed", "pruned", "failed"]):
+        p(TrialEnd(record=rec(i, status, 0.1 * i if status != "failed" else None), done=i + 1, total=4, running=1))
+    assert log.getvalue().splitlines()[-1].split(";")[0] == "trials 4/4: 1 failed, 2 pruned"
+    out = Tty()
+    p = Progress(stream=out)
+    p(RoundStart(round=0, rounds=1, trials=3, todo=3, slots=1, mode="max"))
+    p(TrialEnd(round=0, record=rec(0, "pruned", 0.3), done=1, total=3))
+    p(TrialEnd(round=0, record=rec(1, "completed", 0.2), done=2, total=3))
+    assert "done 1  failed 0  pruned 1  best 0.2 (trial 1)" in out.getvalue().rsplit("\r", 1)[1]
+    p(RoundEnd(round=0, rounds=1, best=rec(1, "completed", 0.2), records=[]))
+    assert "round 1/1: 3 trials, 0 failed, 1 pruned; best 0.2" in out.getvalue()
+
 
 def test_a_driver_on_another_host_is_judged_by_its_heartbeat():
     from autotune.liveness import STALE_S, run_status
