@@ -353,3 +353,96 @@ def test_learning_curves_of_running_trials_draw_live(page, base_url, live_root):
     finally:
         gate.touch()
         _end(driver)
+
+
+# -- control, shown only when it is on ------------------------------------------------------------------
+CONTROL_TOKEN = "browser-control-token"
+CONTROLS = ["start-form", "start-submit", "run-control", "control-stop", "control-resume"]
+
+# One Tab press: the element it focused (null: none, or the browser's own UI), tagged so a second
+# visit shows that focus went once round the page.
+TAB = """() => {
+  const e = document.activeElement;
+  if (!e || e === document.body) return null;
+  const seen = e.__tabbed === true;
+  e.__tabbed = true;
+  return {seen: seen, id: e.id || e.tagName, control: !!e.closest('#start-form, #run-control')};
+}"""
+
+
+def _serve(app) -> tuple[object, threading.Thread, str]:
+    """Serve ``app`` on a free loopback port in a thread: (server, thread, base URL)."""
+    import uvicorn
+
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.time() + 20
+    while not server.started and time.time() < deadline:
+        time.sleep(0.02)
+    assert server.started, "the dashboard server did not start"
+    return server, thread, f"http://127.0.0.1:{server.servers[0].sockets[0].getsockname()[1]}"
+
+
+@pytest.fixture(scope="module")
+def control_url(runs, tmp_path_factory):
+    """The same runs on a dashboard with control on (a job server that is never called: nothing is clicked)."""
+    from autotune.dashboard.app import create_app
+    from autotune.dashboard.control import Control
+
+    spaces = tmp_path_factory.mktemp("spaces")
+    (spaces / "space.yaml").write_text(json.dumps(X_SPACE))
+    control = Control("http://127.0.0.1:9", CONTROL_TOKEN, spaces=spaces, output=runs)
+    server, thread, url = _serve(create_app([runs], allowed_hosts=["127.0.0.1", "localhost"], control=control))
+    yield url
+    server.should_exit = True
+    thread.join(10)
+
+
+def _tab_stops(page, limit: int = 80) -> list[dict]:
+    """The elements Tab focuses, in order, once round the page."""
+    page.evaluate("() => document.activeElement && document.activeElement.blur()")
+    stops: list[dict] = []
+    for _ in range(limit):
+        page.keyboard.press("Tab")
+        here = page.evaluate(TAB)
+        if here is None:
+            continue
+        if here["seen"]:
+            return stops
+        stops.append(here)
+    return stops
+
+
+def _visible_controls(page) -> list[str]:
+    return [c for c in CONTROLS if page.is_visible(f"[data-testid={c}]")]
+
+
+def test_without_control_no_control_is_shown_or_focusable(page, base_url):
+    page.goto(base_url + "/")
+    page.wait_for_selector("[data-testid=run-row][data-run=demo]")
+    page.wait_for_function("() => document.body.dataset.control === 'off'")
+    assert _visible_controls(page) == []
+    stops = _tab_stops(page)
+    assert any(s["id"] == "A" for s in stops)  # the run links are reached
+    assert [s for s in stops if s["control"]] == []
+    _open_run(page, base_url, "demo")
+    assert _visible_controls(page) == []
+    stops = _tab_stops(page)
+    assert any(s["id"] == "copy-yaml" for s in stops)
+    assert [s for s in stops if s["control"]] == []
+
+
+def test_with_control_the_controls_are_shown(page, control_url):
+    page.goto(control_url + "/")
+    page.wait_for_selector("[data-testid=run-row][data-run=demo]")
+    page.wait_for_function("() => document.body.dataset.control === 'on'")
+    page.wait_for_selector("[data-testid=start-form]:not([hidden])")
+    assert _visible_controls(page) == ["start-form", "start-submit"]
+    assert page.eval_on_selector("[data-testid=start-space]", "(s) => s.value") == "space.yaml"
+    assert "start-submit" in [s["id"] for s in _tab_stops(page)]
+    _open_run(page, control_url, "demo")
+    page.wait_for_selector("[data-testid=run-control]:not([hidden])")
+    assert _visible_controls(page) == ["run-control", "control-stop", "control-resume"]
+    # a finished run: neither applies, both are shown disabled
+    assert page.is_disabled("[data-testid=control-stop]") and page.is_disabled("[data-testid=control-resume]")

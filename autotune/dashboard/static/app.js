@@ -69,6 +69,7 @@
     const spaces = S.control ? S.control.spaces : [];
     form.hidden = !spaces.length;
     $("start-space").replaceChildren(...spaces.map((n) => el("option", { value: n }, n)));
+    document.body.dataset.control = S.control ? "on" : "off"; // for tests: the answer is in
   }
 
   function renderControl(run) {
