@@ -21,6 +21,7 @@ import pytest
 from conftest import objective
 
 import autotune
+from autotune.executors.simulated import SimTrial, SimulatedExecutor
 from autotune.results import load_result
 
 CHROMIUM = os.environ.get("AUTOTUNE_CHROMIUM", "/usr/bin/chromium")
@@ -79,6 +80,22 @@ def _browser_or_skip():
         pytest.skip(problem)
 
 
+def _sim_model(config: dict, budget: float | None, parent) -> SimTrial:
+    """Simulated trials (no process starts): 6 reports rising to a value set by x; x above ``fail_above``
+    fails; a warm start ends ``child`` above its parent's value (negative: below)."""
+    if config["x"] > config.get("fail_above", 2.0):
+        return SimTrial(curve=(None,), duration=2.0)
+    end = parent.value + config["child"] if parent is not None else 1.0 - (config["x"] - 0.3) ** 2
+    return SimTrial(curve=tuple(end * (1 - math.exp(-(e + 1) / 2)) / (1 - math.exp(-3)) for e in range(6)),
+                    duration=6.0)
+
+
+def _sim_run(root: Path, name: str, fixed: dict, slots: int, **kwargs) -> None:
+    space = {**X_SPACE, "fixed": {"child": 0.0, **fixed}}
+    autotune.run(objective("quadratic"), space=space, sampler="random", evaluator="pbt", seed=0, output=root,
+                 name=name, executor=SimulatedExecutor(_sim_model, slots=slots), schedule="async", **kwargs)
+
+
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("dash") / "runs"
@@ -86,6 +103,13 @@ def runs(tmp_path_factory) -> Path:
                  seed=0, output=root, name="demo", executor="local")
     autotune.run(objective("mixed"), space=X_SPACE, sampler="random", evaluator="full", rounds=2, popsize=6,
                  seed=1, output=root, name="mixed", executor="local")
+    # early stopping: pruned trials (with their reports) beside failed ones
+    _sim_run(root, "pruned", {"fail_above": 0.85}, 4, rounds=6, popsize=4, early_stop="asha",
+             early_stop_options={"grace_period": 1, "reduction_factor": 2})
+    # each child better than its parent, one parent at a time: lineage deeper than --rounds
+    _sim_run(root, "deep", {"child": 0.01}, 1, rounds=3, popsize=2, top_fraction=0.01)
+    # each child worse than its parent: the best first trial is the parent of all the others
+    _sim_run(root, "fan", {"child": -0.05}, 1, rounds=7, popsize=2, top_fraction=0.01)
     return root
 
 
@@ -446,3 +470,50 @@ def test_with_control_the_controls_are_shown(page, control_url):
     assert _visible_controls(page) == ["run-control", "control-stop", "control-resume"]
     # a finished run: neither applies, both are shown disabled
     assert page.is_disabled("[data-testid=control-stop]") and page.is_disabled("[data-testid=control-resume]")
+
+
+# -- pruned is not failed ---------------------------------------------------------------------------------
+REASON_STYLE = """(sel) => { const td = document.querySelector(sel); const s = getComputedStyle(td);
+  return {color: s.color, whole: td.scrollWidth <= td.clientWidth, title: td.title, text: td.textContent}; }"""
+BAD = "rgb(200, 55, 45)"  # style.css --bad
+
+
+def test_pruned_trials_are_counted_apart_and_not_shown_as_errors(page, base_url, runs):
+    records = load_result(runs / "pruned").records
+    by = {s: [r for r in records if r.status == s] for s in ("completed", "pruned", "failed")}
+    assert all(by.values()) and sum(map(len, by.values())) == len(records), "the fixture needs all three"
+    _open_run(page, base_url, "pruned")
+    # parallel coordinates: pruned trials drawn in grey at their last report, failed ones left out, each counted
+    assert page.text_content("[data-testid=parallel-note]") == (
+        f"({len(by['pruned'])} pruned trials are drawn grey and dashed, at their last report; "
+        f"{len(by['failed'])} failed trials are not drawn (no value))")
+    assert page.evaluate(SERIES_SIZES, ["chart-parallel"])["chart-parallel"] == {
+        "trials": len(by["completed"]), "pruned": len(by["pruned"])}
+    drawn = page.evaluate("""() => echarts.getInstanceByDom(document.getElementById('chart-parallel')).getOption()
+        .series.find((s) => s.id === 'pruned').data.map((d) => [d.trial, d.value[d.value.length - 1]])""")
+    assert drawn == [[r.trial_id, pytest.approx(r.reports[-1]["metrics"]["score"])] for r in by["pruned"]]
+    # learning curves: a pruned trial's curve is grey, not the failures' red
+    pruned, failed = by["pruned"][0], by["failed"][0]
+    curve = page.evaluate("""(id) => echarts.getInstanceByDom(document.getElementById('chart-curves')).getOption()
+        .series.find((s) => s.id === id).itemStyle.color""", f"trial-{pruned.trial_id}")
+    assert curve == "#9aa4b2"
+    # the table: a pruned trial's reason is muted and readable whole; a failed trial's stays red
+    cell = "[data-testid=trial-row][data-trial-id='{}'] td[data-col=reason]"
+    shown = page.evaluate(REASON_STYLE, cell.format(pruned.trial_id))
+    assert shown["color"] != BAD and shown["whole"] and shown["title"] == shown["text"] == pruned.reason
+    assert page.evaluate(REASON_STYLE, cell.format(failed.trial_id))["color"] == BAD
+    # and in the trial panel
+    page.click(f"[data-testid=trial-row][data-trial-id='{pruned.trial_id}']")
+    page.wait_for_function(f"() => document.getElementById('detail-id').textContent === '{pruned.trial_id}'")
+    assert page.eval_on_selector("[data-testid=trial-reason]", "(e) => getComputedStyle(e).color") != BAD
+    page.click(f"[data-testid=trial-row][data-trial-id='{failed.trial_id}']")
+    page.wait_for_function(f"() => document.getElementById('detail-id').textContent === '{failed.trial_id}'")
+    assert page.eval_on_selector("[data-testid=trial-reason]", "(e) => getComputedStyle(e).color") == BAD
+    _screenshot(page, "dashboard-pruned.png")
+
+
+def test_parallel_note_counts_failed_trials(page, base_url, runs):
+    failed = sum(r.status == "failed" for r in load_result(runs / "mixed").records)
+    _open_run(page, base_url, "mixed")
+    noun = "trial is" if failed == 1 else "trials are"
+    assert page.text_content("[data-testid=parallel-note]") == f"({failed} failed {noun} not drawn (no value))"

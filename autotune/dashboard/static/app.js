@@ -291,9 +291,7 @@
     setChart("chart-best-trial", C.bestSoFar(run, trials, false));
     setChart("chart-best-time", C.bestSoFar(run, trials, true));
     setChart("chart-rounds", C.rounds(run, trials));
-    const done = C.completed(trials).length;
-    const notShown = trials.length - done;
-    $("parallel-note").textContent = notShown ? "(" + notShown + " failed or unfinished trials have no value and are not drawn)" : "";
+    $("parallel-note").textContent = parallelNote(C.parallelCounts(run, trials));
     setChart("chart-parallel", C.parallel(run, trials));
     setChart("chart-params", C.params(run, trials), C.paramsLayout(run).height);
     renderCurves();
@@ -307,6 +305,25 @@
       if (S.charts["chart-lineage"]) S.charts["chart-lineage"].resize();
       setChart("chart-lineage", tree.option, Math.max(220, Math.min(4000, tree.leaves * 20 + 40)));
     }
+  }
+
+  function listed(items) {
+    return items.length < 2 ? items.join("") : items.slice(0, -1).join(", ") + " and " + items[items.length - 1];
+  }
+
+  // The parallel chart's note: the pruned trials it draws in grey, and the trials it leaves out, by status.
+  function parallelNote(counts) {
+    const parts = [];
+    const p = counts.pruned;
+    if (p) parts.push(p + " pruned " + (p === 1 ? "trial is" : "trials are") + " drawn grey and dashed, at " +
+      (p === 1 ? "its" : "their") + " last report");
+    const left = counts.missing.reduce((a, m) => a + m[1], 0);
+    if (left) {
+      const what = counts.missing.map(([status, k]) => k + " " + (status === "completed" ? "completed without a value" :
+        status === "pruned" ? "pruned before any report" : status));
+      parts.push(listed(what) + (left === 1 ? " trial is" : " trials are") + " not drawn (no value)");
+    }
+    return parts.length ? "(" + parts.join("; ") + ")" : "";
   }
 
   function renderCurves() {
@@ -414,6 +431,7 @@
     const reason = $("detail-reason");
     reason.hidden = !t.reason;
     reason.textContent = t.reason || "";
+    reason.classList.toggle("pruned", t.status === "pruned");
     $("detail-config").textContent = toYaml(t.config);
     if (!keepLog) {
       const log = $("detail-log");

@@ -12,6 +12,7 @@
   const FAILED = "#c8372d";
   const RUNNING = "#2f6fde";  // a running trial's curve, drawn as its reports arrive
   const GREY = "#9aa4b2";
+  const MUTED = "#667085";  // a pruned trial's reason: the rule's verdict, not an error
 
   function esc(s) {
     return String(s).replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" })[c]);
@@ -71,7 +72,9 @@
   function trialTip(t, run) {
     let s = "<b>trial " + esc(t.trial_id) + "</b> · round " + esc(t.round) + " · " + esc(t.status);
     if (typeof t.value === "number") s += "<br>" + esc(run.metric) + " = " + esc(fmt(t.value));
-    if (t.reason) s += "<br><span style=\"color:" + FAILED + "\">" + esc(t.reason.slice(0, 200)) + "</span>";
+    const last = t.status === "pruned" ? lastReported(t, run.metric) : null;
+    if (last) s += "<br>" + esc(run.metric) + " = " + esc(fmt(last[1])) + " at step " + esc(last[0]) + " (its last report)";
+    if (t.reason) s += "<br><span style=\"color:" + (t.status === "pruned" ? MUTED : FAILED) + "\">" + esc(t.reason.slice(0, 200)) + "</span>";
     const names = (run.params || []).map((p) => p.name);
     const c = configLines(t.config, names);
     return c ? s + "<br>" + c : s;
@@ -182,9 +185,27 @@
     return p.type === "categorical" ? String(v) : v;
   }
 
+  // Pruned trials stopped before their budget ended: no value, but a last report of the metric.  The
+  // parallel chart draws them in grey at that report (where the search gave up), apart from the colour scale.
+  function prunedDrawn(run, trials) {
+    return trials.filter((t) => t.status === "pruned" && lastReported(t, run.metric) !== null);
+  }
+
+  // What the parallel chart draws, and the trials it leaves out counted by status (in STATUS_ORDER).
+  const STATUS_ORDER = ["failed", "stopped", "pruned", "running", "pending", "completed"];
+  function parallelCounts(run, trials) {
+    const drawn = new Set(completed(trials).concat(prunedDrawn(run, trials)).map((t) => t.trial_id));
+    const missing = {};
+    for (const t of trials) if (!drawn.has(t.trial_id)) missing[t.status] = (missing[t.status] || 0) + 1;
+    const order = STATUS_ORDER.filter((s) => s in missing).concat(Object.keys(missing).filter((s) => STATUS_ORDER.indexOf(s) < 0).sort());
+    return { completed: completed(trials).length, pruned: prunedDrawn(run, trials).length,
+      missing: order.map((s) => [s, missing[s]]) };
+  }
+
   function parallel(run, trials) {
     const params = run.params || [];
     const done = completed(trials);
+    const pruned = prunedDrawn(run, trials);
     const n = params.length;
     const [lo, hi] = extent(done.map((t) => t.value));
     const axes = params.map((p, i) => Object.assign({ dim: i, name: p.name }, axisFor(p)));
@@ -192,12 +213,16 @@
     return base({
       parallel: { left: 48, right: 150, top: 40, bottom: 24, parallelAxisDefault: { nameTextStyle: { fontSize: 12 } } },
       parallelAxis: axes,
-      visualMap: { type: "continuous", dimension: n, min: lo, max: hi, calculable: true, right: 8, top: 30,
+      visualMap: { type: "continuous", dimension: n, min: lo, max: hi, calculable: true, right: 8, top: 30, seriesIndex: 0,
         itemHeight: 200, precision: 4, text: [run.mode === "min" ? "worse" : "better", run.mode === "min" ? "better" : "worse"],
         inRange: { color: paletteFor(run.mode) } },
       tooltip: { trigger: "item", confine: true, formatter: (p) => p.data && p.data.t ? trialTip(p.data.t, run) : "" },
       series: [{ id: "trials", type: "parallel", lineStyle: { width: 1.5, opacity: 0.75 }, emphasis: { lineStyle: { width: 3 } },
-        data: done.map((t) => ({ value: params.map((p) => paramValue(p, t)).concat([t.value]), trial: t.trial_id, t: t })) }],
+        data: done.map((t) => ({ value: params.map((p) => paramValue(p, t)).concat([t.value]), trial: t.trial_id, t: t })) }]
+        .concat(pruned.length ? [{ id: "pruned", name: "pruned", type: "parallel", z: 1,
+          lineStyle: { width: 1, opacity: 0.6, color: GREY, type: "dashed" }, emphasis: { lineStyle: { width: 2 } },
+          data: pruned.map((t) => ({ value: params.map((p) => paramValue(p, t)).concat([lastReported(t, run.metric)[1]]),
+            trial: t.trial_id, t: t })) }] : []),
     });
   }
 
@@ -260,6 +285,12 @@
     return Array.from(byStep.entries()).sort((a, b) => a[0] - b[0]);
   }
 
+  // [step, value] of a trial's last report of `metric`, or null.
+  function lastReported(t, metric) {
+    const pts = pointsOf(t, metric);
+    return pts.length ? pts[pts.length - 1] : null;
+  }
+
   function curves(run, trials, metric) {
     const byId = new Map(trials.map((t) => [t.trial_id, t]));
     const color = colorScale(completed(trials).map((t) => t.value), run.mode);
@@ -273,7 +304,8 @@
       series.push({ id: "trial-" + t.trial_id, name: "trial " + t.trial_id, type: "line", data: pts.map((p) => ({ value: p, trial: t.trial_id, t: t })),
         showSymbol: true, symbolSize: 4, z: isBest ? 5 : 2,
         lineStyle: { width: isBest ? 3 : 1.2, opacity: isBest ? 1 : 0.75 },
-        itemStyle: { color: t.status === "completed" ? color(t.value) : t.status === "running" ? RUNNING : FAILED } });
+        itemStyle: { color: t.status === "completed" ? color(t.value) : t.status === "running" ? RUNNING :
+          t.status === "pruned" ? GREY : FAILED } });
       const parent = t.parent_id !== null ? byId.get(t.parent_id) : null;
       if (parent && t.parent_step !== null) {
         const pp = pointsOf(parent, metric).filter((p) => p[0] === t.parent_step);
@@ -306,7 +338,8 @@
         itemStyle: { color: failed ? "#fff" : pending ? "#fff" : color(n.value),
           borderColor: failed ? FAILED : pending ? "#2f6fdf" : "#555", borderWidth: failed || pending ? 2 : 1,
           borderType: pending ? "dashed" : "solid" },
-        label: { formatter: "#" + n.trial_id + (typeof n.value === "number" ? "  " + fmt(n.value) : failed ? "  failed" : "") },
+        label: { formatter: "#" + n.trial_id + (typeof n.value === "number" ? "  " + fmt(n.value) : failed ? "  failed" :
+          n.status === "pruned" ? "  pruned" : "") },
       };
     }
     const roots = (lineage.roots || []).map(node);
@@ -339,5 +372,5 @@
   }
 
   window.AutotuneCharts = { esc, fmt, fmtDuration, bestSoFar, rounds, parallel, params, paramsLayout, curves,
-    metricNames, lineageTree, completed };
+    metricNames, lineageTree, completed, parallelCounts };
 })();
