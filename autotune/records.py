@@ -86,13 +86,16 @@ class TrialOutcome:
     attempts: int = 1
     node_id: str | None = None  # the Ray node (several nodes may share one host address)
     retry_note: str | None = None  # why an earlier attempt was retried
+    in_place: bool = False  # continued from the parent's live state in this worker, not from its checkpoint file
+    kept_state: bool = False  # this worker process keeps the trial's live state for a child (continue in place)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "TrialOutcome":
-        return cls(**d)
+        known = {k: v for k, v in d.items() if k in cls.__dataclass_fields__}
+        return cls(**known)
 
 
 @dataclass
@@ -126,6 +129,7 @@ class TrialRecord:
     node_id: str | None = None
     retry_note: str | None = None
     checkpoint_removed: bool = False  # deleted from disk by ``keep_checkpoints``; the path stays as lineage
+    in_place: bool = False  # continued in place from its parent's live state (lineage and parent hash as on disk)
 
     def __post_init__(self) -> None:
         if self.status != COMPLETED:  # a crashed trial's last report is in ``reports``, never its score
@@ -160,6 +164,7 @@ class TrialRecord:
             attempts=outcome.attempts,
             node_id=outcome.node_id,
             retry_note=outcome.retry_note,
+            in_place=outcome.in_place,
         )
 
     def to_dict(self) -> dict[str, Any]:

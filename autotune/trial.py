@@ -5,6 +5,12 @@ A Python objective ``def objective(config, trial)`` gets a :class:`Trial`; a scr
 :func:`report` / :func:`report_final_result`, which find the trial through environment variables
 and append to the trial's private report file.  Either way a report is a dict of metrics plus an
 optional checkpoint, and every report is kept.
+
+A Python objective may also *continue in place*: :meth:`Trial.keep` leaves the trial's live training
+state (model, optimizer, ...) in this worker process, bound to the trial's last checkpoint, and a
+Population-Based child that runs in the same process gets it from :meth:`Trial.parent_state` instead of
+loading that checkpoint from disk.  Checkpoints are still written at every step, so lineage and resume
+do not depend on it; the states live in :data:`KEPT` (a few per process, each handed out once).
 """
 
 from __future__ import annotations
@@ -14,6 +20,8 @@ import math
 import os
 import shutil
 import time
+from collections import OrderedDict
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
@@ -29,6 +37,8 @@ ENV_METRIC = "AUTOTUNE_METRIC"
 ENV_PARENT_CHECKPOINT = "AUTOTUNE_PARENT_CHECKPOINT"
 ENV_START_STEP = "AUTOTUNE_START_STEP"
 ENV_CONFIG = "AUTOTUNE_CONFIG"
+ENV_KEEP_STATES = "AUTOTUNE_KEEP_STATES"  # how many live states a worker process keeps (0: none)
+KEEP_STATES_DEFAULT = 2
 
 REPORT_FILE_NAME = "reports.jsonl"
 STOP_FILE_NAME = "STOP"  # written into a script trial's folder when the run stops it early
@@ -64,6 +74,69 @@ def parse_metric_value(v: Any) -> float:
     return float(v)
 
 
+# --------------------------------------------------------------------------------------------
+# Continue in place: live states kept in this process, keyed by the checkpoint they equal
+# --------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class StateKey:
+    """The checkpoint a kept state equals: its trial, path (relative to the run folder), step and sha256,
+    within one run folder.  A child gets the state only for exactly the parent checkpoint it is to load."""
+
+    run: str
+    trial_id: int
+    checkpoint: str
+    step: int | None
+    hash: str
+
+
+def keep_limit() -> int:
+    """How many kept states a process holds: ``AUTOTUNE_KEEP_STATES`` (0: none), else 2."""
+    try:
+        return max(0, int(os.environ.get(ENV_KEEP_STATES, KEEP_STATES_DEFAULT)))
+    except ValueError:
+        return KEEP_STATES_DEFAULT
+
+
+class KeptStates:
+    """The live states this process keeps: at most ``limit`` (the newest; an older one is dropped when
+    a new one comes), and each is handed out at most once, so two children never share one model."""
+
+    def __init__(self, limit: int | None = None) -> None:
+        self.limit = keep_limit() if limit is None else max(0, int(limit))
+        self._states: OrderedDict[StateKey, Any] = OrderedDict()
+
+    def put(self, key: StateKey, state: Any) -> bool:
+        """Keep ``state`` under ``key``; False (nothing kept) when the limit is 0."""
+        self._states.pop(key, None)
+        if self.limit <= 0:
+            return False
+        self._states[key] = state
+        while len(self._states) > self.limit:
+            self._states.popitem(last=False)
+        return True
+
+    def holds(self, key: StateKey) -> bool:
+        return key in self._states
+
+    def take(self, key: StateKey) -> Any | None:
+        """The state kept under ``key``, removed from here (None when there is none)."""
+        return self._states.pop(key, None)
+
+    def keys(self) -> list[StateKey]:
+        """The keys held, oldest first."""
+        return list(self._states)
+
+    def clear(self) -> None:
+        self._states.clear()
+
+    def __len__(self) -> int:
+        return len(self._states)
+
+
+#: this process's kept states (a reused Ray worker keeps them between trials)
+KEPT = KeptStates()
+
+
 class TrialPruned(Exception):
     """Raised by ``report`` when the run's early-stopping rule stops the trial.  User code needs nothing:
     the trial runner records the trial as pruned, with its reports and last checkpoint; a trial may
@@ -76,7 +149,11 @@ class Trial:
     Attributes: ``id``, ``round``, ``budget`` (training units this trial should add), ``dir`` (a
     private folder only this trial writes into), ``parent_checkpoint`` (path or None),
     ``parent_id``, ``start_step`` (the parent checkpoint's training step, 0 from scratch),
-    ``config`` and ``metric`` (the run's metric name).
+    ``config`` and ``metric`` (the run's metric name); ``in_place`` is True once :meth:`parent_state`
+    has handed this trial its parent's live state.
+
+    Continue in place (optional): end a trial with :meth:`keep` and begin its children with
+    :meth:`parent_state`; a child that gets None loads ``parent_checkpoint`` as usual.
     """
 
     def __init__(
@@ -106,6 +183,44 @@ class Trial:
         self.checkpoint_step: int | None = None
         self._on_report = on_report  # the live channel to the driver (None: reports reach it at the end)
         self.should_stop = False  # set when the run's early-stopping rule stops this trial
+        self.in_place = False  # parent_state() handed this trial its parent's live state
+        self._checkpoints = 0  # reports that named a checkpoint
+        self._kept: tuple[Any, int] | None = None  # (state, self._checkpoints when keep() was called)
+        self._offer: Callable[[], Any] | None = None  # the runner's hand-out of the parent's kept state
+
+    def keep(self, state: Any) -> None:
+        """Keep ``state`` (any live object: model, optimizer, data loaders' positions...) in this worker
+        process for a child that continues from this trial's last checkpoint.
+
+        Call it after the last report that names a checkpoint; ``state`` must be what that checkpoint
+        holds.  It is kept only if the trial completes with that checkpoint (a later checkpoint report,
+        or any failure, drops it), at most a few per process (``AUTOTUNE_KEEP_STATES``, default 2, 0:
+        none), and each is handed to one child only.  Script trials run in their own process: there it
+        does nothing."""
+        if self.checkpoint is None:
+            raise TrialError(f"trial {self.id}: keep() binds the state to a reported checkpoint; report one first")
+        self._kept = (state, self._checkpoints)
+
+    def parent_state(self, accept: Callable[[Any], bool] | None = None) -> Any | None:
+        """The live state the parent trial kept (see :meth:`keep`) when this process holds it for exactly
+        the checkpoint this trial is to load (same trial, step and hash); None otherwise, and then the
+        trial loads :attr:`parent_checkpoint` as usual.
+
+        Handed out once: a second call returns None.  ``accept(state)`` may refuse a state this trial
+        cannot continue (another model or device, say): it is dropped and None returned.  The record
+        shows the parent exactly as a load from disk would, with ``in_place`` True."""
+        offer, self._offer = self._offer, None
+        state = offer() if offer is not None else None
+        if state is None or (accept is not None and not accept(state)):
+            return None
+        self.in_place = True
+        return state
+
+    def _kept_state(self) -> Any | None:
+        """What :meth:`keep` left, if it is bound to the last checkpoint reported."""
+        if self._kept is None or self._kept[1] != self._checkpoints:
+            return None
+        return self._kept[0]
 
     def report(
         self,
@@ -127,6 +242,7 @@ class Trial:
         if checkpoint is not None:
             entry["checkpoint"] = self._adopt_checkpoint(Path(checkpoint), int(step))
             self.checkpoint, self.checkpoint_step = entry["checkpoint"], int(step)
+            self._checkpoints += 1
         self.reports.append(entry)
         if self._send(entry):
             self.should_stop = True
@@ -222,6 +338,13 @@ class _ScriptTrial(Trial):
         )
         t.reports = read_reports(Path(env[ENV_REPORT_FILE]))
         return t
+
+    def keep(self, state: Any) -> None:
+        """A script is its own process, gone when it ends: nothing to keep a state in."""
+
+    def parent_state(self, accept: Callable[[Any], bool] | None = None) -> Any | None:
+        """Always None in a script: it loads ``parent_checkpoint``."""
+        return None
 
     def report(self, metrics=None, checkpoint=None, step=None, **more):  # type: ignore[override]
         n = len(self.reports)

@@ -5,6 +5,12 @@ do wrong -- raise, exit, report NaN, report nothing, fail to write its checkpoin
 failed outcome with a reason and the tail of the trial's log; nothing escapes to stop the search.
 A planned parent checkpoint is verified against the hash recorded when its trial finished; a missing
 or corrupt one falls back to the next parent (or to scratch) and the outcome says so.
+
+Continue in place: a Python objective's :meth:`~autotune.trial.Trial.keep` is committed here, once the
+trial has completed and its checkpoint is hashed, under that checkpoint's key (run, trial, path, step,
+hash).  A child whose parent's state this process keeps is offered it by ``trial.parent_state()``; the
+parent's file is then not read again (its hash is the one recorded, which the kept state was keyed by),
+unless the child loads the file after all, when it is hashed after the trial as a load would have been.
 """
 
 from __future__ import annotations
@@ -24,7 +30,7 @@ import threading
 import time
 import traceback
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, NamedTuple
 
 from .artifacts import Artifacts, scratch_root
 from .records import COMPLETED, FAILED, PRUNED, STOPPED, ParentRef, TrialOutcome, TrialSpec
@@ -39,8 +45,10 @@ from .trial import (
     ENV_START_STEP,
     ENV_TRIAL_DIR,
     ENV_TRIAL_ID,
+    KEPT,
     REPORT_FILE_NAME,
     STOP_FILE_NAME,
+    StateKey,
     Trial,
     TrialPruned,
     _set_current,
@@ -110,13 +118,27 @@ def log_tail(path: Path, lines: int = LOG_TAIL_LINES, max_chars: int = 8000) -> 
     return "\n".join(text.splitlines()[-lines:])[-max_chars:]
 
 
+class ParentChoice(NamedTuple):
+    """The parent a trial loads: its ref, local path, the hash of what is loaded, a note on any fall-back,
+    and whether this process keeps the parent's live state (its file's hash is then the recorded one,
+    not yet read again)."""
+
+    parent: ParentRef | None
+    path: Path | None
+    hash: str | None
+    note: str | None
+    in_memory: bool = False
+
+
 def choose_parent(
-    spec: TrialSpec, run_dir: Path, fetch: Callable[[ParentRef], Path | None] | None = None
-) -> tuple[ParentRef | None, Path | None, str | None, str | None]:
+    spec: TrialSpec, run_dir: Path, fetch: Callable[[ParentRef], Path | None] | None = None,
+    held: Callable[[ParentRef], bool] | None = None,
+) -> ParentChoice:
     """The first planned parent whose checkpoint exists and matches its recorded hash.
 
     ``fetch`` brings a parent's checkpoint to a local path first (trial folders in an object store).
-    Returns (parent, path, hash of what will be loaded, note on any fall-back).
+    ``held(parent)``: this process keeps the live state of exactly that checkpoint (see
+    :class:`~autotune.trial.KeptStates`); such a parent is taken without hashing its file again.
     """
     notes = []
     for p in spec.parents:
@@ -128,6 +150,9 @@ def choose_parent(
         if path is None or not path.exists():
             notes.append(f"parent trial {p.trial_id}: checkpoint missing")
             continue
+        note = "; ".join(notes) + f"; fell back to parent trial {p.trial_id}" if notes else None
+        if p.hash and held is not None and held(p):
+            return ParentChoice(p, path, p.hash, note, True)
         try:
             digest = hash_path(path)
         except OSError as e:
@@ -136,11 +161,10 @@ def choose_parent(
         if p.hash and digest != p.hash:
             notes.append(f"parent trial {p.trial_id}: checkpoint corrupt (hash mismatch)")
             continue
-        note = "; ".join(notes) + f"; fell back to parent trial {p.trial_id}" if notes else None
-        return p, path, digest, note
+        return ParentChoice(p, path, digest, note)
     if spec.parents:
-        return None, None, None, "; ".join(notes) + "; started from scratch"
-    return None, None, None, None
+        return ParentChoice(None, None, None, "; ".join(notes) + "; started from scratch")
+    return ParentChoice(None, None, None, None)
 
 
 @contextlib.contextmanager
@@ -267,7 +291,13 @@ def _run_trial(
         gpu_ids=list(gpu_ids or []),
         node_id=node_id,
     )
-    parent, parent_path, parent_hash, note = choose_parent(spec, run_dir, fetch)
+
+    def state_key(p: ParentRef) -> StateKey:
+        return StateKey(str(run_dir), p.trial_id, p.checkpoint, p.step, p.hash or "")
+
+    parent, parent_path, parent_hash, note, in_memory = choose_parent(
+        spec, run_dir, fetch, held=lambda p: KEPT.holds(state_key(p)))
+    offer = (lambda: KEPT.take(state_key(parent))) if in_memory and parent is not None else None
     outcome.parent_note = note
     if parent is not None:
         outcome.parent_id = parent.trial_id
@@ -278,10 +308,11 @@ def _run_trial(
         log.write(f"[autotune] trial {spec.trial_id} round {spec.round} config {json.dumps(spec.config)}\n")
         if note:
             log.write(f"[autotune] parent: {note}\n")
+    trial: Trial | None = None
     try:
         if target.kind in (FUNCTION, CALLABLE):
-            reports, checkpoint, error = _run_function(target, spec, trial_dir, log_path, metric, parent, parent_path,
-                                                       on_report)
+            reports, checkpoint, error, trial = _run_function(target, spec, trial_dir, log_path, metric, parent,
+                                                              parent_path, on_report, offer)
         elif target.kind == SCRIPT:
             reports, checkpoint, error = _run_script(target, spec, trial_dir, log_path, metric, parent, parent_path,
                                                      on_report)
@@ -296,6 +327,9 @@ def _run_trial(
     outcome.reports = reports
     outcome.ended = time.time()
     _judge(outcome, metric, error)
+    outcome.in_place = trial is not None and trial.in_place
+    if in_memory and not outcome.in_place and parent_path is not None:
+        _verify_loaded_parent(outcome, parent_path, log_path)
     if checkpoint is not None and outcome.status in (COMPLETED, PRUNED):  # a pruned trial keeps its last one
         try:
             outcome.checkpoint = os.path.relpath(checkpoint, run_dir)
@@ -305,10 +339,33 @@ def _run_trial(
             )
         except OSError as e:
             outcome.status, outcome.reason = FAILED, f"checkpoint unreadable: {e}"
+    kept = trial._kept_state() if trial is not None else None
+    if kept is not None and outcome.status == COMPLETED and outcome.checkpoint and outcome.checkpoint_hash:
+        outcome.kept_state = KEPT.put(StateKey(str(run_dir), spec.trial_id, outcome.checkpoint,
+                                               outcome.checkpoint_step, outcome.checkpoint_hash), kept)
     if outcome.status != COMPLETED:
         outcome.log_tail = log_tail(log_path)
     _write_outcome(trial_dir, outcome)
     return outcome
+
+
+def _verify_loaded_parent(outcome: TrialOutcome, path: Path, log_path: Path) -> None:
+    """The parent's state was kept here but the trial loaded its file instead: hash that file now, as
+    :func:`choose_parent` would have before the load; a file that no longer matches fails the trial."""
+    try:
+        digest = hash_path(path)
+    except OSError as e:
+        digest, problem = None, f"unreadable ({e})"
+    else:
+        problem = None if digest == outcome.parent_hash else "corrupt (hash mismatch)"
+    if problem is None:
+        return
+    outcome.parent_hash = digest
+    reason = f"parent trial {outcome.parent_id}: checkpoint {problem}, and the trial loaded it"
+    outcome.parent_note = "; ".join(n for n in (outcome.parent_note, reason) if n)
+    outcome.status, outcome.reason, outcome.value = FAILED, reason, None
+    with open(log_path, "a", encoding="utf-8") as log:
+        log.write(f"[autotune] {reason}\n")
 
 
 def _write_outcome(trial_dir: Path, outcome: TrialOutcome) -> None:
@@ -366,7 +423,8 @@ def _run_function(
     parent: ParentRef | None,
     parent_path: Path | None,
     on_report: ReportSink | None = None,
-) -> tuple[list[dict[str, Any]], Path | None, str | None]:
+    offer: Callable[[], Any] | None = None,
+) -> tuple[list[dict[str, Any]], Path | None, str | None, Trial]:
     trial = Trial(
         id=spec.trial_id,
         round=spec.round,
@@ -379,6 +437,7 @@ def _run_function(
         start_step=(parent.step or 0) if parent else 0,
         on_report=on_report,
     )
+    trial._offer = offer  # the parent's live state, when this process keeps it (Trial.parent_state)
     error = None
     _set_current(trial)
     try:
@@ -402,7 +461,7 @@ def _run_function(
     finally:
         _set_current(None)
     checkpoint = Path(trial.checkpoint) if trial.checkpoint else None
-    return trial.reports, checkpoint, error
+    return trial.reports, checkpoint, error, trial
 
 
 def _run_script(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import random
 import sys
 
@@ -10,7 +11,7 @@ import pytest
 from autotune.errors import ExecutorError
 from autotune.events import TrialFinished, TrialStarted
 from autotune.executors.pool import Kill, Run, Spawn, WorkerPool
-from autotune.records import TrialOutcome, TrialSpec
+from autotune.records import ParentRef, TrialOutcome, TrialSpec
 
 OOM = "RuntimeError: CUDA out of memory. Tried to allocate 2.00 GiB"
 
@@ -399,14 +400,110 @@ def test_stop_trial_of_a_trial_waiting_for_a_whole_gpu():
     assert out.status == "stopped" and out.attempts == 2
 
 
+# -- affinity: a child runs where its parent's live state is kept (continue in place) -------------------
+def child(i: int, parent: int) -> TrialSpec:
+    ref = ParentRef(trial_id=parent, checkpoint=f"trials/{parent:04d}/checkpoint", step=1, hash=f"h{parent}")
+    return TrialSpec(trial_id=i, round=1, config={"x": i}, budget=1, trial_dir=f"trials/{i:04d}", parents=(ref,))
+
+
+def kept(i: int, parent: int | None = None) -> TrialOutcome:
+    """A completed trial whose worker process keeps its live state (and which loaded ``parent``)."""
+    return TrialOutcome(trial_id=i, status="completed", value=1.0, kept_state=True, parent_id=parent)
+
+
+def two_workers_that_ran(pool: WorkerPool, outcomes: list[TrialOutcome]) -> dict[int, int]:
+    """Trials 0 and 1 on workers 0 and 1, returned in the order of ``outcomes``; returns trial -> worker."""
+    for i in range(2):
+        pool.submit(spec(i))
+    pool.step()
+    ran = {t: w for w, t in start_all(pool, pool.take_commands()).items()}
+    for out in outcomes:
+        pool.trial_returned(ran[out.trial_id], out)
+    return ran
+
+
+def test_a_child_runs_on_the_idle_worker_that_keeps_its_parents_state():
+    pool, _ = make(slots=2)
+    ran = two_workers_that_ran(pool, [kept(0), kept(1)])  # worker of 0 idle longest
+    pool.submit(child(2, parent=1))
+    pool.step()
+    assert runs(pool.take_commands()) == {ran[1]: 2}  # not the longest-idle worker: the one keeping trial 1
+    pool.submit(child(3, parent=0))
+    pool.step()
+    assert runs(pool.take_commands()) == {ran[0]: 3}
+
+
+def test_a_child_whose_parents_worker_is_busy_does_not_wait_for_it():
+    pool, _ = make(slots=2)
+    ran = two_workers_that_ran(pool, [kept(0)])  # trial 1 still running
+    pool.submit(child(2, parent=1))
+    pool.step()
+    assert runs(pool.take_commands()) == {ran[0]: 2}  # runs now, and loads its parent from disk
+
+
+def test_other_trials_leave_alone_an_idle_worker_a_queued_child_wants():
+    pool, _ = make(slots=2)
+    ran = two_workers_that_ran(pool, [kept(0), kept(1)])
+    pool.submit(spec(5))  # no parent: would take the longest-idle worker, the one keeping trial 0
+    pool.submit(child(6, parent=0))
+    pool.step()
+    cmds = pool.take_commands()
+    assert runs(cmds) == {ran[1]: 5, ran[0]: 6}
+    assert [c.spec.trial_id for c in cmds if isinstance(c, Run)] == [5, 6]  # still in submission order
+
+
+def test_without_a_kept_state_a_child_takes_the_longest_idle_worker():
+    pool, _ = make(slots=2)
+    ran = two_workers_that_ran(pool, [ok(0), ok(1)])  # trials that do not keep their state
+    pool.submit(child(2, parent=1))
+    pool.step()
+    assert runs(pool.take_commands()) == {ran[0]: 2}
+
+
+def test_a_state_goes_to_one_child_and_a_worker_keeps_only_its_newest():
+    pool, _ = make(slots=2)
+    ran = two_workers_that_ran(pool, [kept(1), kept(0)])  # the worker of 1 idle longest
+    w0 = ran[0]
+    pool.submit(child(2, parent=0))
+    pool.step()
+    assert runs(pool.take_commands()) == {w0: 2}
+    pool.trial_returned(w0, kept(2, parent=0))  # the child continued from trial 0's state: gone from w0
+    assert list(pool.workers[w0].kept) == [2]
+    pool.submit(child(3, parent=0))  # a second child of trial 0: no worker keeps it, the longest idle runs it
+    pool.step()
+    assert runs(pool.take_commands()) == {ran[1]: 3}
+    for i in (4, 5, 6):  # three more trials on w0: it keeps the newest two (as its process does)
+        pool.submit(spec(i))
+        pool.step()
+        assert runs(pool.take_commands()) == {w0: i}
+        pool.trial_returned(w0, kept(i))
+    assert list(pool.workers[w0].kept) == [5, 6]
+
+
+def test_a_killed_worker_takes_its_states_with_it():
+    pool, _ = make(slots=2)
+    ran = two_workers_that_ran(pool, [kept(0)])
+    pool.submit(child(2, parent=0))
+    pool.step()
+    assert runs(pool.take_commands()) == {ran[0]: 2}
+    pool.worker_died(ran[0], node_lost=False, reason="died")
+    assert ran[0] not in pool.workers  # replaced by a fresh worker, which keeps nothing
+    assert all(not w.kept for w in pool.workers.values())
+
+
+@pytest.mark.parametrize("affinity", [False, True])
 @pytest.mark.parametrize("seed", range(20))
-def test_random_histories_finish_every_trial_exactly_once(seed):
-    """Whatever Ray reports, in any order: one TrialFinished per trial, a TrialStarted per Run."""
+def test_random_histories_finish_every_trial_exactly_once(seed, affinity):
+    """Whatever Ray reports, in any order: one TrialFinished per trial, a TrialStarted per Run (with
+    ``affinity``: children of earlier trials, and outcomes whose worker keeps their state)."""
     rng = random.Random(seed)
     pool, clock = make(slots=3, gpus_per_trial=0.5, max_retries=1, start_timeout=50)
     n = 15
     for i in range(n):
-        pool.submit(spec(i, timeout=rng.choice([None, 20])))
+        s = spec(i, timeout=rng.choice([None, 20]))
+        if affinity and i >= 3:
+            s = dataclasses.replace(s, parents=child(i, rng.randrange(i)).parents)
+        pool.submit(s)
     starting: set[int] = set()
     running: dict[int, int] = {}
     runs_seen, started_seen, done = 0, 0, []
@@ -448,7 +545,7 @@ def test_random_histories_finish_every_trial_exactly_once(seed):
             tid = running.pop(w)
             kind = rng.random()
             if kind < 0.6:
-                pool.trial_returned(w, ok(tid))
+                pool.trial_returned(w, kept(tid) if affinity and rng.random() < 0.7 else ok(tid))
             elif kind < 0.75:
                 pool.trial_returned(w, TrialOutcome(trial_id=tid, status="failed", reason=OOM))
             elif kind < 0.9:

@@ -11,6 +11,12 @@ the whole-GPU retry after running out of memory on a shared GPU, stopping) be te
 Workers are ``STARTING`` (asked of Ray, not yet placed), ``IDLE`` or ``RUNNING`` a trial since a
 time.  Pool workers hold ``gpus_per_trial`` and are reused; a whole-GPU worker is spawned for one
 trial (reserved while it starts), runs it, and is retired.
+
+Affinity (continue in place): a worker whose trial returned with ``kept_state`` keeps that trial's
+live state in its process.  A queued child goes to the idle worker that keeps its planned parent's
+state, when that worker is idle (it never waits for it); other trials take the longest-idle worker
+that keeps no state a queued child wants.  :func:`choose_worker` is the rule; the simulated executor
+uses it too.
 """
 
 from __future__ import annotations
@@ -18,12 +24,13 @@ from __future__ import annotations
 import re
 import time
 from collections import deque
-from dataclasses import dataclass
-from typing import Callable, Union
+from dataclasses import dataclass, field
+from typing import Callable, Collection, Mapping, Sequence, Union
 
 from ..errors import ExecutorError
 from ..events import FAILED, STOPPED, ExecutorEvent, TrialFinished, TrialStarted
 from ..records import TrialOutcome, TrialSpec
+from ..trial import keep_limit
 
 #: how a trial's reason or log tail says that the GPU ran out of memory (PyTorch, CUDA libraries, ROCm)
 GPU_OOM = re.compile(r"CUDA out of memory|OutOfMemoryError|CUBLAS_STATUS_ALLOC_FAILED|HIP out of memory|"
@@ -74,6 +81,30 @@ class Worker:
     spec: TrialSpec | None = None
     attempt: int = 0
     since: float = 0.0
+    kept: deque[int] = field(default_factory=lambda: deque(maxlen=keep_limit()))  # trials whose state it keeps
+
+
+def planned_parent(spec: TrialSpec) -> int | None:
+    """The trial id of the parent ``spec`` loads first (its fall-backs load from disk anyway)."""
+    return spec.parents[0].trial_id if spec.parents else None
+
+
+def choose_worker(spec: TrialSpec, idle: Sequence[int], kept: Mapping[int, Collection[int]],
+                  wanted: Collection[int] = ()) -> int:
+    """The worker to run ``spec`` on, among ``idle`` (longest idle first; not empty).
+
+    ``kept[w]``: the trials whose live state worker ``w``'s process keeps; ``wanted``: the planned parents
+    of the other queued trials.  A child goes to the worker keeping its parent's state (it continues in
+    place); any other trial to the longest-idle worker keeping no wanted state, else the longest idle."""
+    parent = planned_parent(spec)
+    if parent is not None:
+        for w in idle:
+            if parent in kept.get(w, ()):
+                return w
+    for w in idle:
+        if not any(t in wanted for t in kept.get(w, ())):
+            return w
+    return idle[0]
 
 
 class WorkerPool:
@@ -167,6 +198,10 @@ class WorkerPool:
         w = self._running_worker(wid)
         if w is None:
             return
+        if outcome.parent_id is not None and outcome.parent_id in w.kept:
+            w.kept.remove(outcome.parent_id)  # handed to this child (or passed over): gone from the process
+        if outcome.kept_state and w.spec is not None:
+            w.kept.append(w.spec.trial_id)  # its process keeps this trial's live state for a child
         spec, attempt = self._release(w, worker_ok=True)
         outcome.attempts = attempt
         outcome.retry_note = self._retry_notes.pop(spec.trial_id, None)
@@ -225,7 +260,10 @@ class WorkerPool:
             self._spawn()  # the pool grows to what is queued, and back after whole-GPU retries
         while queue and self._idle and not pending:
             spec, attempt = queue.popleft()
-            self._run(self.workers[self._idle.pop(0)], spec, attempt)
+            wanted = {p for s, _ in queue if (p := planned_parent(s)) is not None}
+            wid = choose_worker(spec, self._idle, {i: self.workers[i].kept for i in self._idle}, wanted)
+            self._idle.remove(wid)
+            self._run(self.workers[wid], spec, attempt)
         self._check_stall(now, pending)
         for w in self.running():
             spec = w.spec
