@@ -23,7 +23,7 @@ from .executors import Executor, make_executor
 from .liveness import DRIVER_ATTR, RUNNING, driver_alive
 from .results import Result, load_result, locate_run, write_run_file
 from .samplers import check_sampler_options, make_sampler, resolve_sampler_name
-from .settings import DEFAULT_SCHEDULE, ROUNDS, RunSettings
+from .settings import DEFAULT_PBT_EXPLOIT, DEFAULT_PBT_EXPLORE, DEFAULT_SCHEDULE, ROUNDS, RunSettings
 from .space import SearchSpace, SpaceFile, load_space_file
 from .stopping import make_rule
 from .store import Store, absolute_url, redact_url, sqlite_url
@@ -74,6 +74,9 @@ def prepare(
     schedule: str | None = None,
     early_stop: str | None = None,
     early_stop_options: Mapping[str, Any] | None = None,
+    pbt_explore: str | None = None,
+    pbt_exploit: str | None = None,
+    quantile_fraction: float | None = None,
 ) -> tuple[RunSettings, SpaceFile, TrialTarget, Path]:
     """Validate everything a run needs, without creating anything.
 
@@ -120,6 +123,9 @@ def prepare(
         schedule=_lowered(pick(schedule, "schedule", DEFAULT_SCHEDULE)),
         early_stop=_lowered(pick(early_stop, "early_stop", "none")),
         early_stop_options={**defaults.get("early_stop_options", {}), **(early_stop_options or {})},
+        pbt_explore=_lowered(pick(pbt_explore, "pbt_explore", DEFAULT_PBT_EXPLORE)),
+        pbt_exploit=_lowered(pick(pbt_exploit, "pbt_exploit", DEFAULT_PBT_EXPLOIT)),
+        quantile_fraction=pick(quantile_fraction, "quantile_fraction", 0.25),
     )
     make_rule(settings.early_stop, settings.early_stop_options)  # its options are checked before anything runs
     run_dir = Path(output) / settings.name
@@ -151,8 +157,10 @@ def _build(ctx: RunContext, fixed: Mapping[str, Any], executor: Executor | str, 
     """The driver of a run; ``fixed`` is the space file's values passed to every trial."""
     s = ctx.settings
     sampler = make_sampler(s.sampler, ctx.space, s.popsize, seed=s.seed, **s.sampler_options)
+    pbt = dict(space=ctx.space, explore=s.pbt_explore, exploit=s.pbt_exploit, quantile_fraction=s.quantile_fraction,
+               seed=s.seed) if s.evaluator == "pbt" else {}
     evaluator = make_evaluator(s.evaluator, budget=s.budget, mode=s.mode, timeout=s.trial_timeout,
-                               fixed=fixed, top_fraction=s.top_fraction)
+                               fixed=fixed, top_fraction=s.top_fraction, **pbt)
     if isinstance(executor, str):
         if executor == "ray":
             executor = make_executor("ray", address=s.address, cpus_per_trial=s.cpus_per_trial,

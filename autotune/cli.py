@@ -119,6 +119,15 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--schedule", type=str.lower, choices=["async", "rounds"],
                    help="async: a trial starts the moment a slot frees (default); rounds: each round waits for "
                         "its slowest trial, as AutoDL Finetuner did")
+    r.add_argument("--pbt-explore", type=str.lower, choices=["perturb", "trust-gp", "sampler"],
+                   help="pbt: a replaced member's new hyperparameters: perturb (its parent's, each moved by a factor "
+                        "of 0.8/1.2 or a step, or resampled; default), trust-gp (a Gaussian process of the step's gain "
+                        "picks them near the parent), sampler (the sampler proposes every config, as AutoDL Finetuner)")
+    r.add_argument("--pbt-exploit", type=str.lower, choices=["quantile", "round-robin"],
+                   help="pbt: quantile (a member in the bottom quantile of its generation is replaced by a child of "
+                        "the top quantile; the others continue; default) or round-robin (children of the top half, in turn)")
+    r.add_argument("--quantile-fraction", type=_number,
+                   help="pbt with quantile: the fraction replaced, and copied, each generation (default 0.25)")
     r.add_argument("--metric", help="metric to optimise (default: the space file's, else 'score')")
     r.add_argument("--mode", help="min|max (default: the space file's, else max)")
     r.add_argument("--budget", type=_number, help="training units per trial (per round under pbt)")
@@ -338,6 +347,7 @@ def _run_cli(run: Any, a: argparse.Namespace, resources: dict[str, float], progr
         keep_checkpoints=a.keep_checkpoints, artifacts=a.artifacts, storage=a.storage, executor=a.executor, progress=progress,
         script_args=a.script_args, sampler_options=dict(a.sampler_option) or None, schedule=a.schedule,
         early_stop=a.early_stop, early_stop_options=dict(a.early_stop_option) or None,
+        pbt_explore=a.pbt_explore, pbt_exploit=a.pbt_exploit, quantile_fraction=a.quantile_fraction,
     )
 
 

@@ -42,12 +42,14 @@ from .events import (
     TrialStarted,
 )
 from .evaluators import Evaluator
+from .evaluators.base import Plan, PopulationView
 from .evaluators.pbt import PopulationBasedEvaluator
 from .executors.base import Executor
 from .liveness import DRIVER_ATTR, HEARTBEAT_ATTR, Heartbeat, this_driver
 from .ranking import Leaderboard, best_record, loss_of
 from .records import COMPLETED, FAILED, PRUNED, STOPPED, TrialOutcome, TrialRecord, TrialSpec
 from .samplers import Observation, Sampler
+from .samplers.base import Candidate
 from .settings import ASYNC, ROUNDS, RunSettings
 from .stopping import make_rule
 from .space import SearchSpace
@@ -96,6 +98,7 @@ class Driver:
         mode = ctx.settings.mode
         self._board = Leaderboard(mode)  # every scored trial: the best
         self._parents = Leaderboard(mode, PopulationBasedEvaluator.can_parent)  # checkpoints that can be parents
+        self._by_generation: dict[int, list[TrialRecord]] = {}  # finished trials by generation (pbt's peers)
         s = ctx.settings
         self._files = CheckpointFiles(ctx.run_dir, mode, s.keep_checkpoints, s.artifacts,
                                       lambda ids: ctx.store.mark_checkpoints_removed(ctx.run_id, ids))
@@ -189,6 +192,7 @@ class Driver:
     def _rank(self, record: TrialRecord) -> None:
         for board in (self._board, self._parents):
             board.add(record)
+        self._by_generation.setdefault(record.round, []).append(record)
 
     # -- the loop --------------------------------------------------------------------------------
     def run(self) -> list[TrialRecord]:
@@ -259,6 +263,8 @@ class Driver:
             while True:
                 while planned < total and self.executor.active < slots and not self._out_of_time():
                     spec = self._plan_next(planned)
+                    if spec is None:  # every population member has a trial in flight: wait for one
+                        break
                     planned += 1
                     self.executor.submit(spec)
                     self.progress(TrialStart(spec=spec, running=self.executor.active, slots=slots, mode=s.mode,
@@ -300,10 +306,14 @@ class Driver:
             # answered at once: a trial waiting for it stops at this report; ended after a grace period
             self.executor.verdict(spec.trial_id, event.step, self._judge(spec.trial_id, entry))
 
-    def _plan_next(self, ordinal: int) -> TrialSpec:
+    def _plan_next(self, ordinal: int) -> TrialSpec | None:
         s = self.ctx.settings
-        candidate = self.sampler.ask(1)[0]
-        spec = self.evaluator.plan_next(candidate, ordinal, s.popsize, self._parents)
+        view = PopulationView(records=self._all(), inflight=self._inflight, pool=self._parents,
+                              by_generation=self._by_generation)
+        plan = self.evaluator.choose_next(ordinal, s.popsize, view)
+        if plan is None:
+            return None
+        spec = self.evaluator.spec_for(self._candidates([plan])[0], plan)
         self._inflight[spec.trial_id] = spec
         self._inflight_dicts[spec.trial_id] = spec.to_dict()
         self._save_async_state(ordinal + 1)
@@ -395,10 +405,16 @@ class Driver:
             self._run_round(rnd, specs)
             specs = None
 
+    def _candidates(self, plans: list[Plan]) -> list[Candidate]:
+        """A candidate per plan: the sampler's proposal where the plan leaves the config to it (asked
+        together, as a population), else the plan's config adopted under a new id."""
+        need = sum(p.config is None for p in plans)
+        asked = iter(self.sampler.ask(need) if need else [])
+        return [next(asked) if p.config is None else self.sampler.adopt(p.config) for p in plans]
+
     def _plan(self, rnd: int) -> list[TrialSpec]:
-        candidates = self.sampler.ask(self.ctx.settings.popsize)
-        history = self.records()
-        specs = self.evaluator.plan(rnd, candidates, history)
+        plans = self.evaluator.choose_round(rnd, self.ctx.settings.popsize, self.records())
+        specs = [self.evaluator.spec_for(c, p, round=rnd) for c, p in zip(self._candidates(plans), plans)]
         self._save_state(
             {"phase": PLANNED, "round": rnd, "sampler": self.sampler.state_dict(), "specs": [x.to_dict() for x in specs]}
         )

@@ -44,6 +44,9 @@ class TrialSpec:
     trial_dir: str  # relative to the run folder
     parents: tuple[ParentRef, ...] = ()  # first is the chosen parent; the rest are fall-backs in order
     timeout: float | None = None
+    #: Population-Based: the member of the population (0 .. popsize-1) this trial is the next step of;
+    #: its parent is that member's last trial when it continues, a better member's when it was replaced
+    member: int | None = None
 
     @property
     def parent(self) -> ParentRef | None:
@@ -129,6 +132,7 @@ class TrialRecord:
     node_id: str | None = None
     retry_note: str | None = None
     checkpoint_removed: bool = False  # deleted from disk by ``keep_checkpoints``; the path stays as lineage
+    member: int | None = None  # see TrialSpec.member
     in_place: bool = False  # continued in place from its parent's live state (lineage and parent hash as on disk)
 
     def __post_init__(self) -> None:
@@ -165,6 +169,7 @@ class TrialRecord:
             node_id=outcome.node_id,
             retry_note=outcome.retry_note,
             in_place=outcome.in_place,
+            member=spec.member,
         )
 
     def to_dict(self) -> dict[str, Any]:

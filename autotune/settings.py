@@ -17,6 +17,11 @@ MODES = ("min", "max")
 ASYNC, ROUNDS = "async", "rounds"
 SCHEDULES = (ASYNC, ROUNDS)
 DEFAULT_SCHEDULE = ASYNC
+#: Population-Based explore and exploit rules (see autotune.evaluators.explore and .pbt)
+PBT_EXPLORE_RULES = ("perturb", "trust-gp", "sampler")
+PBT_EXPLOIT_RULES = ("quantile", "round-robin")
+DEFAULT_PBT_EXPLORE = "perturb"
+DEFAULT_PBT_EXPLOIT = "quantile"
 
 
 #: a run name is a folder name (file systems allow 255 bytes) and a database key
@@ -50,6 +55,12 @@ class RunSettings:
     schedule: str = ROUNDS  # runs recorded before schedules existed ran in rounds; new runs get DEFAULT_SCHEDULE
     early_stop: str = "none"  # none | asha | median (see autotune.stopping)
     early_stop_options: dict[str, Any] = field(default_factory=dict)
+    # Population-Based: how a replaced member's child gets its hyperparameters, who is replaced, and the
+    # quantile; runs recorded before these existed ran the sampler with round-robin parents, which these
+    # defaults keep (new runs get DEFAULT_PBT_EXPLORE and DEFAULT_PBT_EXPLOIT)
+    pbt_explore: str = "sampler"
+    pbt_exploit: str = "round-robin"
+    quantile_fraction: float = 0.25
 
     def __post_init__(self) -> None:
         self.validate()
@@ -68,6 +79,15 @@ class RunSettings:
             raise ConfigError(f"early_stop must be 'none', 'asha' or 'median', but got {self.early_stop!r}")
         if self.schedule not in SCHEDULES:
             raise ConfigError(f"schedule must be 'async' or 'rounds', but got {self.schedule!r}")
+        if self.pbt_explore not in PBT_EXPLORE_RULES:
+            raise ConfigError(f"pbt_explore must be one of {', '.join(map(repr, PBT_EXPLORE_RULES))}, "
+                              f"but got {self.pbt_explore!r}")
+        if self.pbt_exploit not in PBT_EXPLOIT_RULES:
+            raise ConfigError(f"pbt_exploit must be one of {', '.join(map(repr, PBT_EXPLOIT_RULES))}, "
+                              f"but got {self.pbt_exploit!r}")
+        q = self.quantile_fraction
+        if isinstance(q, bool) or not isinstance(q, (int, float)) or not 0 < q <= 0.5:
+            raise ConfigError(f"quantile_fraction must lie in (0, 0.5], but got {q!r}")
         if self.mode not in MODES:
             raise ConfigError(f"mode must be 'min' or 'max', but got {self.mode!r}")
         for key in ("rounds", "popsize"):

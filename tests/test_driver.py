@@ -49,7 +49,8 @@ def test_returning_a_number_records_the_metric(tmp_path, xy_space):
 
 def test_pbt_children_start_from_their_parents_weights(tmp_path, lr_space):
     result = autotune.run(objective("weights"), space=lr_space, sampler="random", evaluator="pbt", rounds=3,
-                          popsize=4, seed=2, output=tmp_path, name="pbt", executor="local", schedule="rounds")
+                          popsize=4, seed=2, output=tmp_path, name="pbt", executor="local", schedule="rounds",
+                          pbt_exploit="round-robin", pbt_explore="sampler")  # AutoDL Finetuner's rules
     run_dir = tmp_path / "pbt"
     by_id = {r.trial_id: r for r in result.records}
     assert all(r.parent_id is None for r in result.records if r.round == 0)

@@ -82,7 +82,8 @@ def test_every_sampler_runs_asynchronously_with_more_slots_than_its_population(t
 
 
 def test_pbt_async_parents_are_the_best_finished_when_the_child_starts(tmp_path):
-    result = go(tmp_path, "pbt", SimulatedExecutor(model, slots=3), evaluator="pbt", rounds=8, popsize=4)
+    result = go(tmp_path, "pbt", SimulatedExecutor(model, slots=3), evaluator="pbt", rounds=8, popsize=4,
+                pbt_exploit="round-robin", pbt_explore="sampler")
     records = {r.trial_id: r for r in result.records}
     assert all(records[i].parent_id is None and records[i].round == 0 for i in range(4))  # first popsize from scratch
     warm = [r for r in result.records if r.trial_id >= 4]
@@ -118,8 +119,10 @@ class Killed(BaseException):
     """A driver killed without warning (SIGKILL): no handler runs."""
 
 
+@pytest.mark.parametrize("rules", [("round-robin", "sampler"), ("quantile", "perturb"), ("quantile", "trust-gp")],
+                         ids=lambda r: "-".join(r))
 @pytest.mark.parametrize("kill_at", [1, 2, 3, 5, 8, 13, 21, 27, 33, 38])
-def test_a_driver_killed_at_any_write_resumes_exactly(tmp_path, monkeypatch, kill_at):
+def test_a_driver_killed_at_any_write_resumes_exactly(tmp_path, monkeypatch, kill_at, rules):
     """Kill the driver at its Nth database write (a trial record or a state save); resume must finish
     with every trial once, never start again a trial that was recorded, and leave nothing in flight."""
     writes = {"n": 0}
@@ -136,7 +139,8 @@ def test_a_driver_killed_at_any_write_resumes_exactly(tmp_path, monkeypatch, kil
     monkeypatch.setattr(Store, "record_trial", counting(real_record))
     monkeypatch.setattr(Store, "put_blob", counting(real_blob))
     with pytest.raises(Killed):
-        go(tmp_path, "k", SimulatedExecutor(model, slots=3), sampler="hazero", evaluator="pbt", rounds=5, popsize=4)
+        go(tmp_path, "k", SimulatedExecutor(model, slots=3), sampler="hazero", evaluator="pbt", rounds=5, popsize=4,
+           pbt_exploit=rules[0], pbt_explore=rules[1])
     monkeypatch.setattr(Store, "record_trial", real_record)
     monkeypatch.setattr(Store, "put_blob", real_blob)
     store, run_id, _ = locate_run(tmp_path / "k")

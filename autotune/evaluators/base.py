@@ -9,7 +9,8 @@ lineage of every trial can be shown and audited from the records alone.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Any, ClassVar, Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Mapping, Sequence
 
 from ..ranking import Leaderboard
 from ..records import ParentRef, TrialRecord, TrialSpec
@@ -18,6 +19,29 @@ from ..samplers.base import Candidate
 #: fall-back parents listed in an asynchronously planned spec, after the chosen one (a spec stays
 #: small however long the run: a thousand trials in, the top half would be five hundred)
 MAX_FALLBACKS = 4
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What an evaluator decided for one trial before it has an id: its parents (chosen first, then
+    fall-backs), its generation, its population member, and its searched values, or ``None`` when the
+    sampler is to propose them."""
+
+    parents: tuple[ParentRef, ...] = ()
+    generation: int = 0
+    member: int | None = None
+    config: dict[str, Any] | None = None
+
+
+@dataclass
+class PopulationView:
+    """What the driver knows when it plans an asynchronous trial: the finished trials, the trials in
+    flight, and the parent pool (finished trials whose checkpoints can be loaded, ranked now)."""
+
+    records: Mapping[int, TrialRecord]
+    inflight: Mapping[int, TrialSpec]
+    pool: Leaderboard
+    by_generation: Mapping[int, list[TrialRecord]] = field(default_factory=dict)
 
 
 def trial_dir_name(trial_id: int) -> str:
@@ -43,6 +67,31 @@ class Evaluator(ABC):
         self.timeout = timeout
         self.fixed = dict(fixed or {})
         self.top_fraction = top_fraction
+
+    def choose_round(self, round: int, n: int, history: Sequence[TrialRecord]) -> list[Plan]:
+        """Synchronous rounds: the plans of a round's ``n`` trials, from every finished trial before it."""
+        parents = self._parents(round, n, [r for r in history if r.round < round])
+        return [Plan(parents=parents[i], generation=round) for i in range(n)]
+
+    def choose_next(self, ordinal: int, popsize: int, view: PopulationView) -> Plan | None:
+        """Asynchronous: the plan of the ``ordinal``-th trial (0-based), or None when no trial can start
+        until one in flight ends.  Its generation is the lineage depth for Population-Based trials,
+        ``ordinal // popsize`` otherwise, so per-round views still read well."""
+        parents, generation = self._next_parents(ordinal, popsize, view.pool)
+        return Plan(parents=parents, generation=generation)
+
+    def spec_for(self, candidate: Candidate, plan: Plan, round: int | None = None) -> TrialSpec:
+        """The spec of a planned trial, once its candidate (its id and searched values) is known."""
+        return TrialSpec(
+            trial_id=candidate.id,
+            round=plan.generation if round is None else round,
+            config={**self.fixed, **candidate.config},
+            budget=self.budget,
+            trial_dir=trial_dir_name(candidate.id),
+            parents=plan.parents,
+            timeout=self.timeout,
+            member=plan.member,
+        )
 
     def plan(self, round: int, candidates: Sequence[Candidate], history: Sequence[TrialRecord]) -> list[TrialSpec]:
         """Specs for this round's candidates, given every finished trial of earlier rounds."""

@@ -1,8 +1,10 @@
 """The sampler protocol: batch ``ask(n)`` / ``tell(observations)`` on the unit cube.
 
-Samplers minimise a loss; the driver flips the sign once for ``mode: max``.  A sampler never sees
-configs it did not propose, and it is told about every candidate it proposed, exactly once, with a
-finite loss or a failure (``loss=None``).  ``state_dict`` is JSON-serialisable so a run can resume
+Samplers minimise a loss; the driver flips the sign once for ``mode: max``.  A sampler never learns
+from configs it did not propose, and it is told about every candidate it proposed, exactly once, with a
+finite loss or a failure (``loss=None``).  ``adopt(config)`` gives a config made elsewhere (a
+Population-Based child explored from its parent) a candidate id: it is told like any other, and the
+base class keeps it from the sampler's model.  ``state_dict`` is JSON-serialisable so a run can resume
 with the exact sampler state rather than an approximate replay.
 
 Two schedules.  In rounds mode (the default) the driver asks a population, runs it and tells it.
@@ -104,6 +106,7 @@ class Sampler(ABC):
         self._next_id = 0
         self._pending: dict[int, tuple[float, ...]] = {}
         self._told: set[int] = set()
+        self._adopted: set[int] = set()  # ids given to configs this sampler did not propose
         self._asynchronous = False
 
     # -- public protocol ---------------------------------------------------------------------
@@ -121,6 +124,17 @@ class Sampler(ABC):
             out.append(Candidate(id=cid, point=p, config=self.space.decode(np.asarray(p))))
         return out
 
+    def adopt(self, config: dict[str, Any]) -> Candidate:
+        """An id for a config this sampler did not propose (it must be a valid config of the space).
+
+        The candidate is pending and told like any other; the sampler never learns from it."""
+        point = tuple(float(x) for x in self.space.encode(config))
+        cid = self._next_id
+        self._next_id += 1
+        self._pending[cid] = point
+        self._adopted.add(cid)
+        return Candidate(id=cid, point=point, config=self.space.validate_config(config))
+
     def tell(self, observations: Sequence[Observation]) -> None:
         """Report outcomes for earlier proposals; each id exactly once."""
         seen: set[int] = set()
@@ -135,7 +149,10 @@ class Sampler(ABC):
         for cid in seen:
             del self._pending[cid]
             self._told.add(cid)
-        self._observe(pairs)
+        own = [(p, ob) for p, ob in pairs if ob.id not in self._adopted]
+        self._adopted -= seen
+        if own or not pairs:  # a tell of adopted candidates only tells the model nothing
+            self._observe(own)
 
     @property
     def pending_ids(self) -> list[int]:
@@ -172,6 +189,7 @@ class Sampler(ABC):
             "pending": {str(k): list(v) for k, v in self._pending.items()},
             "told": id_ranges(self._told),  # [[first, last], ...]: a few pairs, however long the run
             "asynchronous": self._asynchronous,
+            "adopted": sorted(self._adopted),  # pending only: told ones are dropped
             "impl": self._state(),
         }
 
@@ -183,6 +201,7 @@ class Sampler(ABC):
         self._pending = {int(k): tuple(float(x) for x in v) for k, v in state["pending"].items()}
         self._told = ids_of(state["told"])
         self._asynchronous = bool(state.get("asynchronous", False))
+        self._adopted = {int(i) for i in state.get("adopted", [])}
         self._load_state(state["impl"])
         if wanted:
             self.set_asynchronous(True)

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import SearchSpaceError
-from ..settings import MODES, SCHEDULES
+from ..settings import MODES, PBT_EXPLOIT_RULES, PBT_EXPLORE_RULES, SCHEDULES
 from .forms import TOP_KEYS, check_document, did_you_mean, kind, parse_params
 from .params import is_number
 from .space import SearchSpace
@@ -47,6 +47,11 @@ DEFAULT_KINDS: dict[str, tuple[str, Callable[[Any], bool]]] = {
                    lambda v: isinstance(v, str) and v.strip().lower() in ("none", "asha", "median")),
     "early_stop_options": ("a mapping of option: value",
                            lambda v: isinstance(v, Mapping) and all(isinstance(k, str) for k in v)),
+    "pbt_explore": (" or ".join(map(repr, PBT_EXPLORE_RULES)),
+                    lambda v: isinstance(v, str) and v.strip().lower() in PBT_EXPLORE_RULES),
+    "pbt_exploit": (" or ".join(map(repr, PBT_EXPLOIT_RULES)),
+                    lambda v: isinstance(v, str) and v.strip().lower() in PBT_EXPLOIT_RULES),
+    "quantile_fraction": ("a number in (0, 0.5]", lambda v: is_number(v) and 0 < v <= 0.5),
 }
 DEFAULT_KEYS = tuple(DEFAULT_KINDS)
 

@@ -1,0 +1,269 @@
+"""Population-Based training's explore and exploit rules (autotune.evaluators.explore and .pbt).
+
+Explore: ``perturb`` moves each value from the parent's (factors on floats, one step on grids, a
+resample with probability 0.25, always clipped to the space); ``trust-gp`` proposes near the parent
+from a Gaussian process of step gains; ``sampler`` leaves configs to the sampler. Exploit:
+``quantile`` replaces the bottom quantile of a generation by children of its top quantile, the rest
+continue their own lineage with their own hyperparameters; ``round-robin`` is AutoDL Finetuner's.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+
+import numpy as np
+import pytest
+
+import autotune
+from autotune.errors import ConfigError
+from autotune.evaluators.explore import (
+    LOG_FACTORS,
+    PERTURB,
+    TRUST_GP,
+    explore,
+    perturb_value,
+    rng_for,
+    step_pairs,
+    trust_radius,
+)
+from autotune.evaluators.pbt import quantile_split
+from autotune.executors.simulated import SimTrial, SimulatedExecutor
+from autotune.records import COMPLETED
+from autotune.space import CategoricalParam, FloatParam, IntParam, SearchSpace
+from conftest import cli, error_line, objective
+
+LR = FloatParam("lr", 1e-5, 1e-1, log=True)
+MOMENTUM = FloatParam("momentum", 0.0, 0.99)
+BATCH = IntParam("batch", 8, 256, log=True)
+LAYERS = IntParam("layers", 1, 9, step=2)
+WIDTH = CategoricalParam("width", (64, 128, 256, 512))
+OPT = CategoricalParam("opt", ("sgd", "adam", "adamw"))
+SPACE = SearchSpace((LR, MOMENTUM, BATCH, LAYERS, WIDTH, OPT))
+
+
+def moves(p, value, n=4000, seed=0):
+    """The values ``perturb_value`` gives over ``n`` draws, as a list."""
+    rng = np.random.default_rng(seed)
+    return [perturb_value(p, value, rng) for _ in range(n)]
+
+
+def test_a_log_float_moves_by_a_factor_of_0_8_or_1_25_else_is_resampled():
+    out = moves(LR, 1e-3)
+    moved = [v for v in out if math.isclose(v, 8e-4) or math.isclose(v, 1.25e-3)]
+    assert 0.70 < len(moved) / len(out) < 0.80  # 0.25 of the draws are resamples
+    assert abs(sum(math.isclose(v, 8e-4) for v in moved) / len(moved) - 0.5) < 0.05
+    assert LOG_FACTORS[0] * LOG_FACTORS[1] == pytest.approx(1.0)  # down then up comes back
+    resampled = [v for v in out if v not in moved]
+    assert min(resampled) < 1e-4 and max(resampled) > 1e-2  # from the whole space, not near the parent
+
+
+def test_a_linear_float_moves_by_0_8_or_1_2_and_stays_in_its_bounds():
+    assert {round(v, 9) for v in moves(MOMENTUM, 0.5) if v in (0.4, 0.6)} == {0.4, 0.6}
+    top = moves(MOMENTUM, 0.99)
+    assert all(0.0 <= v <= 0.99 for v in top) and 0.99 in top  # x1.2 is clipped, never 1.188
+    low = moves(LR, 1e-5)
+    assert all(1e-5 <= v <= 1e-1 for v in low) and min(low) == 1e-5
+
+
+def test_integers_move_one_step_of_their_grid_and_ordered_choices_a_neighbour():
+    layers = set(moves(LAYERS, 5, n=400))
+    assert {3, 7} <= layers and layers <= {1, 3, 5, 7, 9}
+    assert set(moves(LAYERS, 9, n=400)) <= {1, 3, 5, 7, 9}  # clipped at the top of the grid
+    batches = moves(BATCH, 32)
+    assert {26, 40} <= set(batches)  # 32 x 0.8, 32 x 1.25 (a log integer moves by the factor)
+    assert set(moves(BATCH, 8, n=400)) >= {8, 10}  # from the bottom: 8 x 0.8 is clipped to 8
+    assert all(8 <= b <= 256 for b in batches)
+    widths = moves(WIDTH, 128)
+    near = [w for w in widths if w in (64, 256)]
+    assert 0.82 < len(near) / len(widths) < 0.93  # 0.75 neighbours, plus resamples that land there (0.125)
+    assert 0.03 < widths.count(128) / len(widths) < 0.09  # only a resample stays put
+    assert set(moves(WIDTH, 512, n=400)) <= set(WIDTH.choices)
+
+
+def test_a_categorical_is_resampled():
+    out = moves(OPT, "sgd", n=3000)
+    assert {"sgd", "adam", "adamw"} == set(out)
+    assert all(abs(out.count(c) / len(out) - 1 / 3) < 0.05 for c in OPT.choices)
+
+
+@pytest.mark.parametrize("rule", [PERTURB, TRUST_GP])
+def test_explore_rules_make_valid_configs_the_same_way_every_time(rule):
+    """The conformance of explore rules: valid configs, a pure function of seed, ordinal and history."""
+    records = _history()
+    parent = records[-1]
+    made = [explore(rule, SPACE, parent, records, "max", 7, ordinal, set()) for ordinal in range(30, 36)]
+    for config in made:
+        SPACE.validate_config(config)  # raises on a value outside the space
+    again = [explore(rule, SPACE, parent, records, "max", 7, ordinal, set()) for ordinal in range(30, 36)]
+    assert made == again  # a resumed run explores the same
+    other = [explore(rule, SPACE, parent, records, "max", 8, ordinal, set()) for ordinal in range(30, 36)]
+    assert made != other
+    assert len({repr(c) for c in made}) > 1
+
+
+def test_trust_gp_stays_in_its_trust_region_and_learns_the_step_gain():
+    """Children whose learning rate is near 3e-3 gain; the rule's children move there, inside the region."""
+    records = _history(n=40)
+    parent = max(records, key=lambda r: r.value)
+    here = SPACE.encode({k: parent.config[k] for k in SPACE.names})
+    pairs = step_pairs(SPACE, records, "max")
+    radius = trust_radius(pairs, set())
+    for ordinal in range(50, 56):
+        config = explore(TRUST_GP, SPACE, parent, records, "max", 0, ordinal, set())
+        point = SPACE.encode(config)
+        numeric = [i for i, p in enumerate(SPACE.params) if not (isinstance(p, CategoricalParam) and p is OPT)]
+        assert np.all(np.abs(point[numeric] - here[numeric]) <= radius + 0.5 / 4 + 1e-9)  # within a grid cell of the box
+        assert abs(math.log10(config["lr"]) - math.log10(3e-3)) <= abs(math.log10(parent.config["lr"]) - math.log10(3e-3)) + 0.45
+
+
+def test_the_trust_region_shrinks_after_failures_and_grows_after_successes():
+    from autotune.evaluators.explore import RADIUS_START, Pair
+
+    def pair(i, gain):
+        return Pair(np.zeros(1), 0.0, 0.0, np.zeros(1), gain, child_id=i)
+
+    base = [pair(i, 1.0) for i in range(5)]
+    fails = base + [pair(10 + i, 0.0) for i in range(3)]
+    assert trust_radius(fails, {10, 11, 12}) == RADIUS_START / 2
+    assert trust_radius(fails, set()) == RADIUS_START  # only the rule's own children count
+    wins = base + [pair(10 + i, 2.0) for i in range(2)]
+    assert trust_radius(wins, {10, 11}) == pytest.approx(RADIUS_START * 1.5)
+
+
+def test_quantile_split_is_ray_tunes_rule_at_most_half():
+    assert [quantile_split(n, 0.25) for n in (1, 2, 3, 4, 5, 8, 9)] == [0, 1, 1, 1, 2, 2, 3]
+    assert quantile_split(10, 0.5) == 5 and quantile_split(3, 0.5) == 1
+
+
+def _history(n: int = 12):
+    """A run's records: parents and children whose gain peaks at lr=3e-3."""
+    from autotune.records import TrialRecord
+
+    rng = random.Random(3)
+    out = []
+    for i in range(n):
+        config = {"lr": 10 ** rng.uniform(-5, -1), "momentum": rng.uniform(0, 0.99), "batch": rng.choice([16, 32, 64]),
+                  "layers": rng.choice([1, 3, 5]), "width": rng.choice([64, 128]), "opt": rng.choice(["sgd", "adam"])}
+        parent = out[rng.randrange(len(out))] if out and i >= 4 else None
+        gain = 1.0 - abs(math.log10(config["lr"]) - math.log10(3e-3))
+        value = (parent.value if parent else 0.0) + gain
+        out.append(TrialRecord(trial_id=i, round=(parent.round + 1) if parent else 0, config=config, budget=1,
+                               status=COMPLETED, reason=None, value=value, reports=[], planned_parent_id=None,
+                               parent_id=parent.trial_id if parent else None, parent_checkpoint=None, parent_step=None,
+                               parent_hash=None, parent_note=None, checkpoint=f"trials/{i}/checkpoint",
+                               checkpoint_step=1, checkpoint_hash="h", started=i, ended=i + 1, node=None, gpu_ids=[],
+                               log_tail=None, trial_dir=f"trials/{i}", member=i % 4))
+    return out
+
+
+# -- exploit, through the driver -------------------------------------------------------------------
+PBT_SPACE = {"metric": "score", "mode": "max", "budget": 1,
+             "params": {"x": {"type": "float", "low": 0.0, "high": 1.0},
+                        "lr": {"type": "float", "low": 1e-4, "high": 1.0, "log": True}}}
+
+
+def curve(config, budget, parent):
+    """One report per trial; the score grows by a step that peaks at lr=0.03 (x does not matter)."""
+    start = parent.value if parent is not None else 0.0
+    gain = 1.0 - abs(math.log10(config["lr"]) - math.log10(0.03))
+    rng = random.Random(f"{config['x']:.12f}")
+    return SimTrial(curve=(start + gain,), duration=1.0 + rng.random())
+
+
+def searched(record):
+    return {k: record.config[k] for k in ("x", "lr")}
+
+
+def run(tmp_path, name, **kw):
+    opts = dict(sampler="random", evaluator="pbt", rounds=6, popsize=8, seed=1, output=tmp_path, name=name,
+                pbt_exploit="quantile", pbt_explore="perturb")
+    opts.update(kw)
+    return autotune.run(objective("quadratic"), space=PBT_SPACE, executor=SimulatedExecutor(curve, slots=4), **opts)
+
+
+def test_quantile_in_rounds_replaces_the_bottom_and_the_rest_continue(tmp_path):
+    result = run(tmp_path, "r", schedule="rounds")
+    by_round: dict[int, list] = {}
+    for r in result.records:
+        by_round.setdefault(r.round, []).append(r)
+    k = quantile_split(8, 0.25)
+    assert k == 2
+    for rnd in range(1, 6):
+        before = sorted(by_round[rnd - 1], key=lambda r: (-r.value, r.trial_id))
+        heads = {r.member: r for r in before}
+        top, bottom = {r.trial_id for r in before[:k]}, {r.trial_id for r in before[-k:]}
+        assert sorted(r.member for r in by_round[rnd]) == list(range(8))  # every member takes one step
+        for child in by_round[rnd]:
+            head = heads[child.member]
+            if head.trial_id in bottom:  # replaced: a child of the top quantile, explored from it
+                assert child.parent_id in top and child.parent_id != head.trial_id
+                assert searched(child) != searched(result.records[child.parent_id])
+            else:  # continues its own lineage with its own hyperparameters
+                assert child.parent_id == head.trial_id and searched(child) == searched(head)
+            parent = result.records[child.parent_id]
+            assert child.parent_hash == parent.checkpoint_hash and child.parent_step == parent.checkpoint_step
+
+
+def test_quantile_async_judges_a_member_against_its_own_generation(tmp_path):
+    result = run(tmp_path, "a", schedule="async", rounds=8)
+    records = result.records
+    assert sorted({r.member for r in records}) == list(range(8))
+    replaced = continued = 0
+    for child in records[8:]:
+        parent = records[child.parent_id]
+        previous = max((r for r in records if r.member == child.member and r.trial_id < child.trial_id),
+                       key=lambda r: r.trial_id)  # the member's last trial before this one
+        assert previous.ended <= child.started and child.round == parent.round + 1
+        peers = sorted((r for r in records if r.round == previous.round and r.ended <= child.started
+                        and r.status == COMPLETED), key=lambda r: (-r.value, r.trial_id))
+        k = quantile_split(len(peers), 0.25)
+        if parent.trial_id == previous.trial_id:
+            continued += 1
+            assert searched(child) == searched(previous)
+            assert previous.trial_id not in {r.trial_id for r in peers[len(peers) - k:]} if k else True
+        else:
+            replaced += 1
+            assert previous.trial_id in {r.trial_id for r in peers[len(peers) - k:]}
+            assert parent.trial_id in {r.trial_id for r in peers[:k]}
+    assert replaced and continued
+
+
+def test_the_population_does_not_collapse_to_one_learning_rate(tmp_path):
+    """Perturbation keeps the spread of the last generation's learning rates (FIRE PBT's worry)."""
+    result = run(tmp_path, "spread", schedule="rounds", rounds=10, popsize=8)
+    last = [r for r in result.records if r.round == 9]
+    logs = [math.log10(r.config["lr"]) for r in last]
+    assert len({round(v, 6) for v in logs}) >= 3
+    assert max(r.value for r in last) > max(r.value for r in result.records if r.round == 0) + 5
+
+
+def test_explore_and_exploit_come_from_the_space_defaults_and_flags_override(tmp_path):
+    space = tmp_path / "s.yaml"
+    import yaml
+
+    space.write_text(yaml.safe_dump({**PBT_SPACE, "defaults": {"pbt_explore": "trust-gp", "quantile_fraction": 0.5}}))
+    result = autotune.run(objective("quadratic"), space=str(space), sampler="random", rounds=1, popsize=2,
+                          output=tmp_path, name="d", executor="local")
+    s = result.settings
+    assert (s.pbt_explore, s.pbt_exploit, s.quantile_fraction) == ("trust-gp", "quantile", 0.5)
+    result = autotune.run(objective("quadratic"), space=str(space), sampler="random", rounds=1, popsize=2,
+                          output=tmp_path, name="f", executor="local", pbt_explore="sampler", pbt_exploit="round-robin")
+    assert (result.settings.pbt_explore, result.settings.pbt_exploit) == ("sampler", "round-robin")
+
+
+def test_bad_explore_settings_name_what_was_expected(tmp_path):
+    with pytest.raises(ConfigError, match=r"pbt_explore must be one of 'perturb', 'trust-gp', 'sampler', but got 'jitter'"):
+        autotune.run(objective("quadratic"), space=PBT_SPACE, output=tmp_path, name="x", executor="local",
+                     pbt_explore="jitter")
+    with pytest.raises(ConfigError, match=r"quantile_fraction must lie in \(0, 0.5\], but got 0.75"):
+        autotune.run(objective("quadratic"), space=PBT_SPACE, output=tmp_path, name="y", executor="local",
+                     quantile_fraction=0.75)
+    space = tmp_path / "bad.yaml"
+    space.write_text("metric: score\ndefaults:\n  pbt_exploit: best\nparams:\n  x: {type: float, low: 0, high: 1}\n")
+    proc = cli("run", objective("quadratic"), "--space", str(space), "--executor", "local", "--output", str(tmp_path))
+    assert proc.returncode != 0
+    line = error_line(proc.stderr)
+    assert "bad.yaml" in line and "pbt_exploit" in line and "'quantile' or 'round-robin'" in line
+    proc = cli("run", "--help")
+    assert "--pbt-explore" in proc.stdout and "trust-gp" in proc.stdout and "--quantile-fraction" in proc.stdout
