@@ -721,3 +721,32 @@ def test_optuna_samplers_get_pruned_trials_with_their_intermediate_values(name: 
     assert trials[0].intermediate_values == {1: pytest.approx(0.45), 2: pytest.approx(0.35), 3: 0.25}
     assert trials[0].value == 0.25  # Optuna's own rule: a pruned trial's value is its last report
     assert len(sampler.ask(POP)) == POP
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_adopted_configs_get_ids_are_told_and_never_reach_the_model(name: str) -> None:
+    """Population-Based children explored from their parents (not proposed by the sampler) are adopted:
+    an id, told once like any candidate, never learnt from; the sampler's own proposals are unchanged."""
+    seed = zlib.crc32(name.encode()) % 1000
+    plain, mixed = make_async(name, seed=seed), make_async(name, seed=seed)
+    own_plain, own_mixed = [], []
+    rng = random.Random(seed)
+    for step in range(4 * POP):
+        (c,) = plain.ask(1)
+        plain.tell([Observation(c.id, bowl(c))])
+        own_plain.append(c)
+        (d,) = mixed.ask(1)
+        mixed.tell([Observation(d.id, bowl(d))])
+        own_mixed.append(d)
+        config = MIXED.decode(np.array([rng.random() for _ in range(MIXED.dim)]))
+        adopted = mixed.adopt(config)
+        assert adopted.config == MIXED.validate_config(config) and adopted.id in mixed.pending_ids
+        if step % 2:  # a resume with an adopted candidate pending
+            state = json.loads(json.dumps(mixed.state_dict()))
+            mixed = make_async(name, seed=seed)
+            mixed.load_state_dict(state)
+        mixed.tell([Observation(adopted.id, -100.0)])  # a loss that would pull any model that saw it
+    assert [(c.point, c.config) for c in own_plain] == [(c.point, c.config) for c in own_mixed]
+    assert mixed.pending_ids == []
+    with pytest.raises(SamplerProtocolError, match="already told"):
+        mixed.tell([Observation(own_mixed[-1].id + 1, 1.0)])
