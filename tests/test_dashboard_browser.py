@@ -96,6 +96,39 @@ def _sim_run(root: Path, name: str, fixed: dict, slots: int, **kwargs) -> None:
                  name=name, executor=SimulatedExecutor(_sim_model, slots=slots), schedule="async", **kwargs)
 
 
+def _stored_run(root: Path, name: str, parents: list[int | None], rounds: int, popsize: int) -> None:
+    """A finished asynchronous Population-Based run written straight to its database (all the dashboard
+    reads), with exactly this lineage: trial i warm-started from trial ``parents[i]`` (None: from scratch)."""
+    from optuna.distributions import FloatDistribution
+
+    from autotune.records import TrialRecord
+    from autotune.settings import RunSettings
+    from autotune.store import Store, sqlite_url
+
+    run_dir = root / name
+    run_dir.mkdir(parents=True)
+    (run_dir / "run.json").write_text(json.dumps({"name": name, "storage": None}))
+    store = Store(sqlite_url(run_dir))
+    settings = RunSettings(name=name, metric="score", mode="max", sampler="random", evaluator="pbt", rounds=rounds,
+                           popsize=popsize, schedule="async")
+    t0 = time.time() - 100
+    run_id = store.create_run(name, "max", {"settings": settings.to_dict(), "space": X_SPACE, "status": "completed",
+                                            "created": t0, "finished": t0 + len(parents), "run_dir": str(run_dir)})
+    depth: dict[int, int] = {}
+    for i, parent in enumerate(parents):
+        depth[i] = 0 if parent is None else depth[parent] + 1
+        value = round(0.5 + 0.4 * ((i * 0.618) % 1), 4)
+        step = depth[i] + 1
+        record = TrialRecord(
+            trial_id=i, round=depth[i], config={"x": value - 0.4}, budget=None, status="completed", reason=None,
+            value=value, reports=[{"step": step, "metrics": {"score": value}}], planned_parent_id=parent,
+            parent_id=parent, parent_checkpoint=None if parent is None else f"trials/{parent:06d}/checkpoint",
+            parent_step=None if parent is None else step - 1, parent_hash=None, parent_note=None,
+            checkpoint=f"trials/{i:06d}/checkpoint", checkpoint_step=step, checkpoint_hash=None, started=t0 + i,
+            ended=t0 + i + 1, node="stored", gpu_ids=[], log_tail=None, trial_dir=f"trials/{i:06d}")
+        store.record_trial(run_id, record, {"x": FloatDistribution(0.0, 1.0)})
+
+
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("dash") / "runs"
@@ -106,10 +139,10 @@ def runs(tmp_path_factory) -> Path:
     # early stopping: pruned trials (with their reports) beside failed ones
     _sim_run(root, "pruned", {"fail_above": 0.85}, 4, rounds=6, popsize=4, early_stop="asha",
              early_stop_options={"grace_period": 1, "reduction_factor": 2})
-    # each child better than its parent, one parent at a time: lineage deeper than --rounds
-    _sim_run(root, "deep", {"child": 0.01}, 1, rounds=3, popsize=2, top_fraction=0.01)
-    # each child worse than its parent: the best first trial is the parent of all the others
-    _sim_run(root, "fan", {"child": -0.05}, 1, rounds=7, popsize=2, top_fraction=0.01)
+    # a chain of warm starts: generations past --rounds (3 x 2 trials, generation 4)
+    _stored_run(root, "deep", [None, None, 1, 2, 3, 4], rounds=3, popsize=2)
+    # one parent of 12 children, one of which has two of its own
+    _stored_run(root, "fan", [None, None] + [1] * 12 + [2, 2], rounds=8, popsize=2)
     return root
 
 
@@ -517,3 +550,52 @@ def test_parallel_note_counts_failed_trials(page, base_url, runs):
     _open_run(page, base_url, "mixed")
     noun = "trial is" if failed == 1 else "trials are"
     assert page.text_content("[data-testid=parallel-note]") == f"({failed} failed {noun} not drawn (no value))"
+
+
+# -- the lineage tree's labels ------------------------------------------------------------------------------
+# Each node's label box and node centre (chart pixels), from the chart's own layout (labels are drawn on
+# the canvas, not in the DOM); a label hidden by the chart is left out.
+TREE_LABELS = """() => {
+  const chart = echarts.getInstanceByDom(document.getElementById('chart-lineage'));
+  const data = chart.getModel().getSeriesByIndex(0).getData();
+  const out = [];
+  for (let i = 0; i < data.count(); i++) {
+    const el = data.getItemGraphicEl(i);
+    if (!el) continue;
+    const [cx, cy] = el.transformCoordToGlobal(0, 0);
+    let text = el.getTextContent();
+    el.traverse((c) => { text = text || c.getTextContent(); });  // a symbol group: its path holds the label
+    let box = null;
+    if (text && !text.ignore && !text.invisible) {
+      const r = text.getBoundingRect().clone();
+      const m = text.getComputedTransform();
+      if (m) r.applyTransform(m);
+      // the chart measures a line's height on a CJK glyph, too short where no such font is installed
+      const h = Math.max(r.height, 1.2 * (text.style.fontSize || 12));
+      box = {x: r.x, y: r.y + r.height / 2 - h / 2, w: r.width, h: h};
+    }
+    out.push({text: text ? text.style.text : null, cx: cx, cy: cy, box: box});
+  }
+  return out;
+}"""
+
+
+def _overlap(a: dict, b: dict, slack: float = 0.5) -> bool:
+    return (a["x"] + slack < b["x"] + b["w"] and b["x"] + slack < a["x"] + a["w"]
+            and a["y"] + slack < b["y"] + b["h"] and b["y"] + slack < a["y"] + a["h"])
+
+
+def test_lineage_labels_do_not_overlap_when_a_parent_has_many_children(page, base_url):
+    _open_run(page, base_url, "fan")
+    page.locator("#chart-lineage").scroll_into_view_if_needed()
+    nodes = page.evaluate(TREE_LABELS)
+    assert len(nodes) == 17  # the run and its 16 trials, every label shown
+    assert all(n["box"] for n in nodes), [n["text"] for n in nodes if not n["box"]]
+    assert sum(n["text"].startswith("#") for n in nodes) == 16
+    clashes = [(a["text"], b["text"]) for i, a in enumerate(nodes) for b in nodes[i + 1:] if _overlap(a["box"], b["box"])]
+    assert clashes == []
+    dot = 5  # symbolSize 10
+    covered = [(a["text"], b["text"]) for a in nodes for b in nodes if a is not b and _overlap(
+        a["box"], {"x": b["cx"] - dot, "y": b["cy"] - dot, "w": 2 * dot, "h": 2 * dot})]
+    assert covered == []  # no label lies on another trial's node
+    page.locator("#chart-lineage").screenshot(path=str(ARTIFACTS / "dashboard-lineage-fan.png"))

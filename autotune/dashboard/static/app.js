@@ -303,7 +303,7 @@
     if (edges) {
       const tree = C.lineageTree(run, S.lineage, trials);
       if (S.charts["chart-lineage"]) S.charts["chart-lineage"].resize();
-      setChart("chart-lineage", tree.option, Math.max(220, Math.min(4000, tree.leaves * 20 + 40)));
+      setChart("chart-lineage", tree.option, tree.height);
     }
   }
 

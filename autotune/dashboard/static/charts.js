@@ -343,7 +343,8 @@
       };
     }
     const roots = (lineage.roots || []).map(node);
-    const root = { name: run.name, children: roots, itemStyle: { color: "#1d2430" }, label: { formatter: "run" } };
+    const root = { name: run.name, children: roots, itemStyle: { color: "#1d2430" },
+      label: { formatter: "run", position: "top", align: "center", distance: 4 } };
     const option = base({
       tooltip: { trigger: "item", confine: true, formatter: (p) => {
         const t = p.data && p.data.t;
@@ -358,12 +359,21 @@
       series: [{ id: "lineage", type: "tree", data: [root], orient: "LR", layout: "orthogonal",
         left: 40, right: 120, top: 16, bottom: 16, symbol: "circle", symbolSize: 10,
         initialTreeDepth: -1, expandAndCollapse: false, roam: false,
-        label: { position: "top", fontSize: 11, distance: 4 },
-        leaves: { label: { position: "right", verticalAlign: "middle", align: "left" } },
+        // Labels beside their node, never above it: a parent's label on its left (where only its own
+        // incoming link runs, behind a light backdrop), a leaf's on its right.  Siblings are LEAF_PX apart,
+        // more than a label's height, so a parent with many children stacks them without overlap; a tree
+        // too deep for the width drops the labels that would still collide (tooltips keep every node).
+        label: { position: "left", verticalAlign: "middle", align: "right", fontSize: 11, distance: 6,
+          backgroundColor: "rgba(255,255,255,0.85)", padding: [1, 2] },
+        leaves: { label: { position: "right", verticalAlign: "middle", align: "left", distance: 6 } },
+        labelLayout: { hideOverlap: true },
         lineStyle: { color: "#b8c2d0", width: 1.2, curveness: 0.4 } }],
     });
-    return { option: option, leaves: leaves, depth: depthOf(lineage.roots || []) };
+    return { option: option, leaves: leaves, depth: depthOf(lineage.roots || []), height: lineageHeight(leaves) };
   }
+
+  const LEAF_PX = 22;  // vertical room per leaf of the lineage tree: a label (11px text) and a gap
+  function lineageHeight(leaves) { return Math.max(220, Math.min(6000, leaves * LEAF_PX + 40)); }
 
   function depthOf(nodes) {
     let d = 0;
