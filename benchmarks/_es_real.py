@@ -5,11 +5,16 @@ so that no Ray, Optuna or torch state carries over from one to the next:
 
 * ``autotune-asha-bayes`` / ``autotune-asha-pshe2``: ``autotune.run`` on a local Ray, ``schedule="async"``,
   evaluator ``full`` (every trial from the pretrained model, ``epochs`` epochs), ``early_stop="asha"``;
-* ``autotune-pbt``: evaluator ``pbt`` (sampler ``pshe2``, the library's default), each trial 2 epochs on
-  from one of the best earlier checkpoints, population 4, no early stopping;
+* ``autotune-pbt``: evaluator ``pbt`` with the library's defaults (sampler ``pshe2``, explore and exploit
+  rules as ``autotune run`` picks them), each trial 2 epochs on from a checkpoint, population 4, no early
+  stopping; ``autotune-pbt-perturb``, ``-trust-gp`` and ``-sampler`` with that explore rule and quantile
+  exploit; ``autotune-pbt-autodl``: sampler explore with round-robin parents (the rules before
+  2026-12-03, AutoDL Finetuner's); ``autotune-pbt-rounds``: the defaults in synchronous rounds;
 * ``tune-asha-optuna``: Ray Tune ``Tuner`` with ``ASHAScheduler`` and ``OptunaSearch`` (TPE);
 * ``tune-pbt``: Ray Tune ``Tuner`` with ``PopulationBasedTraining``, population 4, perturbation every
-  2 epochs, a checkpoint every 2 epochs;
+  2 epochs, a checkpoint every 2 epochs; ``tune-pb2``: the same with ``PB2`` (its GP bandit explores the
+  learning rate within the bounds; PB2 takes only continuous parameters, so the batch size stays as
+  first drawn, as in Ray's own PB2 examples);
 * ``optuna-hyperband``: Optuna ``TPESampler`` + ``HyperbandPruner``, two worker processes sharing one
   journal-file storage, ``trial.report`` / ``trial.should_prune`` every epoch.
 
@@ -52,9 +57,15 @@ FIXED = {"labels_per_class": 100, "val_size": 2000, "model": "small_cnn", "weigh
 TOOLS = {
     "autotune-asha-bayes": "autotune: async, full + ASHA, sampler bayes (Optuna TPE)",
     "autotune-asha-pshe2": "autotune: async, full + ASHA, sampler pshe2",
-    "autotune-pbt": f"autotune: async, pbt (pshe2), {PBT_INTERVAL} epochs per trial, population {POPULATION}",
+    "autotune-pbt": f"autotune: async, pbt (pshe2, default rules), {PBT_INTERVAL} epochs per trial, population {POPULATION}",
+    "autotune-pbt-perturb": "autotune: async, pbt, explore perturb, exploit quantile",
+    "autotune-pbt-trust-gp": "autotune: async, pbt, explore trust-gp, exploit quantile",
+    "autotune-pbt-sampler": "autotune: async, pbt, explore sampler (pshe2), exploit quantile",
+    "autotune-pbt-autodl": "autotune: async, pbt, explore sampler (pshe2), exploit round-robin (the old rules)",
+    "autotune-pbt-rounds": "autotune: rounds, pbt, default rules",
     "tune-asha-optuna": "Ray Tune: Tuner, ASHAScheduler + OptunaSearch (TPE)",
     "tune-pbt": f"Ray Tune: Tuner, PopulationBasedTraining, population {POPULATION}, every {PBT_INTERVAL} epochs",
+    "tune-pb2": f"Ray Tune: Tuner, PB2, population {POPULATION}, every {PBT_INTERVAL} epochs",
     "optuna-hyperband": "Optuna: TPESampler + HyperbandPruner, 2 worker processes, journal storage",
 }
 ASHA_TOOLS = ("autotune-asha-bayes", "autotune-asha-pshe2", "tune-asha-optuna", "optuna-hyperband")
@@ -129,9 +140,16 @@ def run_autotune(tool: str, seed: int, budget_s: float, epochs: int, work: Path)
                         "batch_size": {"type": "categorical", "choices": BATCHES}}}
     opts: dict[str, Any] = dict(schedule="async", seed=seed, output=work, name=tool, executor="ray",
                                 resources={"cpu": 1})
-    if tool == "autotune-pbt":
+    if tool.startswith("autotune-pbt"):
         opts.update(evaluator="pbt", sampler="pshe2", budget=PBT_INTERVAL, popsize=POPULATION,
                     rounds=MANY // POPULATION)
+        rule = tool[len("autotune-pbt-"):]
+        if rule in ("perturb", "trust-gp", "sampler"):
+            opts.update(pbt_explore=rule, pbt_exploit="quantile")
+        elif rule == "autodl":
+            opts.update(pbt_explore="sampler", pbt_exploit="round-robin")
+        elif rule == "rounds":
+            opts.update(schedule="rounds")
     else:
         opts.update(evaluator="full", sampler=tool.rsplit("-", 1)[1], budget=epochs, popsize=5, rounds=MANY // 5,
                     early_stop="asha", early_stop_options={"grace_period": GRACE, "reduction_factor": ETA,
@@ -153,6 +171,9 @@ def tune_trainable(config: dict[str, Any], epochs: int, interval: int, work: str
     """A Ray Tune function trainable around train_logged; with ``interval`` a checkpoint every so many epochs."""
     from ray import tune
 
+    if "log_lr" in config:  # PB2's coordinates (see run_tune)
+        log_lr = min(max(config["log_lr"], math.log10(LR[0])), math.log10(LR[1]))
+        config = {**{k: v for k, v in config.items() if k != "log_lr"}, "learning_rate": 10.0 ** log_lr}
     tid = tune.get_context().get_trial_id()
     tail = tid.rsplit("_", 1)[-1]
     ordinal = int(tail) if tail.isdigit() else int(hashlib.sha256(tid.encode()).hexdigest()[:8], 16) % 100_000
@@ -174,6 +195,7 @@ def run_tune(tool: str, seed: int, budget_s: float, epochs: int, work: Path) -> 
     import numpy as np
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler, PopulationBasedTraining, TrialScheduler
+    from ray.tune.schedulers.pb2 import PB2
 
     random.seed(seed)  # Ray Tune's samplers, ASHA's bracket and PBT's choices draw from these
     np.random.seed(seed)
@@ -189,6 +211,13 @@ def run_tune(tool: str, seed: int, budget_s: float, epochs: int, work: Path) -> 
             hyperparam_mutations={"learning_rate": tune.loguniform(*LR), "batch_size": BATCHES}))
         trainable = tune.with_parameters(tune_trainable, epochs=1_000_000, interval=PBT_INTERVAL, work=str(work))
         checkpoints = tune.CheckpointConfig(num_to_keep=POPULATION)  # fewer: PBT may lose a donor
+    elif tool == "tune-pb2":  # PB2 searches its bounds in the log of nothing: it gets log10(lr) in [-5, -1]
+        space = {"log_lr": tune.uniform(math.log10(LR[0]), math.log10(LR[1])), "batch_size": tune.choice(BATCHES)}
+        cfg.update(num_samples=POPULATION, scheduler=PB2(
+            time_attr="training_iteration", perturbation_interval=PBT_INTERVAL,
+            hyperparam_bounds={"log_lr": [math.log10(LR[0]), math.log10(LR[1])]}))
+        trainable = tune.with_parameters(tune_trainable, epochs=1_000_000, interval=PBT_INTERVAL, work=str(work))
+        checkpoints = tune.CheckpointConfig(num_to_keep=POPULATION)
     else:
         import optuna
         from ray.tune.search.optuna import OptunaSearch
@@ -214,7 +243,7 @@ def run_tune(tool: str, seed: int, budget_s: float, epochs: int, work: Path) -> 
     grid = tuner.fit()
     stopped = time.time()
     reports = read_log(Path(os.environ[LOG_ENV]), t0, budget_s)
-    completed = len({r["trial"] for r in reports if r.get("epoch") == epochs}) if tool != "tune-pbt" else 0
+    completed = len({r["trial"] for r in reports if r.get("epoch") == epochs}) if tool not in ("tune-pbt", "tune-pb2") else 0
     pruned = sum(1 for r in reports if "pruned" in r)
     return {"t0": t0, "ray_start_s": ray_start, "stop_s": stopped - t0, "completed": completed, "pruned": pruned,
             "errors": sum(r.error is not None for r in grid)}

@@ -58,6 +58,9 @@ import _es_real  # noqa: E402
 
 FULL = dict(seeds=[0, 1, 2, 3, 4], budget_s=90.0, epochs=10)
 QUICK = dict(seeds=[0], budget_s=20.0, epochs=3)
+#: --quick (CI) runs one of each code path: the other autotune pbt rules differ from these in flags only
+QUICK_TOOLS = ["autotune-asha-bayes", "autotune-asha-pshe2", "autotune-pbt", "autotune-pbt-trust-gp",
+               "tune-asha-optuna", "tune-pbt", "tune-pb2", "optuna-hyperband"]
 
 
 def best_curve(reports: list[dict[str, Any]]) -> list[tuple[float, float]]:
@@ -165,6 +168,7 @@ def summarise(runs: list[dict[str, Any]], curves: dict[tuple[str, int], list[tup
     ours = [s for s in summary if s["tool"].startswith("autotune") and s["seeds"]]
     verdict = (f"target {target:.4f}: the median final best of the best peer, {best_peer}, which reaches it in a "
                f"median {_fmt(peer_time)} s")
+    verdict += _pbt_verdict(summary, curves, runs)
     if ours:
         fastest = min(ours, key=lambda s: s["t_to_target_median_s"])
         r = fastest["x_best_peer"]
@@ -177,15 +181,39 @@ def summarise(runs: list[dict[str, Any]], curves: dict[tuple[str, int], list[tup
     return summary, verdict
 
 
+def _pbt_verdict(summary: list[dict[str, Any]], curves: dict[tuple[str, int], list[tuple[float, float]]],
+                 runs: list[dict[str, Any]]) -> str:
+    """The Population-Based goal: autotune's default pbt reaches Ray Tune PBT's median final best in at
+    most half Ray Tune PBT's median time, and ends higher than every peer."""
+    by = {s["tool"]: s for s in summary}
+    if "autotune-pbt" not in by or "tune-pbt" not in by or not by["tune-pbt"]["seeds"]:
+        return ""
+    target = by["tune-pbt"]["final_best_median"]
+
+    def med_time(tool: str) -> float:
+        return statistics.median([time_to(curves[(tool, r["seed"])], target) for r in runs if r["tool"] == tool])
+
+    ours, theirs = med_time("autotune-pbt"), med_time("tune-pbt")
+    peers = [s for s in summary if not s["tool"].startswith("autotune") and s["seeds"]]
+    top = max(peers, key=lambda s: s["final_best_median"])
+    faster = math.isfinite(ours) and ours <= 0.5 * theirs
+    higher = by["autotune-pbt"]["final_best_median"] > top["final_best_median"]
+    return (f"\npbt: Ray Tune PBT's median final best {target:.4f}, reached in a median {_fmt(theirs)} s; autotune's "
+            f"default pbt in {_fmt(ours)} s (goal: <= half): {'met' if faster else 'NOT met'}; autotune pbt ends at "
+            f"{by['autotune-pbt']['final_best_median']:.4f}, the best peer ({top['tool']}) at "
+            f"{top['final_best_median']:.4f} (goal: higher): {'met' if higher else 'NOT met'}")
+
+
 def main() -> int:
     p = _bench.base_parser(__doc__.split("\n\n")[0])
     p.add_argument("--parts", default="real,simulated", help="comma-separated: real, simulated")
     p.add_argument("--seeds", type=int, nargs="+", help="seeds (default 0 1 2 3 4; --quick 0)")
     p.add_argument("--budget-s", type=float, help="real part: wall seconds per tool and seed (default 90; --quick 20)")
     p.add_argument("--epochs", type=int, help="real part: the most epochs of one trial (default 10; --quick 3)")
-    p.add_argument("--tools", default=",".join(_es_real.TOOLS),
-                   help=f"real part, comma-separated (default all): {', '.join(_es_real.TOOLS)}")
+    p.add_argument("--tools", help=f"real part, comma-separated (default all; --quick: {', '.join(QUICK_TOOLS)}): "
+                                   f"{', '.join(_es_real.TOOLS)}")
     args = p.parse_args()
+    args.tools = args.tools or ",".join(QUICK_TOOLS if args.quick else _es_real.TOOLS)
     parts = set(args.parts.split(","))
     unknown = parts - {"real", "simulated"} | set(args.tools.split(",")) - set(_es_real.TOOLS)
     if unknown:
