@@ -160,8 +160,12 @@ def run_autotune(tool: str, seed: int, budget_s: float, epochs: int, work: Path)
     records = autotune.load(work / tool).records
     end = t0 + budget_s
     done = [r for r in records if r.ended is not None and r.ended <= end]
+    last: dict[Any, Any] = {}  # the final population: each member's last trial (the last trials, without members)
+    for r in sorted(done, key=lambda r: r.trial_id):
+        last[r.member if r.member is not None else r.trial_id % POPULATION] = r
     return {"t0": t0, "ray_start_s": ray_start, "stop_s": stopped - t0,
-            "completed": sum(r.status == "completed" for r in done), "pruned": sum(r.status == "pruned" for r in done)}
+            "completed": sum(r.status == "completed" for r in done), "pruned": sum(r.status == "pruned" for r in done),
+            "final_lrs": [r.config["learning_rate"] for r in last.values()] if tool.startswith("autotune-pbt") else []}
 
 
 # ------------------------------------------------------------------------------------------------
@@ -245,8 +249,13 @@ def run_tune(tool: str, seed: int, budget_s: float, epochs: int, work: Path) -> 
     reports = read_log(Path(os.environ[LOG_ENV]), t0, budget_s)
     completed = len({r["trial"] for r in reports if r.get("epoch") == epochs}) if tool not in ("tune-pbt", "tune-pb2") else 0
     pruned = sum(1 for r in reports if "pruned" in r)
+    final_lrs = []
+    if tool in ("tune-pbt", "tune-pb2"):  # the population's configs when the budget stopped it
+        for r in grid:
+            c = r.config or {}
+            final_lrs.append(c["learning_rate"] if "learning_rate" in c else 10.0 ** c["log_lr"])
     return {"t0": t0, "ray_start_s": ray_start, "stop_s": stopped - t0, "completed": completed, "pruned": pruned,
-            "errors": sum(r.error is not None for r in grid)}
+            "errors": sum(r.error is not None for r in grid), "final_lrs": final_lrs}
 
 
 # ------------------------------------------------------------------------------------------------

@@ -102,7 +102,7 @@ def run_real(quick: bool, out: Path, seeds: list[int] | None, budget_s: float | 
                              "epochs": sum("acc" in e for e in res["reports"]), "completed": res["completed"],
                              "pruned": res["pruned"], "trials": res["completed"] + res["pruned"],
                              "errors": res.get("errors", 0), "ray_start_s": res["ray_start_s"],
-                             "stop_s": res["stop_s"]})
+                             "stop_s": res["stop_s"], **lr_drift(res.get("final_lrs") or [])})
                 print(f"seed {seed} {tool}: best {runs[-1]['final_best']}, {runs[-1]['epochs']} epochs, "
                       f"{runs[-1]['trials']} trials ({res['pruned']} pruned)", flush=True)
                 write_curves(out / "early_stopping_real_curves.csv", curves, budget_s)  # as it goes
@@ -115,12 +115,24 @@ def run_real(quick: bool, out: Path, seeds: list[int] | None, budget_s: float | 
                          {"part": "real", "seeds": " ".join(map(str, seeds)), "budget_s": budget_s, "epochs": epochs,
                           "slots": _es_real.SLOTS, "tools": " ".join(tools)})
     rows = [[s["tool"], s["seeds"], _fmt(s["final_best_median"], 4), s["epochs_median"], s["trials_median"],
-             s["pruned_median"], s["t_to_target_s"], _fmt(s["t_to_target_median_s"]), _fmt(s["x_best_peer"], 2)]
+             s["pruned_median"], s["t_to_target_s"], _fmt(s["t_to_target_median_s"]), _fmt(s["x_best_peer"], 2),
+             "" if s["final_log10_lr_median"] is None else
+             f"{s['final_log10_lr_median']:.2f} ({s['final_log10_lr_spread_median']:.2f})"]
             for s in summary]
     return (_bench.table(rows, ["tool", "seeds", "final best (median)", "epochs", "trials", "pruned",
-                                "s to target, per seed", "s to target (median)", "x best peer's"])
+                                "s to target, per seed", "s to target (median)", "x best peer's",
+                                "final log10 lr, median (spread)"])
             + f"\n\nbudget {budget_s:g} s per tool and seed, at most {epochs} epochs per trial, {_es_real.SLOTS} "
               f"trials at a time\n{verdict}" + (f"\nFAILED runs: {', '.join(failed)}" if failed else ""))
+
+
+def lr_drift(lrs: list[float]) -> dict[str, Any]:
+    """Where a PBT's final population's learning rates ended: the median and the spread (max - min) of
+    log10(lr); a population that collapsed onto one low rate shows a low median and a spread near 0."""
+    if not lrs:
+        return {"final_log10_lr_median": None, "final_log10_lr_spread": None}
+    logs = [math.log10(x) for x in lrs]
+    return {"final_log10_lr_median": round(statistics.median(logs), 3), "final_log10_lr_spread": round(max(logs) - min(logs), 3)}
 
 
 def _fmt(x: float | None, digits: int = 1) -> str:
@@ -160,6 +172,10 @@ def summarise(runs: list[dict[str, Any]], curves: dict[tuple[str, int], list[tup
                         "trials_median": med([r["trials"] for r in rs]),
                         "pruned_median": med([r["pruned"] for r in rs]),
                         "ray_start_s_median": med([r["ray_start_s"] for r in rs]),
+                        "final_log10_lr_median": med([r["final_log10_lr_median"] for r in rs
+                                                      if r.get("final_log10_lr_median") is not None]),
+                        "final_log10_lr_spread_median": med([r["final_log10_lr_spread"] for r in rs
+                                                             if r.get("final_log10_lr_spread") is not None]),
                         "target": target, "best_peer": best_peer,
                         "t_to_target_s": " ".join(_fmt(x) for x in times[t]), "t_to_target_median_s": tt,
                         "x_best_peer": ratio})
