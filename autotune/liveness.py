@@ -22,26 +22,34 @@ HEARTBEAT_S = float(os.environ.get("AUTOTUNE_HEARTBEAT_S", "30"))
 STALE_S = 5 * HEARTBEAT_S
 
 
-def _proc_start(pid: int) -> int | None:
-    """The process's start time in clock ticks since boot (Linux), or None where /proc is absent."""
+def proc_stat(pid: int) -> tuple[str, int, int] | None:
+    """(state, parent pid, start time in clock ticks since boot) of a process, from /proc (Linux);
+    None when it is gone or where /proc is absent."""
     try:
         with open(f"/proc/{pid}/stat", "rb") as f:
             stat = f.read().decode(errors="replace")
     except OSError:
         return None
     fields = stat[stat.rfind(")") + 2:].split()  # the command name may contain spaces and parentheses
-    if fields and fields[0] in ("Z", "X"):  # a zombie: dead, only not yet reaped
-        return -1
     try:
-        return int(fields[19])
+        return fields[0], int(fields[1]), int(fields[19])
     except (IndexError, ValueError):
         return None
+
+
+def proc_start(pid: int) -> int | None:
+    """The process's start time in clock ticks since boot (Linux); -1 for a zombie; None when it is gone
+    or where /proc is absent."""
+    stat = proc_stat(pid)
+    if stat is None:
+        return None
+    return -1 if stat[0] in ("Z", "X") else stat[2]  # a zombie: dead, only not yet reaped
 
 
 def this_driver() -> dict[str, Any]:
     """What a driver records about itself when it starts work on a run."""
     pid = os.getpid()
-    return {"host": socket.gethostname(), "pid": pid, "proc_start": _proc_start(pid), "since": time.time()}
+    return {"host": socket.gethostname(), "pid": pid, "proc_start": proc_start(pid), "since": time.time()}
 
 
 def _heartbeat_alive(attrs: dict[str, Any], now: float | None = None) -> bool | None:
@@ -67,7 +75,7 @@ def driver_alive(attrs: dict[str, Any], now: float | None = None) -> bool | None
         pass  # someone else's process with that pid: still compare start times
     except OSError:
         return None
-    started = _proc_start(pid)
+    started = proc_start(pid)
     if started == -1:
         return False
     recorded = info.get("proc_start")

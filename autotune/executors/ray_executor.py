@@ -36,6 +36,7 @@ from ..events import ExecutorEvent, TrialFinished, TrialReported
 from ..records import TrialOutcome, TrialSpec
 from ..trial_runner import LOG_FILE_NAME, log_tail, raise_worker_terminated, run_trial
 from .base import Executor
+from .local_ray import LocalRaySession, end_stale_sessions
 from .pool import Kill, Run, Spawn, WorkerPool
 
 POLL_S = 0.5
@@ -203,7 +204,10 @@ class RayExecutor(Executor):
                 if self.num_gpus is not None:
                     kwargs["num_gpus"] = self.num_gpus
             try:
-                _init_ray(kwargs)
+                if self.address:
+                    _init_ray(kwargs)
+                else:
+                    _start_local_ray(kwargs)
             except (ConnectionError, RuntimeError, ValueError) as e:
                 where = self.address or "a local Ray"
                 hint = ""
@@ -447,8 +451,10 @@ class RayExecutor(Executor):
             with contextlib.suppress(Exception):
                 ray.kill(self._bus, no_restart=True)
             self._bus = None
-        if self._started_ray and ray.is_initialized():
-            ray.shutdown()
+        if self._started_ray:
+            if ray.is_initialized():
+                ray.shutdown()
+            _end_local_ray()
 
 
 #: Ray Client's head starts a server process per client; on a busy head that start can time out
@@ -467,6 +473,39 @@ def _check_reachable(address: str, timeout: float = 10.0) -> None:
     except OSError as e:
         raise ExecutorError(f"cannot reach Ray at {address}: {e.strerror or e} (is the head running, and is"
                             " the port open from here?)") from None
+
+
+#: The local Ray this process started (see :mod:`.local_ray`); process-wide, as ``ray.init`` is.
+_LOCAL_RAY: LocalRaySession | None = None
+
+
+def _start_local_ray(kwargs: dict[str, Any]) -> None:
+    """Start a local Ray whose processes end with this driver: first end those of earlier local Rays
+    whose driver died, then start this one marked, with its reaper and its record."""
+    global _LOCAL_RAY
+    _end_local_ray()  # one this process started and someone shut down: its reaper and record go too
+    end_stale_sessions()
+    session = LocalRaySession.begin()
+    try:
+        with session.marking():
+            _init_ray(kwargs)
+    except BaseException:
+        session.end()
+        raise
+    session_dir = gcs_address = None
+    node = getattr(ray._private.worker, "_global_node", None)  # what Ray started: its folder, its GCS
+    with contextlib.suppress(AttributeError, RuntimeError):
+        session_dir, gcs_address = node.get_session_dir_path(), node.gcs_address
+    if session.started(session_dir, gcs_address):
+        _LOCAL_RAY = session
+
+
+def _end_local_ray() -> None:
+    """After ``ray.shutdown()``: end what is left of the local Ray this process started, if any."""
+    global _LOCAL_RAY
+    session, _LOCAL_RAY = _LOCAL_RAY, None
+    if session is not None:
+        session.end()
 
 
 def _init_ray(kwargs: dict[str, Any]) -> None:
