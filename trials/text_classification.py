@@ -19,6 +19,12 @@ AdamW state, LR schedule, cumulative epoch and optimizer step) that a Population
 exactly; the child's learning rates and weight decay come from its own config, its batch size and
 max_length simply take effect.
 
+Continue in place (as an objective): a child that runs in the worker process that ran its parent takes
+the parent's model, AdamW moments and counts from memory (``trial.parent_state()``) instead of reading
+``state.pt`` (and copying the pretrained encoder), then applies its own rates, weight decay, dropout and
+schedule exactly as after a load.  A trial keeps its state for a child (``trial.keep``) when its final
+checkpoint is that state.  The tokenised data set is cached per process, keyed by its settings.
+
 Model: the encoder's token states, averaged over the non-padding tokens (``pooling: mean``, how
 MiniLM was trained as a sentence encoder; ``cls`` takes the first token instead), dropout, then
 ``nn.Linear``.  AdamW in parameter groups: encoder (``encoder_lr``) and head (``head_lr``), with no
@@ -168,7 +174,21 @@ class Prepared:
     classes: list[str]
 
 
+_PREPARED: dict[tuple[Any, ...], Prepared] = {}
+
+
 def prepare_data(cfg: dict[str, Any], tokenizer: Any, tokenizer_key: str, device: torch.device) -> Prepared:
+    """The training and validation sets on ``device``, prepared once per process and settings."""
+    key = (cfg["data"], cfg["val_data"], cfg["text_column"], cfg["label_column"], cfg["docs_per_class"],
+           cfg["val_per_class"], cfg["data_seed"], tokenizer_key, cfg["max_length"], str(device))
+    if key not in _PREPARED:
+        prepared = _prepare_data(cfg, tokenizer, tokenizer_key, device)
+        _PREPARED.clear()  # one prepared set per worker is plenty
+        _PREPARED[key] = prepared
+    return _PREPARED[key]
+
+
+def _prepare_data(cfg: dict[str, Any], tokenizer: Any, tokenizer_key: str, device: torch.device) -> Prepared:
     data = _text.load_corpus(cfg["data"], cfg["text_column"], cfg["label_column"])
     val = (_text.load_corpus(cfg["val_data"], cfg["text_column"], cfg["label_column"], classes=data.classes)
            if cfg["val_data"] else None)
@@ -241,6 +261,9 @@ class TrainState:
     scaler: Any = None
     plateau: _harness.PlateauLR = field(default_factory=_harness.PlateauLR)  # lr_schedule: plateau
     since_best: _harness.Improvement = field(default_factory=_harness.Improvement)  # patience's count
+    model_path: str = ""  # the encoder, classes and schedule this state was trained with
+    classes: list[str] = field(default_factory=list)
+    lr_schedule: str = ""
 
     @property
     def position(self) -> int:
@@ -282,8 +305,11 @@ def steps_per_epoch(n_train: int, cfg: dict[str, Any]) -> int:
 
 
 def make_state(cfg: dict[str, Any], classes: list[str], device: torch.device, parent_checkpoint: str | None,
-               epochs: int, n_train: int, seed: int) -> TrainState:
-    """A fresh state (pretrained encoder, new head) or the parent's, with this config's hyperparameters."""
+               epochs: int, n_train: int, seed: int, kept: TrainState | None = None) -> TrainState:
+    """A fresh state (pretrained encoder, new head) or the parent's, with this config's hyperparameters; the
+    parent's comes from ``kept`` (its live state, continuing in place), else from ``parent_checkpoint``."""
+    if kept is not None:
+        return continue_state(kept, cfg, classes, device, epochs, n_train)
     ckpt = load_checkpoint(parent_checkpoint) if parent_checkpoint else None
     encoder = _text.load_encoder(_text.model_path(cfg["model"]))
     torch.manual_seed(seed)  # the new head's initial weights
@@ -310,12 +336,41 @@ def make_state(cfg: dict[str, Any], classes: list[str], device: torch.device, pa
         if scaler is not None and ckpt.get("scaler"):
             scaler.load_state_dict(ckpt["scaler"])
     spe = steps_per_epoch(n_train, cfg)
-    state = TrainState(model, optimizer, make_schedule(cfg, start, epochs, spe), start, step, spe, scaler)
+    state = TrainState(model, optimizer, make_schedule(cfg, start, epochs, spe), start, step, spe, scaler,
+                       model_path=_text.model_path(cfg["model"]), classes=list(classes), lr_schedule=cfg["lr_schedule"])
     if ckpt is not None:
         state.since_best.load_state_dict(ckpt.get("since_best"))
         if cfg["lr_schedule"] == "plateau":  # a parent on another schedule leaves none: it starts at 1
             state.plateau.load_state_dict(ckpt.get("plateau"))
     apply_hparams(state, cfg, state.position)  # the NEW rates / weight decay replace the ones stored
+    return state
+
+
+def can_continue(kept: Any, cfg: dict[str, Any], device: torch.device) -> bool:
+    """Whether a child with ``cfg`` can continue in place from ``kept`` (else it loads the checkpoint)."""
+    return (isinstance(kept, TrainState) and kept.model_path == _text.model_path(cfg["model"])
+            and kept.model.pooling == cfg["pooling"] and _harness.on_device(kept.model, device))
+
+
+def continue_state(kept: TrainState, cfg: dict[str, Any], classes: list[str], device: torch.device, epochs: int,
+                   n_train: int) -> TrainState:
+    """What :func:`make_state` makes of the parent's checkpoint, made of its live state instead: the same
+    weights, AdamW moments and counts, then this config's rates, weight decay, dropout and schedule."""
+    if kept.classes != list(classes) or kept.model.pooling != cfg["pooling"]:
+        raise ValueError(f"parent state holds classes {kept.classes} and {kept.model.pooling} pooling; this trial "
+                         f"wants {list(classes)} and {cfg['pooling']} pooling")
+    model = kept.model.to(device)
+    model.dropout.p = cfg["dropout"]  # a new head dropout, as a rebuilt model would have
+    scaler = None
+    if device.type == "cuda" and cfg["amp"] and not torch.cuda.is_bf16_supported():
+        scaler = kept.scaler if kept.scaler is not None else torch.amp.GradScaler("cuda")
+    spe = steps_per_epoch(n_train, cfg)
+    state = TrainState(model, kept.optimizer, make_schedule(cfg, kept.epoch, epochs, spe), kept.epoch, kept.step, spe,
+                       scaler, model_path=kept.model_path, classes=list(classes), lr_schedule=cfg["lr_schedule"])
+    state.since_best.load_state_dict(kept.since_best.state_dict())
+    if cfg["lr_schedule"] == "plateau":  # as from a checkpoint: a parent on another schedule leaves no scale
+        state.plateau.load_state_dict(kept.plateau.state_dict() if kept.lr_schedule == "plateau" else None)
+    apply_hparams(state, cfg, state.position)  # the NEW rates / weight decay replace the parent's, as after a load
     return state
 
 
@@ -409,9 +464,11 @@ def evaluate(state: TrainState, data: Prepared, cfg: dict[str, Any]) -> dict[str
 # The trial
 # ----------------------------------------------------------------------------------------------
 def train(config: dict[str, Any], budget: float | None, parent_checkpoint: str | None, checkpoint_dir: Path,
-          seed: int, report: Callable[[dict[str, float], int, Path], None], start_step: int | None = None) -> TrainState:
+          seed: int, report: Callable[[dict[str, float], int, Path], None], start_step: int | None = None,
+          in_place: _harness.Continuation | None = None) -> TrainState:
     """Train ``budget`` epochs on from ``parent_checkpoint`` (or from the pretrained encoder), checkpoint and
-    report after every epoch.  Shared by the objective and the script mode."""
+    report after every epoch.  Shared by the objective and the script mode.  With ``in_place`` (an
+    objective), continue from the parent's live state when this process keeps it, and keep this trial's."""
     cfg = resolve_config(config)
     set_threads()
     device = pick_device(cfg["device"])
@@ -420,7 +477,8 @@ def train(config: dict[str, Any], budget: float | None, parent_checkpoint: str |
         seed = cfg["seed"]
     path = _text.model_path(cfg["model"])
     data = prepare_data(cfg, _text.load_tokenizer(path), path, device)
-    state = make_state(cfg, data.classes, device, parent_checkpoint, epochs, len(data.train), seed)
+    kept = _harness.continued(NAME, in_place, parent_checkpoint, lambda s: can_continue(s, cfg, device))
+    state = make_state(cfg, data.classes, device, parent_checkpoint, epochs, len(data.train), seed, kept=kept)
     threads = f" {torch.get_num_threads()} threads" if device.type == "cpu" else ""
     print(f"[{NAME}] {'MiniLM-L6 (DEFAULT)' if cfg['model'] == _text.DEFAULT_MODEL else cfg['model']} on "
           f"{cfg['data']} ({len(data.train)} train / {len(data.val)} val docs, {len(data.classes)} classes), "
@@ -434,8 +492,9 @@ def train(config: dict[str, Any], budget: float | None, parent_checkpoint: str |
         train_loss = train_epoch(state, data, cfg, seed)
         return {**evaluate(state, data, cfg), "train_loss": train_loss}
 
-    _harness.train_epochs(NAME, state, cfg, epochs, checkpoint_dir, CHECKPOINT_FILE, one_epoch,
-                          lambda: save_checkpoint(state, checkpoint_dir, cfg, data.classes), report)
+    exact = _harness.train_epochs(NAME, state, cfg, epochs, checkpoint_dir, CHECKPOINT_FILE, one_epoch,
+                                  lambda: save_checkpoint(state, checkpoint_dir, cfg, data.classes), report)
+    _harness.keep_state(in_place, state, exact)
     return state
 
 
