@@ -36,6 +36,14 @@ FULL = dict(samplers=("hazero", "pshe2", "bayes", "random", "pshe3"), evaluators
             rounds=4, popsize=4, budget=2)
 QUICK = dict(samplers=("pshe2",), evaluators=("full", "pbt"), seeds=1, rounds=2, popsize=2, budget=1)
 SPACE = _bench.ROOT / "search_spaces" / "lr_bs.yaml"
+#: the evaluators compared: ``pbt`` with autotune's default rules, and with the sampler proposing every config
+#: under quantile exploit (``pbt-sampler``) or round-robin parents (``pbt-autodl``, the rules before 2026-12-03)
+EVALUATORS: dict[str, dict[str, Any]] = {
+    "full": {"evaluator": "full"},
+    "pbt": {"evaluator": "pbt"},
+    "pbt-sampler": {"evaluator": "pbt", "pbt_explore": "sampler", "pbt_exploit": "quantile"},
+    "pbt-autodl": {"evaluator": "pbt", "pbt_explore": "sampler", "pbt_exploit": "round-robin"},
+}
 
 
 def one_search(sampler: str, evaluator: str, seed: int, cfg: dict[str, Any], executor: str,
@@ -43,9 +51,9 @@ def one_search(sampler: str, evaluator: str, seed: int, cfg: dict[str, Any], exe
     import autotune
 
     t0 = time.time()
-    result = autotune.run(space=str(SPACE), sampler=sampler, evaluator=evaluator, rounds=cfg["rounds"],
+    result = autotune.run(space=str(SPACE), sampler=sampler, rounds=cfg["rounds"],
                           popsize=cfg["popsize"], budget=cfg["budget"], seed=seed, output=work,
-                          name=f"{sampler}-{evaluator}-{seed}", executor=executor)
+                          name=f"{sampler}-{evaluator}-{seed}", executor=executor, **EVALUATORS[evaluator])
     frame = result.trials.sort_values("ended")
     rows, best = [], -np.inf
     for k, (_, r) in enumerate(frame.iterrows(), start=1):
@@ -95,7 +103,7 @@ def plot(rows: list[dict[str, Any]], path: Path) -> Path | None:
     df = pd.DataFrame(rows)
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
     for (sampler, evaluator), g in df.groupby(["sampler", "evaluator"]):
-        style = "-" if evaluator == "pbt" else "--"
+        style = "-" if evaluator.startswith("pbt") else "--"
         curve = g.groupby("trial")["best_so_far"].median()
         axes[0].plot(curve.index, curve.values, style, label=f"{sampler} / {evaluator}")
         wall = g.groupby("trial")["elapsed_s"].median()
@@ -115,17 +123,18 @@ def plot(rows: list[dict[str, Any]], path: Path) -> Path | None:
 def main(argv: list[str] | None = None) -> int:
     p = _bench.base_parser(__doc__.split("\n")[0])
     p.add_argument("--samplers", type=lambda s: tuple(s.split(",")))
+    p.add_argument("--evaluators", type=lambda s: tuple(s.split(",")), help=f"of {', '.join(EVALUATORS)}")
     p.add_argument("--seeds", type=int)
     p.add_argument("--rounds", type=int)
     p.add_argument("--popsize", type=int)
     p.add_argument("--budget", type=int)
     p.add_argument("--executor", choices=("local", "ray"), default="local")
     p.add_argument("--merge", action="store_true",
-                   help="replace only these samplers' rows in the output folder's finetune_trials.csv, keep the "
+                   help="replace only these samplers' rows with these evaluators in the output folder's finetune_trials.csv, keep the "
                         "others, and re-summarise")
     args = p.parse_args(argv)
     cfg = dict(QUICK if args.quick else FULL)
-    for k in ("samplers", "seeds", "rounds", "popsize", "budget"):
+    for k in ("samplers", "evaluators", "seeds", "rounds", "popsize", "budget"):
         if getattr(args, k) is not None:
             cfg[k] = getattr(args, k)
     out = _bench.out_dir(args)
@@ -148,9 +157,10 @@ def main(argv: list[str] | None = None) -> int:
         import pandas as pd
 
         kept = pd.read_csv(out / "finetune_trials.csv")
-        kept = kept[~kept["sampler"].isin(cfg["samplers"])]
+        ran = kept["sampler"].isin(cfg["samplers"]) & kept["evaluator"].isin(cfg["evaluators"])
+        kept = kept[~ran]
         rows += [{k: (None if v != v else v) for k, v in r.items()} for r in kept.to_dict("records")]
-        print(f"merged with {len(kept)} kept rows of other samplers", flush=True)
+        print(f"merged with {len(kept)} kept rows of other samplers and evaluators", flush=True)
     _bench.write_csv(out / "finetune_trials.csv", rows)
     summary = summarise(rows)
     _bench.write_csv(out / "finetune_summary.csv", summary)
