@@ -125,6 +125,21 @@ class Killed(BaseException):
 def test_a_driver_killed_at_any_write_resumes_exactly(tmp_path, monkeypatch, kill_at, rules):
     """Kill the driver at its Nth database write (a trial record or a state save); resume must finish
     with every trial once, never start again a trial that was recorded, and leave nothing in flight."""
+    _kill_and_resume(tmp_path, monkeypatch, kill_at, rules)
+
+
+@pytest.mark.parametrize("kill_at", [3, 13, 27])
+def test_a_driver_killed_while_children_continue_in_place_resumes_exactly(tmp_path, monkeypatch, kill_at):
+    """The same with trials that keep their live state: children continue in place where they can (the
+    resumed run's fresh workers keep nothing from before the kill), and lineage stays exact."""
+    result = _kill_and_resume(tmp_path, monkeypatch, kill_at, ("quantile", "perturb"), keep=2)
+    assert any(r.in_place for r in result.records)
+
+
+def _kill_and_resume(tmp_path, monkeypatch, kill_at, rules, keep=0):
+    def executor():
+        return SimulatedExecutor(model, slots=3, keep_states=keep, load_s=0.5 if keep else 0.0)
+
     writes = {"n": 0}
     real_record, real_blob = Store.record_trial, Store.put_blob
 
@@ -139,14 +154,14 @@ def test_a_driver_killed_at_any_write_resumes_exactly(tmp_path, monkeypatch, kil
     monkeypatch.setattr(Store, "record_trial", counting(real_record))
     monkeypatch.setattr(Store, "put_blob", counting(real_blob))
     with pytest.raises(Killed):
-        go(tmp_path, "k", SimulatedExecutor(model, slots=3), sampler="hazero", evaluator="pbt", rounds=5, popsize=4,
+        go(tmp_path, "k", executor(), sampler="hazero", evaluator="pbt", rounds=5, popsize=4,
            pbt_exploit=rules[0], pbt_explore=rules[1])
     monkeypatch.setattr(Store, "record_trial", real_record)
     monkeypatch.setattr(Store, "put_blob", real_blob)
     store, run_id, _ = locate_run(tmp_path / "k")
     recorded = {r.trial_id for r in store.trials(run_id) if r.status == COMPLETED}
     store.set_attr(run_id, "status", "interrupted")  # what the dashboard shows for a dead driver
-    again = SimulatedExecutor(model, slots=3)
+    again = executor()
     result = resume(tmp_path / "k", executor=again)
     started_again = again.started
     assert result.status == "completed"
@@ -160,6 +175,8 @@ def test_a_driver_killed_at_any_write_resumes_exactly(tmp_path, monkeypatch, kil
     for r in result.records:  # lineage stays verified across the kill
         if r.parent_id is not None:
             assert r.parent_hash == result.records[r.parent_id].checkpoint_hash
+            assert r.parent_step == result.records[r.parent_id].checkpoint_step
+    return result
 
 
 def test_ctrl_c_records_running_trials_as_stopped_and_resume_runs_them(tmp_path):
