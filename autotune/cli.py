@@ -450,9 +450,24 @@ def _print_table(header: list[str], rows: list[list[str]]) -> None:
         print("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip())
 
 
+def _round_column(settings: Any) -> tuple[str, str | None]:
+    """What the show table calls a trial's ``round``, and the legend line that explains it (None: it is the
+    round).  Under the async schedule it is the trial's generation, which can pass --rounds."""
+    from .evaluators.pbt import PopulationBasedEvaluator
+
+    if settings.schedule != ASYNC:
+        return "round", None
+    what = ("lineage depth under Population-Based training (a parent's generation + 1)"
+            if settings.evaluator == PopulationBasedEvaluator.name
+            else "the trial's place in the run, in steps of --popsize (every trial starts from scratch)")
+    return "generation", (f"generation: {what}; --rounds x --popsize ({settings.rounds} x {settings.popsize}) "
+                          "is the number of trials")
+
+
 def _show_run(result: Any) -> None:
     names = result.param_names
-    header = ["trial", "round", "status", result.settings.metric, *names, "parent", "secs", "reason"]
+    column, legend = _round_column(result.settings)
+    header = ["trial", column, "status", result.settings.metric, *names, "parent", "secs", "reason"]
     rows = []
     for r in result.records:
         secs = f"{r.ended - r.started:.1f}" if r.started and r.ended else ""
@@ -468,6 +483,8 @@ def _show_run(result: Any) -> None:
                      _fmt(value) if isinstance(value, (int, float)) else "",
                      *[_fmt(t["params"].get(n)) for n in names], "", secs, step])
     _print_table(header, rows)
+    if legend:
+        print(legend)
     b = result.best
     pruned = sum(r.status == PRUNED for r in result.records)
     print(f"\nrun {result.name} ({result.status}): {len(result.records)} trials, "

@@ -86,7 +86,7 @@ def test_show_and_export(tmp_path, xy_space):
     assert len(shown["trials"]) == 4
     assert shown["best"]["value"] == max(t["value"] for t in shown["trials"])
     table = cli("show", str(tmp_path / "r")).stdout
-    assert table.splitlines()[0].split()[:4] == ["trial", "round", "status", "score"]
+    assert table.splitlines()[0].split()[:4] == ["trial", "generation", "status", "score"]  # async: see below
     out = cli("export", str(tmp_path / "r"), "--format", "csv").stdout.strip()
     import pandas as pd
 
@@ -356,3 +356,22 @@ def test_export_to_parquet_writes_a_categorical_that_mixes_kinds_as_text(tmp_pat
     assert {type(v) for v in configs.values()} == {str, int}  # the column really mixes kinds
     assert len(frame) == 8 and list(frame["config.bs"]) == [str(configs[t]) for t in frame["trial_id"]]
     assert frame["reason"].isna().all()  # missing stays missing, not the text "None"
+
+
+def test_show_calls_an_async_runs_round_its_generation(tmp_path, xy_space):
+    """Under the async schedule a trial's `round` is its generation (under pbt its lineage depth, which can
+    pass --rounds): `show` names the column so and explains it under the table; a rounds run keeps round."""
+    common = dict(space=xy_space, sampler="random", rounds=2, popsize=2, seed=0, output=tmp_path, executor="local")
+    autotune.run(objective("quadratic"), evaluator="pbt", name="a", **common)
+    autotune.run(objective("quadratic"), evaluator="full", name="f", **common)
+    autotune.run(objective("quadratic"), evaluator="pbt", name="s", schedule="rounds", **common)
+    shown = cli("show", str(tmp_path / "a")).stdout.splitlines()
+    assert shown[0].split()[:3] == ["trial", "generation", "status"]
+    assert shown[5] == ("generation: lineage depth under Population-Based training (a parent's generation + 1); "
+                        "--rounds x --popsize (2 x 2) is the number of trials")  # right under the 4 trials
+    full = cli("show", str(tmp_path / "f")).stdout.splitlines()
+    assert full[0].split()[1] == "generation"
+    assert full[5].startswith("generation: the trial's place in the run, in steps of --popsize")
+    rounds = cli("show", str(tmp_path / "s")).stdout.splitlines()
+    assert rounds[0].split()[:3] == ["trial", "round", "status"]
+    assert not any(line.startswith("generation") for line in rounds)

@@ -496,3 +496,25 @@ def test_command_errors_are_one_line(tmp_path, runs):
         r = subprocess.run([sys.executable, "-m", "autotune", "dashboard", str(runs), "--port", str(port)],
                            check=False, capture_output=True, text=True, cwd=REPO, timeout=60)
     assert r.returncode == 2 and "cannot listen on 127.0.0.1" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_a_run_says_its_schedule_and_what_its_rounds_are(client, runs, tmp_path):
+    """Asynchronously a trial's `round` is its generation (it can pass --rounds): the API says which
+    schedule a run has, and the best config's comment names the number for what it is."""
+    result = load_result(runs / "demo")
+    assert result.settings.schedule == "async"
+    demo = client.get("/api/runs/demo").json()
+    assert demo["schedule"] == "async"
+    assert {r["id"]: r["schedule"] for r in client.get("/api/runs").json()["runs"]}["demo"] == "async"
+    assert demo["best"]["yaml"].startswith(f"# best trial {result.best.trial_id} (generation {result.best.round}) ")
+    autotune.run(objective("quadratic"), space=X_SPACE, sampler="random", evaluator="full", rounds=1, popsize=2,
+                 seed=0, output=tmp_path, name="sync", executor="local", schedule="rounds")
+    sync = TestClient(create_app([tmp_path])).get("/api/runs/sync").json()
+    assert sync["schedule"] == "rounds"
+    assert sync["best"]["yaml"].startswith(f"# best trial {sync['best']['trial_id']} (round 0) ")
+    # a run recorded before schedules existed ran in rounds
+    from autotune.dashboard.catalog import Snapshot
+
+    ref = RunRef(key="old", name="old", url="sqlite://", run_id=1, run_dir=None, source="old")
+    old = Snapshot(version="1", attrs={"settings": {"metric": "score", "mode": "max"}}, records=[])
+    assert views.summary(ref, old)["schedule"] == "rounds"

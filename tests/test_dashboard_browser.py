@@ -96,9 +96,11 @@ def _sim_run(root: Path, name: str, fixed: dict, slots: int, **kwargs) -> None:
                  name=name, executor=SimulatedExecutor(_sim_model, slots=slots), schedule="async", **kwargs)
 
 
-def _stored_run(root: Path, name: str, parents: list[int | None], rounds: int, popsize: int) -> None:
-    """A finished asynchronous Population-Based run written straight to its database (all the dashboard
-    reads), with exactly this lineage: trial i warm-started from trial ``parents[i]`` (None: from scratch)."""
+def _stored_run(root: Path, name: str, parents: list[int | None], rounds: int, popsize: int,
+                schedule: str = "async") -> None:
+    """A finished Population-Based run written straight to its database (all the dashboard reads), with
+    exactly this lineage: trial i warm-started from trial ``parents[i]`` (None: from scratch); its round
+    is its depth."""
     from optuna.distributions import FloatDistribution
 
     from autotune.records import TrialRecord
@@ -110,7 +112,7 @@ def _stored_run(root: Path, name: str, parents: list[int | None], rounds: int, p
     (run_dir / "run.json").write_text(json.dumps({"name": name, "storage": None}))
     store = Store(sqlite_url(run_dir))
     settings = RunSettings(name=name, metric="score", mode="max", sampler="random", evaluator="pbt", rounds=rounds,
-                           popsize=popsize, schedule="async")
+                           popsize=popsize, schedule=schedule)
     t0 = time.time() - 100
     run_id = store.create_run(name, "max", {"settings": settings.to_dict(), "space": X_SPACE, "status": "completed",
                                             "created": t0, "finished": t0 + len(parents), "run_dir": str(run_dir)})
@@ -143,6 +145,8 @@ def runs(tmp_path_factory) -> Path:
     _stored_run(root, "deep", [None, None, 1, 2, 3, 4], rounds=3, popsize=2)
     # one parent of 12 children, one of which has two of its own
     _stored_run(root, "fan", [None, None] + [1] * 12 + [2, 2], rounds=8, popsize=2)
+    # synchronous rounds: round is the round
+    _stored_run(root, "sync", [None, None, 0, 1, 2, 2], rounds=3, popsize=2, schedule="rounds")
     return root
 
 
@@ -599,3 +603,46 @@ def test_lineage_labels_do_not_overlap_when_a_parent_has_many_children(page, bas
         a["box"], {"x": b["cx"] - dot, "y": b["cy"] - dot, "w": 2 * dot, "h": 2 * dot})]
     assert covered == []  # no label lies on another trial's node
     page.locator("#chart-lineage").screenshot(path=str(ARTIFACTS / "dashboard-lineage-fan.png"))
+
+
+# -- generation, not round, under the async schedule ----------------------------------------------------------
+FACTS = """() => Object.fromEntries(Array.from(document.querySelectorAll('#run-facts div'))
+  .map((d) => [d.querySelector('dt').textContent, [d.querySelector('dd').textContent, d.title]]))"""
+ROUNDS_AXIS = """() => echarts.getInstanceByDom(document.getElementById('chart-rounds')).getOption().xAxis[0].name"""
+
+
+def test_async_runs_call_round_a_generation_and_say_what_it_is(page, base_url):
+    """A 3 x 2 run whose lineage is 5 deep: its `round` is shown as the generation it is, explained on the spot."""
+    _open_run(page, base_url, "deep")
+    legend = page.text_content("[data-testid=round-legend]")
+    assert page.is_visible("[data-testid=round-legend]")
+    assert legend.startswith("generation: lineage depth under Population-Based training")
+    assert legend.endswith("; --rounds × --popsize is the number of trials")
+    facts = page.evaluate(FACTS)
+    assert "rounds" not in facts
+    assert facts["schedule"] == ["async", ""]
+    assert facts["trials planned"] == ["3 × 2 = 6", ""]
+    assert facts["generations"] == ["0–4", legend]
+    header = page.locator("#trials-table th[data-sort=round]")
+    assert header.text_content() == "Generation" and header.get_attribute("title").startswith(legend)
+    shown = [int(c.text_content()) for c in page.query_selector_all("[data-testid=trial-row] td[data-col=round]")]
+    assert shown == [0, 0, 1, 2, 3, 4]
+    assert page.text_content("#rounds-caption") == "Population of each generation"
+    assert page.evaluate(ROUNDS_AXIS) == "generation"
+    page.click("[data-testid=trial-row][data-trial-id='5']")
+    page.wait_for_selector("[data-testid=trial-detail]:not([hidden])")
+    detail = page.locator("#detail-facts div", has=page.locator("[data-testid=detail-round]"))
+    assert detail.locator("dt").text_content() == "generation" and detail.get_attribute("title") == legend
+    assert page.text_content("[data-testid=detail-round]") == "4"
+    assert page.text_content("[data-testid=best-yaml]").startswith("# best trial 3 (generation 2) of run deep")
+
+
+def test_rounds_runs_keep_round(page, base_url):
+    _open_run(page, base_url, "sync")
+    assert page.is_hidden("[data-testid=round-legend]")
+    facts = page.evaluate(FACTS)
+    assert facts["schedule"] == ["rounds", ""] and facts["rounds"][0] == "– / 3 × 2"
+    assert "generations" not in facts
+    assert page.locator("#trials-table th[data-sort=round]").text_content() == "Round"
+    assert page.text_content("#rounds-caption") == "Population of each round"
+    assert page.evaluate(ROUNDS_AXIS) == "round"

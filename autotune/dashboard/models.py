@@ -21,7 +21,12 @@ class RunSummary(BaseModel):
     mode: Literal["min", "max"]
     rounds: int | None
     popsize: int | None
-    round: int | None = Field(description="the round the driver is in or last finished")
+    schedule: Literal["async", "rounds"] = Field(
+        description="async: a trial starts the moment a slot frees, and a trial's `round` is its generation "
+                    "(its lineage depth under Population-Based training, else its ordinal // popsize), which "
+                    "can pass `rounds`; rounds: synchronous rounds, `round` is the round")
+    round: int | None = Field(description="the round the driver is in or last finished (async: the deepest "
+                                          "generation in flight)")
     trials_total: int
     trials_done: int
     trials_failed: int

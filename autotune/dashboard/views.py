@@ -18,6 +18,7 @@ import yaml
 from ..artifacts import Artifacts
 from ..ranking import best_record
 from ..records import COMPLETED, FAILED, PRUNED, STOPPED, TrialRecord
+from ..settings import ASYNC, ROUNDS, SCHEDULES
 from .catalog import RunRef, Snapshot
 
 LOG_FILE = "trial.log"
@@ -74,6 +75,17 @@ def _mode(settings: dict[str, Any]) -> str:
     return mode if mode in ("min", "max") else "max"
 
 
+def _schedule(settings: dict[str, Any]) -> str:
+    """The run's schedule; runs recorded before schedules existed ran in rounds (as RunSettings reads them)."""
+    schedule = settings.get("schedule")
+    return schedule if schedule in SCHEDULES else ROUNDS
+
+
+def round_word(settings: dict[str, Any]) -> str:
+    """What a trial's ``round`` is in this run: its generation under the async schedule, else its round."""
+    return "generation" if _schedule(settings) == ASYNC else "round"
+
+
 def summary(ref: RunRef, snap: Snapshot) -> dict[str, Any]:
     a = snap.attrs
     settings = _settings(snap)
@@ -94,6 +106,7 @@ def summary(ref: RunRef, snap: Snapshot) -> dict[str, Any]:
         "mode": mode,
         "rounds": integer(settings.get("rounds")),
         "popsize": integer(settings.get("popsize")),
+        "schedule": _schedule(settings),
         "round": snap.state_round,
         "trials_total": len(snap.records),
         "trials_done": counts[COMPLETED],
@@ -162,7 +175,7 @@ def best_config(ref: RunRef, snap: Snapshot) -> dict[str, Any] | None:
     if best is None:
         return None
     config = plain(best.config)
-    head = (f"# best trial {best.trial_id} (round {best.round}) of run {ref.name}: "
+    head = (f"# best trial {best.trial_id} ({round_word(settings)} {best.round}) of run {ref.name}: "
             f"{settings.get('metric', 'value')} = {best.value!r}\n")
     head = head.replace("\r", " ").replace("\n", " ").rstrip() + "\n"
     text = head + yaml.safe_dump(config, sort_keys=False, default_flow_style=False, allow_unicode=True)

@@ -135,8 +135,8 @@
 
   function facts(dl, pairs) {
     dl.replaceChildren();
-    for (const [k, v, testid] of pairs) {
-      const d = el("div");
+    for (const [k, v, testid, title] of pairs) {
+      const d = el("div", { title: title || null });
       d.append(el("dt", {}, k), el("dd", { "data-testid": testid || null }, v));
       dl.append(d);
     }
@@ -244,17 +244,29 @@
     renderControl(run);
     $("live").hidden = run.status !== "running";
     const dur = (run.finished || (run.status === "running" ? Date.now() / 1000 : run.updated) || run.started) - run.started;
+    const legend = C.roundLegend(run);
+    const deepest = S.trials.reduce((m, t) => Math.max(m, t.round), -1);
+    const size = run.rounds !== null && run.popsize !== null ? " = " + run.rounds * run.popsize : "";
+    const schedule = legend ? [  // async: --rounds x --popsize counts trials; a trial's round is its generation
+      ["trials planned", (run.rounds === null ? "–" : run.rounds) + " × " + (run.popsize || "–") + size, "fact-planned"],
+      ["generations", deepest < 0 ? "–" : "0–" + deepest, "fact-generations", legend],
+    ] : [
+      ["rounds", (run.round === null ? "–" : run.round + 1) + " / " + (run.rounds === null ? "–" : run.rounds) + " × " + (run.popsize || "–")],
+    ];
     facts($("run-facts"), [
       ["sampler", run.sampler || "–"], ["evaluator", run.evaluator || "–"],
-      ["metric", run.metric + " (" + run.mode + ")"],
-      ["rounds", (run.round === null ? "–" : run.round + 1) + " / " + (run.rounds === null ? "–" : run.rounds) + " × " + (run.popsize || "–")],
+      ["metric", run.metric + " (" + run.mode + ")"], ["schedule", run.schedule, "fact-schedule"],
+    ].concat(schedule).concat([
       ["trials", run.trials_done + " done, " + run.trials_failed + " failed" +
         (run.trials_pruned ? ", " + run.trials_pruned + " pruned" : "") +
         (run.trials_stopped ? ", " + run.trials_stopped + " stopped" : "") +
         (run.trials_running ? ", " + run.trials_running + " running" : ""), "fact-trials"],
       ["best", run.best_value === null ? "–" : C.fmt(run.best_value) + " (trial " + run.best_trial + ")", "fact-best"],
       ["started", when(run.started)], ["duration", C.fmtDuration(dur)], ["source", run.source],
-    ]);
+    ]));
+    $("round-legend").textContent = legend;
+    $("round-legend").hidden = !legend;
+    $("rounds-caption").textContent = "Population of each " + C.roundWord(run);
     renderCharts();
     renderTable();
     $("best-yaml").textContent = run.best ? run.best.yaml : "No completed trial yet.";
@@ -340,7 +352,8 @@
   function columns() {
     const cols = [
       { key: "trial_id", label: "#", num: true, get: (t) => t.trial_id },
-      { key: "round", label: "Round", num: true, get: (t) => t.round },
+      { key: "round", label: C.roundWord(S.run) === "generation" ? "Generation" : "Round", num: true, get: (t) => t.round,
+        tip: C.roundLegend(S.run) },
       { key: "status", label: "Status", get: (t) => t.status },
       { key: "value", label: S.run.metric, num: true, get: (t) => t.value, show: C.fmt },
     ];
@@ -368,7 +381,8 @@
     const table = $("trials-table");
     const head = table.querySelector("thead tr");
     head.replaceChildren(...cols.map((c) => {
-      const th = el("th", { class: c.num ? "num" : null, "data-sort": c.key, title: "sort by " + c.label }, c.label);
+      const th = el("th", { class: c.num ? "num" : null, "data-sort": c.key,
+        title: (c.tip ? c.tip + " (click to sort)" : "sort by " + c.label) }, c.label);
       th.setAttribute("aria-sort", S.sort.key === c.key ? (S.sort.dir > 0 ? "ascending" : "descending") : "none");
       th.addEventListener("click", () => {
         S.sort = { key: c.key, dir: S.sort.key === c.key ? -S.sort.dir : (c.key === "value" && S.run.mode === "max" ? -1 : 1) };
@@ -422,7 +436,8 @@
     $("detail-id").textContent = String(id);
     badge($("detail-status"), t.status);
     facts($("detail-facts"), [
-      ["round", t.round], [S.run.metric, C.fmt(t.value), "detail-value"], ["budget", C.fmt(t.budget)],
+      [C.roundWord(S.run), t.round, "detail-round", C.roundLegend(S.run)], [S.run.metric, C.fmt(t.value), "detail-value"],
+      ["budget", C.fmt(t.budget)],
       ["started", when(t.started)], ["duration", C.fmtDuration(t.duration_s)], ["node", t.node || "–"],
       ["GPUs", t.gpu_ids.length ? t.gpu_ids.join(", ") : "–"], ["attempts", t.attempts],
       ["checkpoint", t.checkpoint ? t.checkpoint + (t.checkpoint_step !== null ? " (step " + t.checkpoint_step + ")" : "") + (t.checkpoint_removed ? " (deleted: keep_checkpoints)" : "") : "–"],

@@ -69,8 +69,20 @@
       .map((k) => esc(k) + ": " + esc(fmt(config[k]))).join("<br>");
   }
 
+  // What a trial's `round` is: under the async schedule its generation (Population-Based: its lineage
+  // depth, which can pass --rounds), else its round.
+  function roundWord(run) { return run.schedule === "async" ? "generation" : "round"; }
+
+  // The line that says so, for async runs ("" for rounds).
+  function roundLegend(run) {
+    if (run.schedule !== "async") return "";
+    return "generation: " + (run.evaluator === "pbt" ? "lineage depth under Population-Based training (a parent's generation + 1)"
+      : "the trial's place in the run, in steps of --popsize (every trial starts from scratch)") +
+      "; --rounds × --popsize is the number of trials";
+  }
+
   function trialTip(t, run) {
-    let s = "<b>trial " + esc(t.trial_id) + "</b> · round " + esc(t.round) + " · " + esc(t.status);
+    let s = "<b>trial " + esc(t.trial_id) + "</b> · " + roundWord(run) + " " + esc(t.round) + " · " + esc(t.status);
     if (typeof t.value === "number") s += "<br>" + esc(run.metric) + " = " + esc(fmt(t.value));
     const last = t.status === "pruned" ? lastReported(t, run.metric) : null;
     if (last) s += "<br>" + esc(run.metric) + " = " + esc(fmt(last[1])) + " at step " + esc(last[0]) + " (its last report)";
@@ -151,17 +163,17 @@
     return base({
       grid: { left: 64, right: 16, top: 16, bottom: 44 },
       xAxis: [
-        { type: "category", data: cats, name: "round", nameLocation: "middle", nameGap: 26 },
+        { type: "category", data: cats, name: roundWord(run), nameLocation: "middle", nameGap: 26 },
         { type: "value", min: -0.5, max: last + 0.5, show: false },
       ],
       yAxis: { type: "value", scale: true, name: run.metric, nameTextStyle: { align: "left" } },
       tooltip: {
         trigger: "item", confine: true,
         formatter: (p) => p.data && p.data.t ? trialTip(p.data.t, run)
-          : "round " + esc(p.name) + "<br>max " + esc(fmt(p.value[5])) + "<br>median " + esc(fmt(p.value[3])) + "<br>min " + esc(fmt(p.value[1])),
+          : roundWord(run) + " " + esc(p.name) + "<br>max " + esc(fmt(p.value[5])) + "<br>median " + esc(fmt(p.value[3])) + "<br>min " + esc(fmt(p.value[1])),
       },
       series: [
-        { id: "box", name: "round", type: "boxplot", data: boxes, itemStyle: { color: "#eef3fc", borderColor: "#6d8fd0" } },
+        { id: "box", name: roundWord(run), type: "boxplot", data: boxes, itemStyle: { color: "#eef3fc", borderColor: "#6d8fd0" } },
         { id: "strip", name: "trial", type: "scatter", xAxisIndex: 1, symbolSize: 7, z: 3,
           data: done.map((t) => ({ value: [t.round + jitter(t.trial_id), t.value], trial: t.trial_id, t: t,
             itemStyle: { color: color(t.value), borderColor: "#fff", borderWidth: 0.5 } })) },
@@ -349,7 +361,7 @@
       tooltip: { trigger: "item", confine: true, formatter: (p) => {
         const t = p.data && p.data.t;
         if (!t) return esc(run.name);
-        let s = "<b>trial " + esc(t.trial_id) + "</b> · round " + esc(t.round) + " · " + esc(t.status);
+        let s = "<b>trial " + esc(t.trial_id) + "</b> · " + roundWord(run) + " " + esc(t.round) + " · " + esc(t.status);
         if (typeof t.value === "number") s += "<br>" + esc(run.metric) + " = " + esc(fmt(t.value));
         s += "<br>" + (t.parent_id !== null ? "from trial " + esc(t.parent_id) : "from scratch");
         if (t.note) s += "<br>" + esc(t.note);
@@ -382,5 +394,5 @@
   }
 
   window.AutotuneCharts = { esc, fmt, fmtDuration, bestSoFar, rounds, parallel, params, paramsLayout, curves,
-    metricNames, lineageTree, completed, parallelCounts };
+    metricNames, lineageTree, completed, parallelCounts, roundWord, roundLegend };
 })();
