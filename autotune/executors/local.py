@@ -2,7 +2,8 @@
 
 For tests and debugging; it has no isolation (a trial calling ``os._exit`` ends the driver too) and
 no time limit.  Real searches use the Ray executor.  One slot: ``poll`` runs the oldest queued trial
-to its end and returns its events (started, each report, finished).
+to its end and returns its events (started, each report, finished).  Every trial runs in this process,
+so a child whose parent's live state is still kept here (``trial.keep``) continues in place.
 """
 
 from __future__ import annotations

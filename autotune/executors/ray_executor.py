@@ -64,7 +64,9 @@ def _enable_token_auth() -> None:
 
 
 class _TrialWorker:
-    """A reusable worker process; ``run`` executes one trial in it."""
+    """A reusable worker process; ``run`` executes one trial in it.  Between trials the process holds the
+    live states trials kept (``trial.keep``); the pool sends a child here when it holds its parent's, and
+    the child continues in place (``TrialOutcome.kept_state`` tells the pool what this process keeps)."""
 
     def __init__(self) -> None:
         # Ray ends workers with SIGTERM when their driver dies or is stopped; Ray's own handler raises
