@@ -107,7 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("trial", nargs="?", help="trial: script.py, file.py:function or module:function "
                    "(default: the space file's `trial:`)")
     r.add_argument("--space", required=True, help="search space YAML (autotune or PaddleHub format)")
-    r.add_argument("--sampler", help="hazero|pshe2|bayes|bayes-gp|random (default pshe2)")
+    r.add_argument("--sampler", help="hazero|pshe2|bayes|bayes-gp|pshe3|random (default pshe2)")
     r.add_argument("--evaluator", help="full|pbt (default pbt)")
     r.add_argument("--rounds", type=_positive_int, help="rounds (default 10): the run has rounds x popsize trials")
     r.add_argument("--popsize", type=_positive_int, help="trials per round (default 5)")

@@ -375,3 +375,12 @@ def test_show_calls_an_async_runs_round_its_generation(tmp_path, xy_space):
     rounds = cli("show", str(tmp_path / "s")).stdout.splitlines()
     assert rounds[0].split()[:3] == ["trial", "round", "status"]
     assert not any(line.startswith("generation") for line in rounds)
+
+
+def test_run_help_lists_every_sampler():
+    from autotune.samplers import sampler_names
+
+    proc = cli("run", "--help")
+    assert proc.returncode == 0
+    listed = " ".join(proc.stdout.split()).split("--sampler SAMPLER ", 1)[1].split(" (default", 1)[0]
+    assert sorted(listed.split("|")) == sorted(sampler_names())  # pshe3 among them

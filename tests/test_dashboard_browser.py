@@ -501,6 +501,10 @@ def test_with_control_the_controls_are_shown(page, control_url):
     page.wait_for_selector("[data-testid=start-form]:not([hidden])")
     assert _visible_controls(page) == ["start-form", "start-submit"]
     assert page.eval_on_selector("[data-testid=start-space]", "(s) => s.value") == "space.yaml"
+    from autotune.samplers import sampler_names
+
+    offered = page.eval_on_selector_all("[data-testid=start-sampler] option", "(os) => os.map((o) => o.value)")
+    assert sorted(offered) == sorted(["", *sampler_names()])  # "": the space file's
     assert "start-submit" in [s["id"] for s in _tab_stops(page)]
     _open_run(page, control_url, "demo")
     page.wait_for_selector("[data-testid=run-control]:not([hidden])")
