@@ -493,6 +493,9 @@ def _show_run(result: Any) -> None:
     if b:
         print(f"best: trial {b.trial_id} {result.settings.metric}={b.value:.6g} "
               + json.dumps({k: b.config[k] for k in names if k in b.config}))
+    best_config = result.path / "best" / "config.yaml"  # written by the driver as the best trial changes
+    if best_config.is_file():
+        print(f"best config: {best_config}")
 
 
 def _fmt(v: Any) -> str:

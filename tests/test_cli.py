@@ -384,3 +384,14 @@ def test_run_help_lists_every_sampler():
     assert proc.returncode == 0
     listed = " ".join(proc.stdout.split()).split("--sampler SAMPLER ", 1)[1].split(" (default", 1)[0]
     assert sorted(listed.split("|")) == sorted(sampler_names())  # pshe3 among them
+
+
+def test_show_names_the_best_config_file(tmp_path, xy_space):
+    autotune.run(objective("quadratic"), space=xy_space, sampler="random", evaluator="full", rounds=1, popsize=2,
+                 seed=0, output=tmp_path, name="b", executor="local")
+    best = tmp_path / "b" / "best" / "config.yaml"
+    assert best.is_file()
+    lines = cli("show", str(tmp_path / "b")).stdout.splitlines()
+    assert f"best config: {best}" in lines
+    best.unlink()  # none written (no trial completed): no line
+    assert not any(ln.startswith("best config:") for ln in cli("show", str(tmp_path / "b")).stdout.splitlines())
