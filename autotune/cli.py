@@ -379,7 +379,8 @@ def _summary(result: Any) -> None:
               f"{result.settings.rounds * result.settings.popsize} planned trials")
     b = result.best
     if b is not None:
-        print(f"best {result.settings.metric} = {b.value:.6g} (trial {b.trial_id}, round {b.round}): "
+        print(f"best {result.settings.metric} = {b.value:.6g} (trial {b.trial_id}, "
+              f"{_round_column(result.settings)[0]} {b.round}): "
               + json.dumps({k: b.config[k] for k in result.param_names if k in b.config}))
     print(f"results: {result.path}  (autotune show {result.path})")
 

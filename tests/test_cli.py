@@ -82,6 +82,7 @@ def test_show_and_export(tmp_path, xy_space):
                "--executor", "local")
     assert proc.returncode == 0, proc.stderr
     assert "best score" in proc.stdout
+    assert ", generation " in proc.stdout and ", round " not in proc.stdout  # async: a round is a generation
     shown = json.loads(cli("show", str(tmp_path / "r"), "--json").stdout)
     assert len(shown["trials"]) == 4
     assert shown["best"]["value"] == max(t["value"] for t in shown["trials"])
