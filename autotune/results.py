@@ -73,8 +73,10 @@ def records_to_frame(records: list[TrialRecord]) -> pd.DataFrame:
             row[f"config.{k}"] = v
         row.update(
             {
+                "member": r.member,
                 "parent_id": r.parent_id,
                 "planned_parent_id": r.planned_parent_id,
+                "in_place": r.in_place,
                 "parent_step": r.parent_step,
                 "checkpoint": r.checkpoint,
                 "checkpoint_step": r.checkpoint_step,

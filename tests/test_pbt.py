@@ -184,6 +184,8 @@ def run(tmp_path, name, **kw):
 
 def test_quantile_in_rounds_replaces_the_bottom_and_the_rest_continue(tmp_path):
     result = run(tmp_path, "r", schedule="rounds")
+    frame = result.trials  # the member is data, in the DataFrame (and the API) too
+    assert list(frame["member"]) == [r.member for r in result.records] and not frame["in_place"].any()
     by_round: dict[int, list] = {}
     for r in result.records:
         by_round.setdefault(r.round, []).append(r)

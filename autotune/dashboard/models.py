@@ -102,6 +102,9 @@ class Trial(BaseModel):
     checkpoint: str | None
     checkpoint_step: int | None
     checkpoint_removed: bool = Field(description="deleted from disk by keep_checkpoints; the path stays as lineage")
+    member: int | None = Field(default=None, description="Population-Based: the population member this trial is a step of")
+    in_place: bool = Field(default=False, description="continued from its parent's live state in the same worker "
+                                                      "(its parent checkpoint is recorded as a load from disk would be)")
     started: float | None
     ended: float | None
     duration_s: float | None

@@ -213,6 +213,8 @@ def trial_row(ref: RunRef, r: TrialRecord) -> dict[str, Any]:
         "checkpoint": _text(r.checkpoint),
         "checkpoint_step": integer(r.checkpoint_step),
         "checkpoint_removed": bool(getattr(r, "checkpoint_removed", False)),
+        "member": integer(getattr(r, "member", None)),
+        "in_place": bool(getattr(r, "in_place", False)),
         "started": started,
         "ended": ended,
         "duration_s": (ended - started) if started is not None and ended is not None else None,
@@ -234,7 +236,7 @@ def pending_row(spec: dict[str, Any], running: bool) -> dict[str, Any]:
         "config": plain(spec.get("config")) if isinstance(spec.get("config"), dict) else {},
         "budget": number(spec.get("budget")), "parent_id": integer(parent), "planned_parent_id": integer(parent),
         "parent_note": None, "parent_step": None, "checkpoint": None, "checkpoint_step": None,
-        "checkpoint_removed": False, "started": None, "ended": None, "duration_s": None, "node": None, "gpu_ids": [], "attempts": 1,
+        "checkpoint_removed": False, "member": integer(spec.get("member")), "in_place": False, "started": None, "ended": None, "duration_s": None, "node": None, "gpu_ids": [], "attempts": 1,
         "retry_note": None, "reports": [], "has_log": False,
     }
 
