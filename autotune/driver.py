@@ -271,7 +271,7 @@ class Driver:
                                              done=planned - len(self._inflight), total=total))
                 if not self.executor.active:
                     break
-                for event in self.executor.poll(POLL_S):
+                for event in self._events():
                     if isinstance(event, TrialFinished):
                         self._finish(event.outcome, planned, total)
                     else:
@@ -301,10 +301,17 @@ class Driver:
             return
         entry = {"step": event.step, "metrics": event.metrics, "time": event.at}
         self._live_reports.setdefault(spec.trial_id, []).append(entry)
-        store.report_trial(run_id, spec.trial_id, event.step, event.metrics)
         if self.executor.judging and spec.trial_id not in self._pruning:
             # answered at once: a trial waiting for it stops at this report; ended after a grace period
             self.executor.verdict(spec.trial_id, event.step, self._judge(spec.trial_id, entry))
+        store.report_trial(run_id, spec.trial_id, event.step, event.metrics)  # written before the next wait
+
+    def _events(self) -> list[Any]:
+        """The executor's next events, after the live rows of the last ones (trials started, reports)
+        go to the database in one transaction, so a poll's reports cost one write, made while no
+        trial waits on the driver."""
+        self.ctx.store.flush_live()
+        return self.executor.poll(POLL_S)
 
     def _plan_next(self, ordinal: int) -> TrialSpec | None:
         s = self.ctx.settings
@@ -437,7 +444,7 @@ class Driver:
             for spec in todo:
                 self.executor.submit(spec)
             while self.executor.active:
-                for event in self.executor.poll(POLL_S):  # not None: reports are shown as they come
+                for event in self._events():  # not None: reports are shown as they come
                     if not isinstance(event, TrialFinished):
                         self._live(event)
                         continue

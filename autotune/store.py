@@ -1,8 +1,19 @@
 """Results database: Optuna's RDB storage, one study per run.
 
 SQLite in the run folder by default, PostgreSQL/MySQL by URL.  Each finished trial is written in a
-single transaction (Optuna's ``create_new_trial`` with a complete template), so a killed driver never
-leaves a half-written trial; the driver is the only writer.  The same database opens in
+single transaction, so a killed driver never leaves a half-written trial; the driver is the only
+writer.  Optuna's public writes commit one value each (a finished trial with its attributes was a
+dozen transactions), so the writes here build Optuna's own rows (its ``_rdb.models``) in one
+session: a trial record, a driver state (every chunk and its pointer) or a batch of live rows is one
+transaction.  Live rows (a trial started, a trial reported) are kept until the next write or
+:meth:`Store.flush_live`, so the reports of one poll reach the database together; a trial that ends
+before they are written is stored once, finished.
+
+SQLite runs in WAL mode with ``synchronous=NORMAL`` (``AUTOTUNE_SQLITE_SYNCHRONOUS=FULL`` for the
+SQLite default): a commit is in the WAL file, in the operating system's hands, before it returns, so
+a killed driver (SIGKILL included) never loses a committed write; only a power loss or an operating
+system crash can undo the last commits before a checkpoint, and the database then stays consistent
+as of an earlier commit (a resume re-runs or adopts the trials it no longer has).  The same database opens in
 ``optuna-dashboard`` and in Optuna's own API: params, values, intermediate values (the run metric
 per step) and flat user attributes (round, parent, checkpoint, status, reason, node, timings) are
 all plain Optuna data; the complete autotune record rides along in the ``autotune_record`` attribute.
@@ -10,6 +21,7 @@ all plain Optuna data; the complete autotune record rides along in the ``autotun
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import functools
 import hashlib
@@ -25,9 +37,12 @@ from pathlib import Path
 from typing import Any, Iterable
 
 import optuna
-from optuna.distributions import BaseDistribution
+from optuna.distributions import BaseDistribution, distribution_to_json
 from optuna.storages import RDBStorage
-from optuna.trial import FrozenTrial, TrialState
+from optuna.storages._rdb import models as rdb
+from optuna.storages._rdb.storage import _create_scoped_session
+from optuna.trial import TrialState
+from sqlalchemy import bindparam, delete, event, func, insert, select, update
 
 from .errors import DiskFullError, StoreError
 from .records import COMPLETED, PRUNED, TrialRecord
@@ -43,6 +58,9 @@ CONTROL_ATTR = "control"  # requests to stop, resume or start the run, from the 
 MAX_CONTROL_EVENTS = 200
 BLOB_CHUNK = 60_000  # stay under MySQL's TEXT limit per attribute
 _PREFIX = "autotune:"
+#: SQLite's ``synchronous`` for run databases (see the module's docstring); the environment may choose FULL
+SQLITE_SYNCHRONOUS = "NORMAL"
+SYNCHRONOUS_ENV = "AUTOTUNE_SQLITE_SYNCHRONOUS"
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -91,6 +109,13 @@ def _enable_wal(url: str) -> None:
         con.execute("PRAGMA journal_mode=WAL")
     finally:
         con.close()
+
+
+def _sqlite_synchronous() -> str:
+    mode = os.environ.get(SYNCHRONOUS_ENV, SQLITE_SYNCHRONOUS).strip().upper()
+    if mode not in ("OFF", "NORMAL", "FULL", "EXTRA"):
+        raise StoreError(f"{SYNCHRONOUS_ENV} must be OFF, NORMAL, FULL or EXTRA, not {mode!r}")
+    return mode
 
 
 def _storage_errors(method):  # type: ignore[no-untyped-def]
@@ -168,9 +193,12 @@ class Store:
     def __init__(self, url: str) -> None:
         self.url = url
         self._live: dict[tuple[int, int], int] = {}  # (run id, trial id) -> the RUNNING Optuna trial
+        #: live rows not yet written, by (run id, trial id): the start (None once written), the reports
+        self._pending: dict[tuple[int, int], _LiveRows] = {}
         self._blob_slots: dict[tuple[int, str], tuple[str | None, dict[str, int]]] = {}  # put_blob's slot per key
+        synchronous = _sqlite_synchronous() if url.startswith("sqlite:///") else None
         try:
-            if url.startswith("sqlite:///"):
+            if synchronous:
                 _enable_wal(url)
                 engine_kwargs: dict[str, Any] = {"connect_args": {"timeout": 60}}
             else:
@@ -179,8 +207,36 @@ class Store:
                 warnings.simplefilter("ignore")
                 self.storage = RDBStorage(engine_url(url), engine_kwargs=engine_kwargs,
                                           skip_compatibility_check=False)
+            if synchronous:
+                def pragma(con: Any, _record: Any) -> None:
+                    con.execute(f"PRAGMA synchronous={synchronous}")
+
+                event.listen(self.storage.engine, "connect", pragma)
+                self.storage.engine.dispose()  # the connections Optuna opened had the default
         except Exception as e:  # noqa: BLE001 - any driver/URL problem is the user's storage setting
             raise StoreError(f"cannot open results database {redact_url(url)}: {type(e).__name__}: {e}") from None
+
+    @contextlib.contextmanager
+    def _transaction(self):  # type: ignore[no-untyped-def]
+        """One session, committed once at the end (rolled back on any error), for several writes."""
+        with _create_scoped_session(self.storage.scoped_session) as session:
+            yield session
+
+    @staticmethod
+    def _put_run_attrs(session: Any, run_id: int, values: dict[str, Any]) -> None:
+        """Set run (study) attributes, keys as stored, in ``session``: one read, then one update and
+        one insert for all of them (Optuna's tables, written as Optuna writes them)."""
+        table = rdb.StudyUserAttributeModel.__table__
+        c = table.c
+        have = dict(session.execute(select(c.key, c.study_user_attribute_id).where(
+            c.study_id == run_id, c.key.in_(list(values)))).all())
+        changed = [{"row": have[k], "text": json.dumps(v)} for k, v in values.items() if k in have]
+        new = [{"study_id": run_id, "key": k, "value_json": json.dumps(v)} for k, v in values.items() if k not in have]
+        if changed:
+            session.execute(update(table).where(c.study_user_attribute_id == bindparam("row"))
+                            .values(value_json=bindparam("text")), changed)
+        if new:
+            session.execute(insert(table), new)
 
     # -- runs ------------------------------------------------------------------------------------
     @_storage_errors
@@ -238,10 +294,13 @@ class Store:
 
     @_storage_errors
     def put_blob(self, run_id: int, key: str, value: Any) -> None:
-        """Store a large JSON value atomically: chunks first, then one pointer write commits it.
+        """Store a large JSON value atomically: its chunks and the pointer that names them, in one
+        transaction (with any live rows waiting, see :meth:`flush_live`).
 
         Chunks alternate between two slots, so a value rewritten after every trial keeps a bounded
-        number of keys (Optuna cannot delete attributes); the pointer names the slot and a digest."""
+        number of keys (Optuna cannot delete attributes), and a reader of a database whose writes
+        were made one by one (runs written before) never reads a half-written value; the pointer
+        names the slot and a digest."""
         text = json.dumps(value, separators=(",", ":"))
         digest = hashlib.sha256(text.encode()).hexdigest()[:16]
         chunks = [text[i : i + BLOB_CHUNK] for i in range(0, len(text), BLOB_CHUNK)] or [""]
@@ -251,12 +310,15 @@ class Store:
             slots[(run_id, key)] = (pointer.get("slot"), pointer.get("size", {}))
         current, sizes = slots[(run_id, key)]
         slot = "b" if current == "a" else "a"
-        for i, chunk in enumerate(chunks):
-            self.storage.set_study_user_attr(run_id, f"{_PREFIX}{key}:blob:{slot}:{i}", chunk)
+        values: dict[str, Any] = {f"{_PREFIX}{key}:blob:{slot}:{i}": chunk for i, chunk in enumerate(chunks)}
         for i in range(len(chunks), int(sizes.get(slot, 0))):  # a smaller value: blank the old tail
-            self.storage.set_study_user_attr(run_id, f"{_PREFIX}{key}:blob:{slot}:{i}", "")
+            values[f"{_PREFIX}{key}:blob:{slot}:{i}"] = ""
         sizes = {**sizes, slot: len(chunks)}
-        self.set_attr(run_id, key + ":pointer", {"slot": slot, "digest": digest, "chunks": len(chunks), "size": sizes})
+        values[f"{_PREFIX}{key}:pointer"] = {"slot": slot, "digest": digest, "chunks": len(chunks), "size": sizes}
+        with self._transaction() as session:  # chunks and pointer together, with the live rows waiting
+            written = self._write_live(session)
+            self._put_run_attrs(session, run_id, values)
+        self._written_live(written)
         slots[(run_id, key)] = (slot, sizes)
         if current is None:
             self._drop_old_chunks(run_id, key)
@@ -324,38 +386,64 @@ class Store:
         r = (state or {}).get("round")
         return r if isinstance(r, int) and not isinstance(r, bool) else None
 
-    # -- trials ----------------------------------------------------------------------------------
-    @_storage_errors
     # -- live trials -------------------------------------------------------------------------------
     @_storage_errors
     def start_trial(self, run_id: int, trial_id: int, round: int, distributions: dict[str, BaseDistribution],
                     params: dict[str, Any]) -> None:
         """A trial began: a RUNNING trial in the database (optuna-dashboard shows it), updated by
-        :meth:`report_trial` and finished by :meth:`record_trial`."""
+        :meth:`report_trial` and finished by :meth:`record_trial`.  Written with the next write or
+        :meth:`flush_live`; a trial recorded before then is written once, finished."""
         params = {k: v for k, v in params.items() if k in distributions}
-        template = FrozenTrial(
-            number=-1, state=TrialState.RUNNING, value=None, values=None, datetime_start=dt.datetime.now(),
-            datetime_complete=None, params=params, distributions={k: distributions[k] for k in params},
-            user_attrs={"trial_id": trial_id, "round": round, "status": "running"}, system_attrs={},
-            intermediate_values={}, trial_id=-1,
-        )
-        self._live[(run_id, trial_id)] = self.storage.create_new_trial(run_id, template_trial=template)
+        self._pending[(run_id, trial_id)] = _LiveRows(
+            start=(round, params, {k: distributions[k] for k in params}, dt.datetime.now()))
 
     @_storage_errors
     def report_trial(self, run_id: int, trial_id: int, step: int, metrics: dict[str, Any]) -> None:
         """A running trial reported: its run metric becomes an intermediate value, and its last report
-        is kept for ``show`` and the dashboard."""
-        live = self._live.get((run_id, trial_id))
-        if live is None:
-            return
+        is kept for ``show`` and the dashboard (written with the next write or :meth:`flush_live`)."""
+        key = (run_id, trial_id)
+        rows = self._pending.get(key)
+        if rows is None:
+            if key not in self._live:
+                return  # not started here (or already recorded)
+            rows = self._pending[key] = _LiveRows()
         try:
             value = float(metrics.get(self._metric(run_id)))  # type: ignore[arg-type]
         except (TypeError, ValueError):
             value = math.nan
         if math.isfinite(value):
-            self.storage.set_trial_intermediate_value(live, int(step), value)
-        self.storage.set_trial_user_attr(live, LAST_REPORT_ATTR, json.loads(json.dumps(
-            {"step": int(step), "metrics": metrics, "time": time.time()}, default=str)))
+            rows.steps[int(step)] = value
+        rows.last = json.loads(json.dumps({"step": int(step), "metrics": metrics, "time": time.time()}, default=str))
+
+    @_storage_errors
+    def flush_live(self) -> None:
+        """Write the live rows waiting (trials started, reports) in one transaction; nothing when none."""
+        if not self._pending:
+            return
+        with self._transaction() as session:
+            written = self._write_live(session)
+        self._written_live(written)
+
+    def _write_live(self, session: Any) -> dict[tuple[int, int], int]:
+        """The waiting live rows into ``session``; returns the RUNNING trials it creates (for
+        :meth:`_written_live` once committed)."""
+        created: dict[tuple[int, int], int] = {}
+        for key, rows in self._pending.items():
+            live = self._live.get(key)
+            if rows.start is not None:
+                round_, params, dists, started = rows.start
+                live = created[key] = self._add_trial(
+                    session, key[0], TrialState.RUNNING, started, None, params, dists,
+                    {"trial_id": key[1], "round": round_, "status": "running"})
+            if live is None:
+                continue
+            attrs = {LAST_REPORT_ATTR: rows.last} if rows.last is not None else {}
+            self._put_trial_rows(session, live, attrs, rows.steps, None, replace=rows.start is None)
+        return created
+
+    def _written_live(self, created: dict[tuple[int, int], int]) -> None:
+        self._live.update(created)
+        self._pending.clear()
 
     @_storage_errors
     def running_trials(self, run_id: int) -> list[dict[str, Any]]:
@@ -408,6 +496,7 @@ class Store:
         except Exception:  # noqa: BLE001 - a schema we do not know: live curves refresh with trials only
             return 0
 
+    @_storage_errors
     def record_trial(
         self, run_id: int, record: TrialRecord, distributions: dict[str, BaseDistribution],
         params: dict[str, Any] | None = None,
@@ -444,32 +533,86 @@ class Store:
             "duration_s": (record.ended - record.started) if record.started and record.ended else None,
             RECORD_ATTR: record.to_dict(),
         }
-        template = FrozenTrial(
-            number=-1,
-            state=TrialState.COMPLETE if completed else TrialState.PRUNED if record.status == PRUNED else TrialState.FAIL,
-            value=record.value if completed else None,
-            values=None,
-            datetime_start=start or dt.datetime.now(),
-            datetime_complete=end or dt.datetime.now(),
-            params=params,
-            distributions=dists,
-            user_attrs=json.loads(json.dumps(user_attrs, default=str)),
-            system_attrs={},
-            intermediate_values=intermediate,
-            trial_id=-1,
-        )
-        live = self._live.pop((run_id, record.trial_id), None)
-        if live is None:  # one transaction: the record and its state together
-            self.storage.create_new_trial(run_id, template_trial=template)
-            return
-        # The trial has been RUNNING in the database since it started: finish that same row.  The record
-        # goes first; a driver killed before the state is set leaves a RUNNING row holding its record,
-        # which close_stale_running() finishes on resume.
-        for key, value in template.user_attrs.items():
-            self.storage.set_trial_user_attr(live, key, value)
-        for step, value in intermediate.items():
-            self.storage.set_trial_intermediate_value(live, step, value)
-        self.storage.set_trial_state_values(live, template.state, [template.value] if completed else None)
+        state = TrialState.COMPLETE if completed else TrialState.PRUNED if record.status == PRUNED else TrialState.FAIL
+        value = record.value if completed else None
+        attrs = json.loads(json.dumps(user_attrs, default=str))
+        key = (run_id, record.trial_id)
+        self._pending.pop(key, None)  # the record carries every report: its live rows are superseded
+        live = self._live.get(key)
+        now = dt.datetime.now()
+        with self._transaction() as session:  # one transaction: the record, its state and the live rows waiting
+            written = self._write_live(session)
+            if live is None:
+                self._add_trial(session, run_id, state, start or now, end or now, params, dists, attrs, intermediate,
+                                value)
+            else:
+                # The trial has been RUNNING in the database since it started: finish that same row.
+                if not self._finish_trial(session, live, state, start or now, end or now):
+                    raise StoreError(f"trial {record.trial_id} of run {run_id} is no longer running in "
+                                     f"{redact_url(self.url)}")
+                self._put_trial_rows(session, live, attrs, intermediate, value, replace=True)
+        self._written_live(written)
+        self._live.pop(key, None)
+
+    @staticmethod
+    def _add_trial(session: Any, run_id: int, state: TrialState, start: dt.datetime | None,
+                   end: dt.datetime | None, params: dict[str, Any], dists: dict[str, BaseDistribution],
+                   user_attrs: dict[str, Any], intermediate: dict[int, float] | None = None,
+                   value: float | None = None) -> int:
+        """A new trial row with its params, attributes, intermediate values and value, as Optuna's
+        ``create_new_trial`` writes them (number: the run's trials before it); returns its id."""
+        study = rdb.StudyModel.__table__
+        if session.execute(select(study.c.study_id).where(study.c.study_id == run_id).with_for_update()).first() is None:
+            raise KeyError(f"No study with study_id {run_id} exists.")  # as Optuna says; numbers one at a time
+        trials = rdb.TrialModel.__table__
+        number = session.execute(select(func.count(trials.c.trial_id)).where(trials.c.study_id == run_id)).scalar()
+        trial_id = int(session.execute(insert(trials).values(
+            number=int(number or 0), study_id=run_id, state=state, datetime_start=_utc(start),
+            datetime_complete=_utc(end))).inserted_primary_key[0])
+        if params:
+            session.execute(insert(rdb.TrialParamModel.__table__), [
+                {"trial_id": trial_id, "param_name": k, "param_value": dists[k].to_internal_repr(v),
+                 "distribution_json": distribution_to_json(dists[k])} for k, v in params.items()])
+        Store._put_trial_rows(session, trial_id, user_attrs, intermediate or {}, value, replace=False)
+        return trial_id
+
+    @staticmethod
+    def _finish_trial(session: Any, trial_id: int, state: TrialState, start: dt.datetime, end: dt.datetime) -> bool:
+        """Set a RUNNING trial's final state and its times (the worker's, as a new row has them);
+        False when it is not running any more."""
+        trials = rdb.TrialModel.__table__
+        done = session.execute(update(trials).where(trials.c.trial_id == trial_id, trials.c.state == TrialState.RUNNING)
+                               .values(state=state, datetime_start=_utc(start), datetime_complete=_utc(end)))
+        return bool(done.rowcount)
+
+    @staticmethod
+    def _put_trial_rows(session: Any, trial_id: int, user_attrs: dict[str, Any], intermediate: dict[int, float],
+                        value: float | None, replace: bool) -> None:
+        """A trial's user attributes, intermediate values and (objective 0) value; ``replace``: rows
+        with the same keys, steps or objective go first."""
+        attrs = rdb.TrialUserAttributeModel.__table__
+        inter_model, val_model = rdb.TrialIntermediateValueModel, rdb.TrialValueModel
+        inter, val = inter_model.__table__, val_model.__table__
+        if replace:
+            if user_attrs:
+                session.execute(delete(attrs).where(attrs.c.trial_id == trial_id, attrs.c.key.in_(list(user_attrs))))
+            if intermediate:
+                session.execute(delete(inter).where(inter.c.trial_id == trial_id, inter.c.step.in_(list(intermediate))))
+            if value is not None:
+                session.execute(delete(val).where(val.c.trial_id == trial_id, val.c.objective == 0))
+        if user_attrs:
+            session.execute(insert(attrs), [{"trial_id": trial_id, "key": k, "value_json": json.dumps(v)}
+                                            for k, v in user_attrs.items()])
+        if intermediate:
+            rows = []
+            for step, v in intermediate.items():
+                stored, kind = inter_model.intermediate_value_to_stored_repr(v)
+                rows.append({"trial_id": trial_id, "step": int(step), "intermediate_value": stored,
+                             "intermediate_value_type": kind})
+            session.execute(insert(inter), rows)
+        if value is not None:
+            stored, kind = val_model.value_to_stored_repr(value)
+            session.execute(insert(val).values(trial_id=trial_id, objective=0, value=stored, value_type=kind))
 
     def _metric(self, run_id: int) -> str:
         if not hasattr(self, "_metric_cache"):
@@ -496,9 +639,12 @@ class Store:
     def mark_checkpoints_removed(self, run_id: int, trial_ids: Iterable[int]) -> None:
         """Record that these trials' checkpoints are deleted (a finished trial's row is immutable).
 
-        One small attribute per trial, so the cost of a removal does not grow with the run."""
-        for t in trial_ids:
-            self.set_attr(run_id, f"{REMOVED_ATTR}:{int(t)}", True)
+        One small attribute per trial, so the cost of a removal does not grow with the run; one
+        transaction for all of them."""
+        values = {f"{_PREFIX}{REMOVED_ATTR}:{int(t)}": True for t in trial_ids}
+        if values:
+            with self._transaction() as session:
+                self._put_run_attrs(session, run_id, values)
 
     @_storage_errors
     def trials(self, run_id: int) -> list[TrialRecord]:
@@ -513,6 +659,23 @@ class Store:
             rec.checkpoint_removed = rec.trial_id in removed
             latest[rec.trial_id] = rec
         return [latest[k] for k in sorted(latest)]
+
+
+class _LiveRows:
+    """A live trial's rows waiting to be written: its start (round, params, distributions, time), or
+    None when the RUNNING row exists; its intermediate values by step; its last report."""
+
+    __slots__ = ("start", "steps", "last")
+
+    def __init__(self, start: tuple[int, dict[str, Any], dict[str, BaseDistribution], dt.datetime] | None = None):
+        self.start = start
+        self.steps: dict[int, float] = {}
+        self.last: dict[str, Any] | None = None
+
+
+def _utc(value: dt.datetime | None) -> dt.datetime | None:
+    """A local time as Optuna's RDB storage keeps it: naive UTC (see ``TrialModel.datetime_start``)."""
+    return None if value is None else value.astimezone(dt.timezone.utc).replace(tzinfo=None)
 
 
 def _datetime(ts: float | None) -> dt.datetime | None:

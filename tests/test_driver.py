@@ -429,3 +429,89 @@ def test_a_misspelt_keyword_or_an_empty_name_is_refused_before_anything_is_made(
     with pytest.raises(ConfigError, match="a run needs a non-empty name"):
         autotune.run(objective("weights"), space=lr_space, name="", output=tmp_path, executor="local")
     assert list(tmp_path.iterdir()) == []
+
+
+class _Killed(BaseException):
+    """A driver killed without warning (SIGKILL): no handler runs, nothing more is written."""
+
+
+#: every store method that writes while a run goes on: a trial record, a driver state, the live rows
+#: (trials started, reports), checkpoints marked removed
+_WRITES = ("record_trial", "put_blob", "flush_live", "mark_checkpoints_removed")
+
+
+def _three_reports(config, budget, parent):
+    from autotune.executors.simulated import SimTrial
+
+    x = config["x"]
+    return SimTrial(curve=(x / 3, x / 2, x), duration=1.0 + 2.0 * ((x * 7.3) % 1.0))
+
+
+def _killed_run(tmp_path, monkeypatch, schedule, kill_at):
+    """Run until the store's ``kill_at``-th write (None: to the end); returns the writes counted."""
+    from autotune.executors.simulated import SimulatedExecutor
+    from autotune.store import Store
+
+    writes = []
+    for name in _WRITES:
+        real = getattr(Store, name)
+
+        def counting(self, *a, _real=real, _name=name, **k):
+            writes.append(_name)
+            if len(writes) == kill_at:
+                raise _Killed()
+            return _real(self, *a, **k)
+
+        monkeypatch.setattr(Store, name, counting)
+    space = {"metric": "score", "mode": "max", "params": {"x": {"type": "float", "low": 0.0, "high": 1.0}}}
+    try:
+        autotune.run(objective("quadratic"), space=space, sampler="hazero", evaluator="pbt", rounds=4, popsize=3,
+                     seed=2, output=tmp_path, name="k", executor=SimulatedExecutor(_three_reports, slots=2),
+                     schedule=schedule, keep_checkpoints=2)
+    except _Killed:
+        pass
+    finally:
+        monkeypatch.undo()
+    return writes
+
+
+@pytest.mark.parametrize("schedule", ["async", "rounds"])
+def test_a_driver_killed_at_any_database_write_resumes_exactly(tmp_path, monkeypatch, schedule):
+    """Kill the driver at each of its database writes in turn, live rows and checkpoint removals
+    included: the resumed run has every trial once, runs no recorded trial again, tells the sampler of
+    each trial once, and leaves no trial RUNNING in the database."""
+    import optuna
+
+    from autotune.executors.simulated import SimulatedExecutor
+    from autotune.results import locate_run
+
+    kinds = _killed_run(tmp_path / "all", monkeypatch, schedule, None)
+    assert set(kinds) == set(_WRITES)  # the run makes every kind of write
+    total = 12
+    points = set()  # each kind of write: its first, second, middle and last time (1-based)
+    for name in _WRITES:
+        at = [i + 1 for i, kind in enumerate(kinds) if kind == name]
+        points |= {at[0], at[min(1, len(at) - 1)], at[len(at) // 2], at[-1]}
+    for kill_at in sorted(points):
+        where = tmp_path / str(kill_at)
+        _killed_run(where, monkeypatch, schedule, kill_at)
+        store, run_id, _ = locate_run(where / "k")
+        recorded = {r.trial_id for r in store.trials(run_id)}
+        store.set_attr(run_id, "status", "interrupted")  # what the dashboard shows for a dead driver
+        again = SimulatedExecutor(_three_reports, slots=2)
+        result = resume(where / "k", executor=again)
+        context = f"killed at write {kill_at} ({kinds[kill_at - 1]})"
+        assert result.status == "completed", context
+        assert [r.trial_id for r in result.records] == list(range(total)), context
+        assert all(r.status == "completed" for r in result.records), context
+        assert not recorded & set(again.started), f"{context}: a recorded trial ran again"
+        assert len(again.started) == len(set(again.started)), context
+        state = store.get_blob(run_id, "driver_state")
+        assert state["sampler"]["told"] == [[0, total - 1]] and state["sampler"]["pending"] == {}, context
+        for r in result.records:  # lineage stays verified across the kill
+            if r.parent_id is not None:
+                assert r.parent_hash == result.records[r.parent_id].checkpoint_hash, context
+        rows = optuna.load_study(study_name="k", storage=f"sqlite:///{where / 'k' / 'autotune.db'}").trials
+        assert not [t for t in rows if t.state == optuna.trial.TrialState.RUNNING], context
+        final = [t.user_attrs["trial_id"] for t in rows if t.user_attrs.get("status") != "superseded"]
+        assert sorted(final) == list(range(total)), context  # one finished row per trial
