@@ -40,6 +40,7 @@ from .local_ray import LocalRaySession, end_stale_sessions
 from .pool import Kill, Run, Spawn, WorkerPool
 
 POLL_S = 0.5
+DRAIN_S = 0.5  # without a rule, how often the driver fetches live reports from the bus (one round trip each)
 VERDICT_WAIT_S = 2.0  # how long a report waits for the rule's verdict; then it goes on (a later stop still works)
 PRUNE_GRACE_S = 60.0  # how long a trial told to stop may take to reach its next report
 NODE_VERDICT_S = 60.0  # how long to wait for the cluster to call a silent node dead
@@ -184,6 +185,7 @@ class RayExecutor(Executor):
         self._reports: list[ExecutorEvent] = []
         self._prune_deadline: dict[int, float] = {}  # trial told to stop -> when it is ended if still running
         self._listening: Any = None  # with a rule: the bus's next_reports() call the driver waits on
+        self._drained = 0.0  # without a rule: when the bus was last drained (time.monotonic)
 
     # -- lifecycle -------------------------------------------------------------------------------
     def open(self, run_dir: Path, target: Any, metric: str, artifacts: str | None = None) -> None:
@@ -283,10 +285,13 @@ class RayExecutor(Executor):
         return out
 
     def _drain_bus(self) -> None:
-        """Reports the workers made since the last turn (a report arriving after its trial's end is
-        still in the outcome; the driver ignores the late copy)."""
-        if self._bus is None or self._listening is not None:
+        """Without a rule: the reports the workers made since the last drain, at most every
+        ``DRAIN_S`` (they only show trials live; a report arriving after its trial's end is still in
+        the outcome, and the driver ignores the late copy).  With a rule the driver listens instead
+        (see :meth:`_turn`): a report drained here would wait for the turn's wait before its verdict."""
+        if self._bus is None or self.judging or time.monotonic() - self._drained < DRAIN_S:
             return
+        self._drained = time.monotonic()
         try:
             batch = ray.get(self._bus.drain.remote(), timeout=30)
         except (RayError, GetTimeoutError):
