@@ -316,7 +316,7 @@ class Driver:
     def _plan_next(self, ordinal: int) -> TrialSpec | None:
         s = self.ctx.settings
         view = PopulationView(records=self._all(), inflight=self._inflight, pool=self._parents,
-                              by_generation=self._by_generation)
+                              by_generation=self._by_generation, warm=self.executor.warm())
         plan = self.evaluator.choose_next(ordinal, s.popsize, view)
         if plan is None:
             return None

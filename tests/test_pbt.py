@@ -269,3 +269,26 @@ def test_bad_explore_settings_name_what_was_expected(tmp_path):
     assert "bad.yaml" in line and "pbt_exploit" in line and "'quantile' or 'round-robin'" in line
     proc = cli("run", "--help")
     assert "--pbt-explore" in proc.stdout and "trust-gp" in proc.stdout and "--quantile-fraction" in proc.stdout
+
+
+def test_async_members_advance_level_and_continue_in_place_where_their_state_is_warm(tmp_path):
+    """A member never runs a generation ahead of one waiting; among the members of the lowest generation,
+    one whose live state an idle worker keeps goes first, so most continuing steps run in place."""
+    def steady(config, budget, parent):
+        start = parent.value if parent is not None else 0.0
+        return SimTrial(curve=(start + 1.0 - abs(math.log10(config["lr"]) - math.log10(0.03)),), duration=1.0)
+
+    ex = SimulatedExecutor(steady, slots=2, load_s=0.5, keep_states=2)
+    result = autotune.run(objective("quadratic"), space=PBT_SPACE, executor=ex, sampler="random", evaluator="pbt",
+                          rounds=8, popsize=5, seed=3, output=tmp_path, name="warm")
+    records = result.records
+    for child in records[5:]:
+        earlier = [r for r in records if r.trial_id < child.trial_id]
+        heads = {}
+        for r in earlier:
+            heads[r.member] = r
+        waiting = [h for h in heads.values() if h.ended <= child.started and h.member != child.member]
+        mine = heads[child.member]
+        assert all(mine.round <= h.round for h in waiting), child.trial_id  # nobody left behind
+    continuing = [r for r in records[5:] if records[r.parent_id].member == r.member]
+    assert continuing and sum(r.in_place for r in continuing) >= 0.6 * len(continuing)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Mapping, Sequence
+from typing import Any, ClassVar, Collection, Mapping, Sequence
 
 from ..ranking import Leaderboard
 from ..records import ParentRef, TrialRecord, TrialSpec
@@ -42,6 +42,8 @@ class PopulationView:
     inflight: Mapping[int, TrialSpec]
     pool: Leaderboard
     by_generation: Mapping[int, list[TrialRecord]] = field(default_factory=dict)
+    #: trials whose live state an idle worker keeps: a child of one continues in place if it starts now
+    warm: Collection[int] = ()
 
 
 def trial_dir_name(trial_id: int) -> str:

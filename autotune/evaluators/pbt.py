@@ -9,9 +9,10 @@ sampler proposes. Two exploit rules choose what each later trial continues from:
   at most half) the member is replaced: its next trial is a child of one of the top quantile, drawn
   at random, with hyperparameters from the explore rule (:mod:`autotune.evaluators.explore`).
   Otherwise the member continues its own lineage with its own hyperparameters. A failed trial, or
-  one whose checkpoint is gone, is always replaced. Asynchronously, the next trial goes to the member
-  whose last trial ended first (a member with a trial in flight waits); in rounds, every member of
-  the round before is judged at once.
+  one whose checkpoint is gone, is always replaced. Asynchronously, the next trial goes to a member
+  of the lowest generation among those whose last trial has ended (a member with a trial in flight
+  waits): first one whose live state an idle worker keeps, so its next step continues in place, then
+  the one waiting longest; in rounds, every member of the round before is judged at once.
 * ``round-robin`` (AutoDL Finetuner's): the trials of all earlier rounds that left a checkpoint are
   ranked, the top fraction (``top_fraction``, default the top half) become parents, and new trials
   are assigned to them in turn, best first; each new config comes from the sampler.
@@ -92,10 +93,12 @@ class PopulationBasedEvaluator(Evaluator):
         for member, tid in self._heads(view.records, view.inflight).items():
             head = view.records.get(tid)
             if head is not None:  # its last trial has ended: the member is free for its next step
-                ready.append((head.ended or 0.0, head.trial_id, member))
+                ready.append((head.round, head.trial_id not in view.warm, head.ended or 0.0, head.trial_id, member))
         if not ready:
             return None
-        _, tid, member = min(ready)
+        # the lowest generation first (no member runs ahead of one waiting), then one whose state an idle
+        # worker keeps (it continues in place), then the longest waiting
+        *_, tid, member = min(ready)
         head = view.records[tid]
         peers = view.by_generation.get(head.round) or [r for r in view.records.values() if r.round == head.round]
         return self._judge(head, member, peers, view.pool, list(view.records.values()), ordinal)

@@ -91,6 +91,11 @@ class Executor(ABC):
         """How many trials run at once."""
         return 1
 
+    def warm(self) -> set[int]:
+        """Trials whose live state an idle worker keeps (see continue in place): a child of one of them
+        started now continues in place. The Population-Based planner gives such a member its turn first."""
+        return set()
+
     def now(self) -> float:
         """The executor's clock in seconds (wall time here; the simulated executor's fake clock), which
         the driver's ``time_budget`` is counted on."""

@@ -161,6 +161,10 @@ class WorkerPool:
         return out
 
     # -- inputs ----------------------------------------------------------------------------------
+    def warm(self) -> set[int]:
+        """Trials whose live state an idle worker keeps."""
+        return {t for w in self._idle for t in self.workers[w].kept}
+
     def submit(self, spec: TrialSpec) -> None:
         self.queue.append((spec, 1))
 

@@ -256,6 +256,9 @@ class RayExecutor(Executor):
         return log_tail(self.run_dir / spec.trial_dir / LOG_FILE_NAME)
 
     # -- running ---------------------------------------------------------------------------------
+    def warm(self) -> set[int]:
+        return self._pool.warm()
+
     def submit(self, spec: TrialSpec) -> None:
         self._pool.submit(spec)
 

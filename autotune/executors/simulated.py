@@ -111,6 +111,9 @@ class SimulatedExecutor(Executor):
         """Queued, running, and ended but not yet returned by ``poll`` (a trial stopped just now)."""
         return len(self._queue) + len(self._running) + sum(isinstance(e, TrialFinished) for e in self._pending)
 
+    def warm(self) -> set[int]:
+        return {t for w in self._free for t in self._kept[w]}
+
     def submit(self, spec: TrialSpec) -> None:
         self._queue.append(spec)
         self._start_queued()
