@@ -84,7 +84,7 @@ def _trial_module() -> Any:
 
 
 def train_logged(config: dict[str, Any], epochs: int, parent: str | None, ckpt_dir: Path, seed: int, key: Any,
-                 report: Callable[[dict[str, float], int, Path], None]) -> float:
+                 report: Callable[[dict[str, float], int, Path], None], in_place: Any = None) -> float:
     """The bundled trial's ``train``, one torch thread; each report is logged, then given to the tool."""
     import torch
 
@@ -99,7 +99,8 @@ def train_logged(config: dict[str, Any], epochs: int, parent: str | None, ckpt_d
             f.write(line + "\n")
         report(metrics, step, ckpt)
 
-    _trial_module().train({**FIXED, **config}, epochs, parent, Path(ckpt_dir), seed=seed, report=logged)
+    _trial_module().train({**FIXED, **config}, epochs, parent, Path(ckpt_dir), seed=seed, report=logged,
+                          in_place=in_place)
     return last[0]
 
 
@@ -123,12 +124,16 @@ def _start_ray() -> float:
 # autotune
 # ------------------------------------------------------------------------------------------------
 def autotune_objective(config: dict[str, Any], trial: Any) -> None:
-    """What trials/_harness.run_objective does, through train_logged."""
+    """What trials/_harness.run_objective does, through train_logged: a child on its parent's worker
+    continues in place, as the bundled trial does under autotune."""
+    _trial_module()  # puts trials/ on the path
+    import _harness
+
     def report(metrics: dict[str, float], step: int, ckpt: Path) -> None:
         trial.report(metrics, checkpoint=ckpt, step=step)
 
     train_logged(config, trial.budget, trial.parent_checkpoint, Path(trial.dir) / "checkpoint", 1000 + int(trial.id),
-                 trial.id, report)
+                 trial.id, report, in_place=_harness.Continuation(trial.parent_state, trial.keep))
 
 
 def run_autotune(tool: str, seed: int, budget_s: float, epochs: int, work: Path) -> dict[str, Any]:
