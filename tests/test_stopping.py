@@ -70,10 +70,11 @@ def test_losing_trials_are_pruned_with_their_reports_and_checkpoint(tmp_path, ru
     pruned = [r for r in result.records if r.status == "pruned"]
     completed = [r for r in result.records if r.status == "completed"]
     assert len(result.records) == 20 and pruned and completed
-    for r in pruned:
-        assert r.value is None and r.reports and len(r.reports) < 10  # stopped before the end
+    for r in pruned:  # a rule may also stop a trial at its last report (a pbt step's final epoch)
+        assert r.value is None and r.reports and len(r.reports) <= 10
         assert r.checkpoint and r.checkpoint_step == r.reports[-1]["step"]
         assert "early-stopping rule" in r.reason
+    assert any(len(r.reports) < 10 for r in pruned)  # and it stops trials before their end
     assert result.best.status == "completed"  # the best is among completed trials
     # pruning saved simulated trial-time
     assert ex.busy_s < 20 * 10.0
