@@ -1,0 +1,89 @@
+"""The statements the results database's writes run on Optuna's own tables, built once.
+
+Building a SQLAlchemy statement per write (its clauses, their coercion, the cache key of each new
+object) cost more than the database's work for a trial's rows; these are built at import with bound
+parameters, so a write only binds values.  They run on a plain ``Connection`` (see
+``Store._transaction``): an ORM session added its own bookkeeping to every statement and commit while
+none of these writes uses the ORM.  Tables, columns and value encodings are Optuna's (its
+``_rdb.models``), so the database stays one Optuna reads and writes.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from optuna.storages._rdb import models as rdb
+from optuna.trial import TrialState
+from sqlalchemy import bindparam, delete, func, insert, select, update
+
+STUDIES = rdb.StudyModel.__table__
+TRIALS = rdb.TrialModel.__table__
+PARAMS = rdb.TrialParamModel.__table__
+TRIAL_ATTRS = rdb.TrialUserAttributeModel.__table__
+INTERMEDIATE = rdb.TrialIntermediateValueModel.__table__
+VALUES = rdb.TrialValueModel.__table__
+RUN_ATTRS = rdb.StudyUserAttributeModel.__table__
+
+#: the run's row, locked for the transaction (numbers are given one at a time, as Optuna does)
+LOCK_RUN = select(STUDIES.c.study_id).where(STUDIES.c.study_id == bindparam("run")).with_for_update()
+COUNT_TRIALS = select(func.count(TRIALS.c.trial_id)).where(TRIALS.c.study_id == bindparam("run"))
+INSERT_TRIAL = insert(TRIALS)
+INSERT_PARAMS = insert(PARAMS)
+INSERT_TRIAL_ATTRS = insert(TRIAL_ATTRS)
+INSERT_INTERMEDIATE = insert(INTERMEDIATE)
+INSERT_VALUE = insert(VALUES)
+#: a RUNNING trial finished: its state and its times (bind names differ from the columns SET)
+FINISH_TRIAL = (update(TRIALS)
+                .where(TRIALS.c.trial_id == bindparam("tid"), TRIALS.c.state == TrialState.RUNNING)
+                .values(state=bindparam("new_state"), datetime_start=bindparam("t_start"),
+                        datetime_complete=bindparam("t_end")))
+DELETE_TRIAL_ATTRS = delete(TRIAL_ATTRS).where(TRIAL_ATTRS.c.trial_id == bindparam("tid"),
+                                               TRIAL_ATTRS.c.key.in_(bindparam("keys", expanding=True)))
+DELETE_INTERMEDIATE = delete(INTERMEDIATE).where(INTERMEDIATE.c.trial_id == bindparam("tid"),
+                                                 INTERMEDIATE.c.step.in_(bindparam("steps", expanding=True)))
+DELETE_VALUE = delete(VALUES).where(VALUES.c.trial_id == bindparam("tid"), VALUES.c.objective == 0)
+RUN_ATTR_ROWS = select(RUN_ATTRS.c.key, RUN_ATTRS.c.study_user_attribute_id).where(
+    RUN_ATTRS.c.study_id == bindparam("run"), RUN_ATTRS.c.key.in_(bindparam("keys", expanding=True)))
+UPDATE_RUN_ATTR = (update(RUN_ATTRS).where(RUN_ATTRS.c.study_user_attribute_id == bindparam("row"))
+                   .values(value_json=bindparam("text")))
+INSERT_RUN_ATTR = insert(RUN_ATTRS)
+
+_INTER_MODEL, _VALUE_MODEL = rdb.TrialIntermediateValueModel, rdb.TrialValueModel
+
+
+def put_run_attrs(con: Any, run_id: int, values: dict[str, Any]) -> None:
+    """Set run (study) attributes, keys as stored: one read, then one update and one insert for all."""
+    have = dict(con.execute(RUN_ATTR_ROWS, {"run": run_id, "keys": list(values)}).all())
+    changed = [{"row": have[k], "text": json.dumps(v)} for k, v in values.items() if k in have]
+    new = [{"study_id": run_id, "key": k, "value_json": json.dumps(v)} for k, v in values.items() if k not in have]
+    if changed:
+        con.execute(UPDATE_RUN_ATTR, changed)
+    if new:
+        con.execute(INSERT_RUN_ATTR, new)
+
+
+def put_trial_rows(con: Any, trial_id: int, user_attrs: dict[str, Any], intermediate: dict[int, float],
+                   value: float | None, replace: bool) -> None:
+    """A trial's user attributes (JSON, values that are not JSON as text), intermediate values and
+    (objective 0) value; ``replace``: rows with the same keys, steps or objective go first."""
+    if replace:
+        if user_attrs:
+            con.execute(DELETE_TRIAL_ATTRS, {"tid": trial_id, "keys": list(user_attrs)})
+        if intermediate:
+            con.execute(DELETE_INTERMEDIATE, {"tid": trial_id, "steps": [int(s) for s in intermediate]})
+        if value is not None:
+            con.execute(DELETE_VALUE, {"tid": trial_id})
+    if user_attrs:
+        con.execute(INSERT_TRIAL_ATTRS, [{"trial_id": trial_id, "key": k, "value_json": json.dumps(v, default=str)}
+                                         for k, v in user_attrs.items()])
+    if intermediate:
+        rows = []
+        for step, v in intermediate.items():
+            stored, kind = _INTER_MODEL.intermediate_value_to_stored_repr(v)
+            rows.append({"trial_id": trial_id, "step": int(step), "intermediate_value": stored,
+                         "intermediate_value_type": kind})
+        con.execute(INSERT_INTERMEDIATE, rows)
+    if value is not None:
+        stored, kind = _VALUE_MODEL.value_to_stored_repr(value)
+        con.execute(INSERT_VALUE, {"trial_id": trial_id, "objective": 0, "value": stored, "value_type": kind})
