@@ -11,7 +11,7 @@ none of these writes uses the ORM.  Tables, columns and value encodings are Optu
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, Iterable
 
 from optuna.storages._rdb import models as rdb
 from optuna.trial import TrialState
@@ -42,7 +42,6 @@ DELETE_TRIAL_ATTRS = delete(TRIAL_ATTRS).where(TRIAL_ATTRS.c.trial_id == bindpar
                                                TRIAL_ATTRS.c.key.in_(bindparam("keys", expanding=True)))
 DELETE_INTERMEDIATE = delete(INTERMEDIATE).where(INTERMEDIATE.c.trial_id == bindparam("tid"),
                                                  INTERMEDIATE.c.step.in_(bindparam("steps", expanding=True)))
-DELETE_VALUE = delete(VALUES).where(VALUES.c.trial_id == bindparam("tid"), VALUES.c.objective == 0)
 RUN_ATTR_ROWS = select(RUN_ATTRS.c.key, RUN_ATTRS.c.study_user_attribute_id).where(
     RUN_ATTRS.c.study_id == bindparam("run"), RUN_ATTRS.c.key.in_(bindparam("keys", expanding=True)))
 UPDATE_RUN_ATTR = (update(RUN_ATTRS).where(RUN_ATTRS.c.study_user_attribute_id == bindparam("row"))
@@ -64,16 +63,19 @@ def put_run_attrs(con: Any, run_id: int, values: dict[str, Any]) -> None:
 
 
 def put_trial_rows(con: Any, trial_id: int, user_attrs: dict[str, Any], intermediate: dict[int, float],
-                   value: float | None, replace: bool) -> None:
+                   value: float | None, replace: bool, stored_steps: Iterable[int] | None = None) -> None:
     """A trial's user attributes (JSON, values that are not JSON as text), intermediate values and
-    (objective 0) value; ``replace``: rows with the same keys, steps or objective go first."""
+    (objective 0) value.  ``replace``: attributes with the same keys and intermediate values at the
+    same steps go first (only at ``stored_steps`` when given: the steps the trial has stored).  The
+    value is written once, when the trial finishes (a second one would break Optuna's unique key)."""
     if replace:
         if user_attrs:
             con.execute(DELETE_TRIAL_ATTRS, {"tid": trial_id, "keys": list(user_attrs)})
-        if intermediate:
-            con.execute(DELETE_INTERMEDIATE, {"tid": trial_id, "steps": [int(s) for s in intermediate]})
-        if value is not None:
-            con.execute(DELETE_VALUE, {"tid": trial_id})
+        steps = [int(s) for s in intermediate]
+        if stored_steps is not None:
+            steps = sorted(set(steps) & {int(s) for s in stored_steps})
+        if steps:
+            con.execute(DELETE_INTERMEDIATE, {"tid": trial_id, "steps": steps})
     if user_attrs:
         con.execute(INSERT_TRIAL_ATTRS, [{"trial_id": trial_id, "key": k, "value_json": json.dumps(v, default=str)}
                                          for k, v in user_attrs.items()])

@@ -192,6 +192,9 @@ class Store:
     def __init__(self, url: str) -> None:
         self.url = url
         self._live: dict[tuple[int, int], int] = {}  # (run id, trial id) -> the RUNNING Optuna trial
+        #: the steps a RUNNING trial may have stored (a superset after a failed write), so that only
+        #: those are replaced when it reports them again or finishes
+        self._live_steps: dict[tuple[int, int], set[int]] = {}
         #: live rows not yet written, by (run id, trial id): the start (None once written), the reports
         self._pending: dict[tuple[int, int], _LiveRows] = {}
         self._blob_slots: dict[tuple[int, str], tuple[str | None, dict[str, int]]] = {}  # put_blob's slot per key
@@ -425,7 +428,9 @@ class Store:
             if live is None:
                 continue
             attrs = {LAST_REPORT_ATTR: rows.last} if rows.last is not None else {}
-            self._put_trial_rows(con, live, attrs, rows.steps, None, replace=rows.start is None)
+            stored = self._live_steps.setdefault(key, set())
+            self._put_trial_rows(con, live, attrs, rows.steps, None, replace=rows.start is None, stored_steps=stored)
+            stored.update(rows.steps)
         return created
 
     def _written_live(self, created: dict[tuple[int, int], int]) -> None:
@@ -525,6 +530,7 @@ class Store:
         key = (run_id, record.trial_id)
         self._pending.pop(key, None)  # the record carries every report: its live rows are superseded
         live = self._live.get(key)
+        stored = self._live_steps.get(key, set())
         now = dt.datetime.now()
         with self._transaction() as con:  # one transaction: the record, its state and the live rows waiting
             written = self._write_live(con)
@@ -536,9 +542,10 @@ class Store:
                 if not self._finish_trial(con, live, state, start or now, end or now):
                     raise StoreError(f"trial {record.trial_id} of run {run_id} is no longer running in "
                                      f"{redact_url(self.url)}")
-                self._put_trial_rows(con, live, user_attrs, intermediate, value, replace=True)
+                self._put_trial_rows(con, live, user_attrs, intermediate, value, replace=True, stored_steps=stored)
         self._written_live(written)
         self._live.pop(key, None)
+        self._live_steps.pop(key, None)
 
     @staticmethod
     def _add_trial(con: Any, run_id: int, state: TrialState, start: dt.datetime | None,
@@ -568,7 +575,7 @@ class Store:
                                                "t_end": _utc(end)})
         return bool(done.rowcount)
 
-    #: a trial's user attributes, intermediate values and value (``replace``: same keys, steps, objective go first)
+    #: a trial's user attributes, intermediate values and value (``replace``: same keys and steps go first)
     _put_trial_rows = staticmethod(rdb_rows.put_trial_rows)
 
     def _metric(self, run_id: int) -> str:
