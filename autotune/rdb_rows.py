@@ -10,6 +10,7 @@ none of these writes uses the ORM.  Tables, columns and value encodings are Optu
 
 from __future__ import annotations
 
+import functools
 import json
 from typing import Any, Iterable
 
@@ -38,12 +39,39 @@ FINISH_TRIAL = (update(TRIALS)
                 .where(TRIALS.c.trial_id == bindparam("tid"), TRIALS.c.state == TrialState.RUNNING)
                 .values(state=bindparam("new_state"), datetime_start=bindparam("t_start"),
                         datetime_complete=bindparam("t_end")))
-DELETE_TRIAL_ATTRS = delete(TRIAL_ATTRS).where(TRIAL_ATTRS.c.trial_id == bindparam("tid"),
-                                               TRIAL_ATTRS.c.key.in_(bindparam("keys", expanding=True)))
-DELETE_INTERMEDIATE = delete(INTERMEDIATE).where(INTERMEDIATE.c.trial_id == bindparam("tid"),
-                                                 INTERMEDIATE.c.step.in_(bindparam("steps", expanding=True)))
-RUN_ATTR_ROWS = select(RUN_ATTRS.c.key, RUN_ATTRS.c.study_user_attribute_id).where(
-    RUN_ATTRS.c.study_id == bindparam("run"), RUN_ATTRS.c.key.in_(bindparam("keys", expanding=True)))
+#: IN lists up to this long are bound value by value (``v0``, ``v1``, ...), a statement per length
+#: compiled once; longer ones expand (SQLAlchemy renders an expanding list again at every execution)
+FIXED_IN = 32
+
+
+def _in(n: int) -> Any:
+    return [bindparam(f"v{i}") for i in range(n)] if n <= FIXED_IN else bindparam("values", expanding=True)
+
+
+def _in_values(values: list[Any]) -> dict[str, Any]:
+    return {f"v{i}": v for i, v in enumerate(values)} if len(values) <= FIXED_IN else {"values": values}
+
+
+@functools.lru_cache(maxsize=None)
+def _delete_trial_attrs(n: int) -> Any:
+    return delete(TRIAL_ATTRS).where(TRIAL_ATTRS.c.trial_id == bindparam("tid"), TRIAL_ATTRS.c.key.in_(_in(n)))
+
+
+@functools.lru_cache(maxsize=None)
+def _delete_intermediate(n: int) -> Any:
+    return delete(INTERMEDIATE).where(INTERMEDIATE.c.trial_id == bindparam("tid"), INTERMEDIATE.c.step.in_(_in(n)))
+
+
+@functools.lru_cache(maxsize=None)
+def _run_attr_rows(n: int) -> Any:
+    return select(RUN_ATTRS.c.key, RUN_ATTRS.c.study_user_attribute_id).where(
+        RUN_ATTRS.c.study_id == bindparam("run"), RUN_ATTRS.c.key.in_(_in(n)))
+
+
+def _size(n: int) -> int:
+    return min(n, FIXED_IN + 1)
+
+
 UPDATE_RUN_ATTR = (update(RUN_ATTRS).where(RUN_ATTRS.c.study_user_attribute_id == bindparam("row"))
                    .values(value_json=bindparam("text")))
 INSERT_RUN_ATTR = insert(RUN_ATTRS)
@@ -53,7 +81,7 @@ _INTER_MODEL, _VALUE_MODEL = rdb.TrialIntermediateValueModel, rdb.TrialValueMode
 
 def put_run_attrs(con: Any, run_id: int, values: dict[str, Any]) -> None:
     """Set run (study) attributes, keys as stored: one read, then one update and one insert for all."""
-    have = dict(con.execute(RUN_ATTR_ROWS, {"run": run_id, "keys": list(values)}).all())
+    have = dict(con.execute(_run_attr_rows(_size(len(values))), {"run": run_id, **_in_values(list(values))}).all())
     changed = [{"row": have[k], "text": json.dumps(v)} for k, v in values.items() if k in have]
     new = [{"study_id": run_id, "key": k, "value_json": json.dumps(v)} for k, v in values.items() if k not in have]
     if changed:
@@ -70,12 +98,12 @@ def put_trial_rows(con: Any, trial_id: int, user_attrs: dict[str, Any], intermed
     value is written once, when the trial finishes (a second one would break Optuna's unique key)."""
     if replace:
         if user_attrs:
-            con.execute(DELETE_TRIAL_ATTRS, {"tid": trial_id, "keys": list(user_attrs)})
+            con.execute(_delete_trial_attrs(_size(len(user_attrs))), {"tid": trial_id, **_in_values(list(user_attrs))})
         steps = [int(s) for s in intermediate]
         if stored_steps is not None:
             steps = sorted(set(steps) & {int(s) for s in stored_steps})
         if steps:
-            con.execute(DELETE_INTERMEDIATE, {"tid": trial_id, "steps": steps})
+            con.execute(_delete_intermediate(_size(len(steps))), {"tid": trial_id, **_in_values(steps)})
     if user_attrs:
         con.execute(INSERT_TRIAL_ATTRS, [{"trial_id": trial_id, "key": k, "value_json": json.dumps(v, default=str)}
                                          for k, v in user_attrs.items()])

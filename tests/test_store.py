@@ -231,3 +231,23 @@ def test_sqlite_commits_without_fsync_unless_asked(tmp_path, monkeypatch):
     monkeypatch.setenv("AUTOTUNE_SQLITE_SYNCHRONOUS", "sometimes")
     with pytest.raises(StoreError, match="AUTOTUNE_SQLITE_SYNCHRONOUS"):
         Store(sqlite_url(tmp_path / "c"))
+
+
+def test_writes_of_many_keys_at_once_read_back(tmp_path, store):
+    """Lists of keys longer than the store binds one by one (FIXED_IN) take the other statement form."""
+    from autotune.rdb_rows import FIXED_IN
+    from autotune.store import removed_checkpoints
+
+    run = store.run_id_
+    many = list(range(FIXED_IN + 8))
+    store.mark_checkpoints_removed(run, many[:3])
+    store.mark_checkpoints_removed(run, many)  # three of them already stored: updated, the rest added
+    assert removed_checkpoints(store.attrs(run)) == set(many)
+    rec = record(0, steps=FIXED_IN + 5)
+    store.start_trial(run, 0, 0, DISTS, PARAMS)
+    for step in range(1, FIXED_IN + 3):
+        store.report_trial(run, 0, step, {"score": 9.0})
+    store.flush_live()
+    store.record_trial(run, rec, DISTS)
+    (t,) = optuna_trials(tmp_path)
+    assert t.intermediate_values == {s: pytest.approx(0.1 * s) for s in range(1, FIXED_IN + 6)}
