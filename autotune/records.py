@@ -175,6 +175,11 @@ class TrialRecord:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    def fields(self) -> dict[str, Any]:
+        """The fields as ``to_dict`` has them, not copied: for serialising at once (``to_dict``
+        deep-copies every report, the larger part of the cost of writing a short trial)."""
+        return {name: getattr(self, name) for name in self.__dataclass_fields__}
+
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "TrialRecord":
         known = {k: v for k, v in d.items() if k in cls.__dataclass_fields__}

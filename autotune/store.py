@@ -3,11 +3,11 @@
 SQLite in the run folder by default, PostgreSQL/MySQL by URL.  Each finished trial is written in a
 single transaction, so a killed driver never leaves a half-written trial; the driver is the only
 writer.  Optuna's public writes commit one value each (a finished trial with its attributes was a
-dozen transactions), so the writes here build Optuna's own rows (its ``_rdb.models``) in one
-session: a trial record, a driver state (every chunk and its pointer) or a batch of live rows is one
-transaction.  Live rows (a trial started, a trial reported) are kept until the next write or
-:meth:`Store.flush_live`, so the reports of one poll reach the database together; a trial that ends
-before they are written is stored once, finished.
+dozen transactions), so the writes here build Optuna's own rows (its ``_rdb.models``, by statements
+built once: :mod:`autotune.rdb_rows`) on one connection: a trial record, a driver state (every chunk
+and its pointer) or a batch of live rows is one transaction.  Live rows (a trial started, a trial
+reported) are kept until the next write or :meth:`Store.flush_live`, so the reports of one poll reach
+the database together; a trial that ends before they are written is stored once, finished.
 
 SQLite runs in WAL mode with ``synchronous=NORMAL`` (``AUTOTUNE_SQLITE_SYNCHRONOUS=FULL`` for the
 SQLite default): a commit is in the WAL file, in the operating system's hands, before it returns, so
@@ -39,11 +39,10 @@ from typing import Any, Iterable
 import optuna
 from optuna.distributions import BaseDistribution, distribution_to_json
 from optuna.storages import RDBStorage
-from optuna.storages._rdb import models as rdb
-from optuna.storages._rdb.storage import _create_scoped_session
 from optuna.trial import TrialState
-from sqlalchemy import bindparam, delete, event, func, insert, select, update
+from sqlalchemy import event
 
+from . import rdb_rows
 from .errors import DiskFullError, StoreError
 from .records import COMPLETED, PRUNED, TrialRecord
 
@@ -193,6 +192,9 @@ class Store:
     def __init__(self, url: str) -> None:
         self.url = url
         self._live: dict[tuple[int, int], int] = {}  # (run id, trial id) -> the RUNNING Optuna trial
+        #: the steps a RUNNING trial may have stored (a superset after a failed write), so that only
+        #: those are replaced when it reports them again or finishes
+        self._live_steps: dict[tuple[int, int], set[int]] = {}
         #: live rows not yet written, by (run id, trial id): the start (None once written), the reports
         self._pending: dict[tuple[int, int], _LiveRows] = {}
         self._blob_slots: dict[tuple[int, str], tuple[str | None, dict[str, int]]] = {}  # put_blob's slot per key
@@ -218,25 +220,13 @@ class Store:
 
     @contextlib.contextmanager
     def _transaction(self):  # type: ignore[no-untyped-def]
-        """One session, committed once at the end (rolled back on any error), for several writes."""
-        with _create_scoped_session(self.storage.scoped_session) as session:
-            yield session
+        """One connection, committed once at the end (rolled back on any error), for several writes
+        (the statements are built once, see :mod:`autotune.rdb_rows`)."""
+        with self.storage.engine.begin() as con:
+            yield con
 
-    @staticmethod
-    def _put_run_attrs(session: Any, run_id: int, values: dict[str, Any]) -> None:
-        """Set run (study) attributes, keys as stored, in ``session``: one read, then one update and
-        one insert for all of them (Optuna's tables, written as Optuna writes them)."""
-        table = rdb.StudyUserAttributeModel.__table__
-        c = table.c
-        have = dict(session.execute(select(c.key, c.study_user_attribute_id).where(
-            c.study_id == run_id, c.key.in_(list(values)))).all())
-        changed = [{"row": have[k], "text": json.dumps(v)} for k, v in values.items() if k in have]
-        new = [{"study_id": run_id, "key": k, "value_json": json.dumps(v)} for k, v in values.items() if k not in have]
-        if changed:
-            session.execute(update(table).where(c.study_user_attribute_id == bindparam("row"))
-                            .values(value_json=bindparam("text")), changed)
-        if new:
-            session.execute(insert(table), new)
+    #: run (study) attributes, keys as stored: one read, then one update and one insert for all of them
+    _put_run_attrs = staticmethod(rdb_rows.put_run_attrs)
 
     # -- runs ------------------------------------------------------------------------------------
     @_storage_errors
@@ -315,9 +305,9 @@ class Store:
             values[f"{_PREFIX}{key}:blob:{slot}:{i}"] = ""
         sizes = {**sizes, slot: len(chunks)}
         values[f"{_PREFIX}{key}:pointer"] = {"slot": slot, "digest": digest, "chunks": len(chunks), "size": sizes}
-        with self._transaction() as session:  # chunks and pointer together, with the live rows waiting
-            written = self._write_live(session)
-            self._put_run_attrs(session, run_id, values)
+        with self._transaction() as con:  # chunks and pointer together, with the live rows waiting
+            written = self._write_live(con)
+            self._put_run_attrs(con, run_id, values)
         self._written_live(written)
         slots[(run_id, key)] = (slot, sizes)
         if current is None:
@@ -420,12 +410,12 @@ class Store:
         """Write the live rows waiting (trials started, reports) in one transaction; nothing when none."""
         if not self._pending:
             return
-        with self._transaction() as session:
-            written = self._write_live(session)
+        with self._transaction() as con:
+            written = self._write_live(con)
         self._written_live(written)
 
-    def _write_live(self, session: Any) -> dict[tuple[int, int], int]:
-        """The waiting live rows into ``session``; returns the RUNNING trials it creates (for
+    def _write_live(self, con: Any) -> dict[tuple[int, int], int]:
+        """The waiting live rows into ``con``; returns the RUNNING trials it creates (for
         :meth:`_written_live` once committed)."""
         created: dict[tuple[int, int], int] = {}
         for key, rows in self._pending.items():
@@ -433,12 +423,14 @@ class Store:
             if rows.start is not None:
                 round_, params, dists, started = rows.start
                 live = created[key] = self._add_trial(
-                    session, key[0], TrialState.RUNNING, started, None, params, dists,
+                    con, key[0], TrialState.RUNNING, started, None, params, dists,
                     {"trial_id": key[1], "round": round_, "status": "running"})
             if live is None:
                 continue
             attrs = {LAST_REPORT_ATTR: rows.last} if rows.last is not None else {}
-            self._put_trial_rows(session, live, attrs, rows.steps, None, replace=rows.start is None)
+            stored = self._live_steps.setdefault(key, set())
+            self._put_trial_rows(con, live, attrs, rows.steps, None, replace=rows.start is None, stored_steps=stored)
+            stored.update(rows.steps)
         return created
 
     def _written_live(self, created: dict[tuple[int, int], int]) -> None:
@@ -531,88 +523,60 @@ class Store:
             "started": record.started,
             "ended": record.ended,
             "duration_s": (record.ended - record.started) if record.started and record.ended else None,
-            RECORD_ATTR: record.to_dict(),
+            RECORD_ATTR: record.fields(),  # serialised in this call, so not copied
         }
         state = TrialState.COMPLETE if completed else TrialState.PRUNED if record.status == PRUNED else TrialState.FAIL
         value = record.value if completed else None
-        attrs = json.loads(json.dumps(user_attrs, default=str))
         key = (run_id, record.trial_id)
         self._pending.pop(key, None)  # the record carries every report: its live rows are superseded
         live = self._live.get(key)
+        stored = self._live_steps.get(key, set())
         now = dt.datetime.now()
-        with self._transaction() as session:  # one transaction: the record, its state and the live rows waiting
-            written = self._write_live(session)
+        with self._transaction() as con:  # one transaction: the record, its state and the live rows waiting
+            written = self._write_live(con)
             if live is None:
-                self._add_trial(session, run_id, state, start or now, end or now, params, dists, attrs, intermediate,
-                                value)
+                self._add_trial(con, run_id, state, start or now, end or now, params, dists, user_attrs,
+                                intermediate, value)
             else:
                 # The trial has been RUNNING in the database since it started: finish that same row.
-                if not self._finish_trial(session, live, state, start or now, end or now):
+                if not self._finish_trial(con, live, state, start or now, end or now):
                     raise StoreError(f"trial {record.trial_id} of run {run_id} is no longer running in "
                                      f"{redact_url(self.url)}")
-                self._put_trial_rows(session, live, attrs, intermediate, value, replace=True)
+                self._put_trial_rows(con, live, user_attrs, intermediate, value, replace=True, stored_steps=stored)
         self._written_live(written)
         self._live.pop(key, None)
+        self._live_steps.pop(key, None)
 
     @staticmethod
-    def _add_trial(session: Any, run_id: int, state: TrialState, start: dt.datetime | None,
+    def _add_trial(con: Any, run_id: int, state: TrialState, start: dt.datetime | None,
                    end: dt.datetime | None, params: dict[str, Any], dists: dict[str, BaseDistribution],
                    user_attrs: dict[str, Any], intermediate: dict[int, float] | None = None,
                    value: float | None = None) -> int:
         """A new trial row with its params, attributes, intermediate values and value, as Optuna's
         ``create_new_trial`` writes them (number: the run's trials before it); returns its id."""
-        study = rdb.StudyModel.__table__
-        if session.execute(select(study.c.study_id).where(study.c.study_id == run_id).with_for_update()).first() is None:
+        if con.execute(rdb_rows.LOCK_RUN, {"run": run_id}).first() is None:
             raise KeyError(f"No study with study_id {run_id} exists.")  # as Optuna says; numbers one at a time
-        trials = rdb.TrialModel.__table__
-        number = session.execute(select(func.count(trials.c.trial_id)).where(trials.c.study_id == run_id)).scalar()
-        trial_id = int(session.execute(insert(trials).values(
-            number=int(number or 0), study_id=run_id, state=state, datetime_start=_utc(start),
-            datetime_complete=_utc(end))).inserted_primary_key[0])
+        number = con.execute(rdb_rows.COUNT_TRIALS, {"run": run_id}).scalar()
+        trial_id = int(con.execute(rdb_rows.INSERT_TRIAL, {
+            "number": int(number or 0), "study_id": run_id, "state": state, "datetime_start": _utc(start),
+            "datetime_complete": _utc(end)}).inserted_primary_key[0])
         if params:
-            session.execute(insert(rdb.TrialParamModel.__table__), [
+            con.execute(rdb_rows.INSERT_PARAMS, [
                 {"trial_id": trial_id, "param_name": k, "param_value": dists[k].to_internal_repr(v),
                  "distribution_json": distribution_to_json(dists[k])} for k, v in params.items()])
-        Store._put_trial_rows(session, trial_id, user_attrs, intermediate or {}, value, replace=False)
+        Store._put_trial_rows(con, trial_id, user_attrs, intermediate or {}, value, replace=False)
         return trial_id
 
     @staticmethod
-    def _finish_trial(session: Any, trial_id: int, state: TrialState, start: dt.datetime, end: dt.datetime) -> bool:
+    def _finish_trial(con: Any, trial_id: int, state: TrialState, start: dt.datetime, end: dt.datetime) -> bool:
         """Set a RUNNING trial's final state and its times (the worker's, as a new row has them);
         False when it is not running any more."""
-        trials = rdb.TrialModel.__table__
-        done = session.execute(update(trials).where(trials.c.trial_id == trial_id, trials.c.state == TrialState.RUNNING)
-                               .values(state=state, datetime_start=_utc(start), datetime_complete=_utc(end)))
+        done = con.execute(rdb_rows.FINISH_TRIAL, {"tid": trial_id, "new_state": state, "t_start": _utc(start),
+                                               "t_end": _utc(end)})
         return bool(done.rowcount)
 
-    @staticmethod
-    def _put_trial_rows(session: Any, trial_id: int, user_attrs: dict[str, Any], intermediate: dict[int, float],
-                        value: float | None, replace: bool) -> None:
-        """A trial's user attributes, intermediate values and (objective 0) value; ``replace``: rows
-        with the same keys, steps or objective go first."""
-        attrs = rdb.TrialUserAttributeModel.__table__
-        inter_model, val_model = rdb.TrialIntermediateValueModel, rdb.TrialValueModel
-        inter, val = inter_model.__table__, val_model.__table__
-        if replace:
-            if user_attrs:
-                session.execute(delete(attrs).where(attrs.c.trial_id == trial_id, attrs.c.key.in_(list(user_attrs))))
-            if intermediate:
-                session.execute(delete(inter).where(inter.c.trial_id == trial_id, inter.c.step.in_(list(intermediate))))
-            if value is not None:
-                session.execute(delete(val).where(val.c.trial_id == trial_id, val.c.objective == 0))
-        if user_attrs:
-            session.execute(insert(attrs), [{"trial_id": trial_id, "key": k, "value_json": json.dumps(v)}
-                                            for k, v in user_attrs.items()])
-        if intermediate:
-            rows = []
-            for step, v in intermediate.items():
-                stored, kind = inter_model.intermediate_value_to_stored_repr(v)
-                rows.append({"trial_id": trial_id, "step": int(step), "intermediate_value": stored,
-                             "intermediate_value_type": kind})
-            session.execute(insert(inter), rows)
-        if value is not None:
-            stored, kind = val_model.value_to_stored_repr(value)
-            session.execute(insert(val).values(trial_id=trial_id, objective=0, value=stored, value_type=kind))
+    #: a trial's user attributes, intermediate values and value (``replace``: same keys and steps go first)
+    _put_trial_rows = staticmethod(rdb_rows.put_trial_rows)
 
     def _metric(self, run_id: int) -> str:
         if not hasattr(self, "_metric_cache"):
@@ -643,8 +607,8 @@ class Store:
         transaction for all of them."""
         values = {f"{_PREFIX}{REMOVED_ATTR}:{int(t)}": True for t in trial_ids}
         if values:
-            with self._transaction() as session:
-                self._put_run_attrs(session, run_id, values)
+            with self._transaction() as con:
+                self._put_run_attrs(con, run_id, values)
 
     @_storage_errors
     def trials(self, run_id: int) -> list[TrialRecord]:

@@ -162,6 +162,29 @@ def test_live_rows_wait_for_the_next_write_and_a_trial_that_ends_first_is_writte
     assert live["reports"] == [] and live["last_report"]["step"] == 2
 
 
+def test_a_live_trial_reporting_a_step_again_keeps_one_value_per_step_to_its_end(tmp_path, store):
+    run = store.run_id_
+    store.start_trial(run, 0, 0, DISTS, PARAMS)
+    store.report_trial(run, 0, 1, {"score": 0.5})
+    store.flush_live()
+    store.report_trial(run, 0, 1, {"score": 0.1})  # the same step again (a trial that went back): replaced
+    store.report_trial(run, 0, 2, {"score": 0.7})
+    store.flush_live()
+    (live,) = store.running_trials(run)
+    assert [(r["step"], r["metrics"]["score"]) for r in live["reports"]] == [(1, 0.1), (2, 0.7)]
+    store.record_trial(run, record(0), DISTS)  # reports steps 1-3: the live ones replaced, step 3 added
+    (t,) = optuna_trials(tmp_path)
+    assert t.state == TrialState.COMPLETE and t.value == 0.5
+    assert t.intermediate_values == {s: pytest.approx(0.1 * s) for s in (1, 2, 3)}
+    assert t.user_attrs["status"] == "completed" and t.user_attrs[LAST_REPORT_ATTR]["step"] == 2
+    # a trial that never reported live, finished in place: its own rows only
+    store.start_trial(run, 1, 0, DISTS, PARAMS)
+    store.flush_live()
+    store.record_trial(run, record(1, status="failed", value=None, steps=2), DISTS)
+    assert [(x.state, x.value, x.intermediate_values) for x in optuna_trials(tmp_path)][1] == \
+        (TrialState.FAIL, None, {1: pytest.approx(0.1), 2: pytest.approx(0.2)})
+
+
 def test_a_write_killed_before_its_commit_leaves_the_last_one_whole(tmp_path, store, monkeypatch):
     run = store.run_id_
     store.put_blob(run, "driver_state", {"n": 1, "pad": "x" * 70_000})
@@ -208,3 +231,23 @@ def test_sqlite_commits_without_fsync_unless_asked(tmp_path, monkeypatch):
     monkeypatch.setenv("AUTOTUNE_SQLITE_SYNCHRONOUS", "sometimes")
     with pytest.raises(StoreError, match="AUTOTUNE_SQLITE_SYNCHRONOUS"):
         Store(sqlite_url(tmp_path / "c"))
+
+
+def test_writes_of_many_keys_at_once_read_back(tmp_path, store):
+    """Lists of keys longer than the store binds one by one (FIXED_IN) take the other statement form."""
+    from autotune.rdb_rows import FIXED_IN
+    from autotune.store import removed_checkpoints
+
+    run = store.run_id_
+    many = list(range(FIXED_IN + 8))
+    store.mark_checkpoints_removed(run, many[:3])
+    store.mark_checkpoints_removed(run, many)  # three of them already stored: updated, the rest added
+    assert removed_checkpoints(store.attrs(run)) == set(many)
+    rec = record(0, steps=FIXED_IN + 5)
+    store.start_trial(run, 0, 0, DISTS, PARAMS)
+    for step in range(1, FIXED_IN + 3):
+        store.report_trial(run, 0, step, {"score": 9.0})
+    store.flush_live()
+    store.record_trial(run, rec, DISTS)
+    (t,) = optuna_trials(tmp_path)
+    assert t.intermediate_values == {s: pytest.approx(0.1 * s) for s in range(1, FIXED_IN + 6)}

@@ -81,14 +81,34 @@ class _TrialWorker:
         return {"node_id": ctx.get_node_id(), "node": ray.util.get_node_ip_address(), "pid": os.getpid()}
 
     def run(self, target: Any, spec: TrialSpec, run_dir: str, metric: str, artifacts: str | None = None,
-            bus: Any = None) -> TrialOutcome:
+            bus: Any = None, judging: bool = True) -> TrialOutcome:
         node = ray.util.get_node_ip_address()
         gpus = [str(g) for g in ray.get_gpu_ids()]
         node_id = ray.get_runtime_context().get_node_id()
-        # each report waits for the bus's answer: whether the run's early-stopping rule stopped the trial
-        on_report = (lambda entry: ray.get(bus.put.remote(spec.trial_id, entry), timeout=30)) if bus is not None else None
+        on_report = None if bus is None else _Reports(bus, spec.trial_id, judging)
         return run_trial(target, spec, run_dir, metric, node=node, gpu_ids=gpus, node_id=node_id, artifacts=artifacts,
                          on_report=on_report)
+
+
+class _Reports:
+    """A worker's reports to the bus.  With a rule each waits for its answer (did the rule stop the
+    trial?); without one the answer is always no, so none waits (a round trip per report was half a
+    short trial's time in its worker), with at most ``UNANSWERED`` in flight."""
+
+    UNANSWERED = 16
+
+    def __init__(self, bus: Any, trial_id: int, judging: bool) -> None:
+        self._bus, self._trial_id, self._judging = bus, trial_id, judging
+        self._sent: list[Any] = []
+
+    def __call__(self, entry: dict[str, Any]) -> bool:
+        ref = self._bus.put.remote(self._trial_id, entry)
+        if self._judging:
+            return bool(ray.get(ref, timeout=30))
+        self._sent.append(ref)
+        if len(self._sent) > self.UNANSWERED:  # a failed put surfaces here; Trial._send then stops the channel
+            ray.get(self._sent.pop(0), timeout=30)
+        return False
 
 
 class _ReportBus:
@@ -395,7 +415,7 @@ class RayExecutor(Executor):
                 self._starting[actor.ready.remote()] = cmd.worker
             elif isinstance(cmd, Run):
                 ref = self._actors[cmd.worker].run.remote(self.target, cmd.spec, str(self.run_dir), self.metric,
-                                                          self.artifacts, self._bus)
+                                                          self.artifacts, self._bus, self.judging)
                 self._runs[ref] = cmd.worker
             elif isinstance(cmd, Kill):
                 self._kill(cmd.worker)
