@@ -1,4 +1,4 @@
-"""Part "real" of ``benchmarks/early_stopping.py``: every tool on the bundled image trial, same wall budget.
+"""Part "real" of ``benchmarks/early_stopping.py``: every tool on a bundled trial, same wall budget.
 
 The tools (``TOOLS``), each run in a subprocess of its own (``python benchmarks/_es_real.py --tool ...``)
 so that no Ray, Optuna or torch state carries over from one to the next:
@@ -23,6 +23,17 @@ appends each epoch's report (wall time, trial, epoch, val_accuracy) to a JSON-li
 it to the tool, so the best-so-far curves of all tools are measured at the same point.  A trial's own
 seed (head initialisation, data order) is 1000 + its number, as in trials/_harness.py: autotune's trial
 id, Optuna's trial number, Ray Tune's trial index (a hash of the trial id where OptunaSearch names them).
+
+The workload (``--workload``, ``WORKLOADS``; handed to Ray's and Optuna's workers in the environment
+variable ``AUTOTUNE_BENCH_WORKLOAD``): ``image`` (the default) is the bundled image trial as above;
+``text`` is the bundled text trial (``trials/text_classification.py``: the MiniLM-L6 encoder + a linear
+head on BBC News) under the PBT tools only (``autotune-pbt``, ``tune-pbt``, ``tune-pb2``), searching
+``encoder_lr`` (log-uniform 1e-6..3e-4), ``head_lr`` (log-uniform 1e-4..1e-1) and ``batch_size`` (8, 16,
+32), the ranges of ``search_spaces/text_finetune.yaml``, with a PBT decision after every epoch.  Its other
+settings are that file's ``fixed:`` made cheaper (``max_length`` 32, 40 validation articles per class)
+and a constant learning rate without warmup: the trial's linear schedule spans a trial's own epochs,
+which are one step under autotune's pbt but a million under Ray Tune's trainable.  PB2 gets the log10 of
+both learning rates as its bounds; the batch size stays as first drawn, as in the image workload.
 """
 
 from __future__ import annotations
@@ -74,18 +85,50 @@ ASHA_TOOLS = ("autotune-asha-bayes", "autotune-asha-pshe2", "tune-asha-optuna", 
 # ------------------------------------------------------------------------------------------------
 # The one trial every tool runs
 # ------------------------------------------------------------------------------------------------
+WORKLOAD_ENV = "AUTOTUNE_BENCH_WORKLOAD"  # the workload, for the tool's workers (Ray's, Optuna's)
+WORKLOADS: dict[str, dict[str, Any]] = {
+    "image": {"module": "image_classification", "fixed": FIXED, "log": {"learning_rate": LR},
+              "choices": {"batch_size": BATCHES}, "pb2": {"learning_rate": "log_lr"}, "lr": "learning_rate",
+              "interval": PBT_INTERVAL, "tools": list(TOOLS)},
+    # search_spaces/text_finetune.yaml's ranges and `fixed`, 40 validation articles per class instead of 100 and
+    # 32 tokens an article (the cheapest that still trains); a constant rate without warmup (see above)
+    "text": {"module": "text_classification",
+             "fixed": {"model": "DEFAULT", "data": "bbc-news", "docs_per_class": 40, "val_per_class": 40,
+                       "pooling": "mean", "lr_schedule": "constant", "warmup_ratio": 0.0, "weight_decay": 0.01,
+                       "max_length": 32, "device": "cpu"},
+             "log": {"encoder_lr": (1e-6, 3e-4), "head_lr": (1e-4, 1e-1)}, "choices": {"batch_size": [8, 16, 32]},
+             "pb2": {"encoder_lr": "log_encoder_lr", "head_lr": "log_head_lr"}, "lr": "encoder_lr",
+             "interval": 1, "tools": ["autotune-pbt", "tune-pbt", "tune-pb2"]},
+}
+
+
+def workload() -> dict[str, Any]:
+    """The workload this process (a tool's driver or one of its workers) runs."""
+    return WORKLOADS[os.environ.get(WORKLOAD_ENV) or "image"]
+
+
+def setting(tool: str, name: str = "image") -> str:
+    """``TOOLS[tool]`` with the workload's epochs between PBT decisions."""
+    interval = WORKLOADS[name]["interval"]
+    text = TOOLS[tool]
+    if interval != PBT_INTERVAL and tool in ("autotune-pbt", "tune-pbt", "tune-pb2"):
+        text = (text.replace(f"{PBT_INTERVAL} epochs per trial", f"{interval} epoch{'s' * (interval != 1)} per trial")
+                .replace(f"every {PBT_INTERVAL} epochs", f"every {interval} epoch{'s' * (interval != 1)}"))
+    return text
+
+
 def _trial_module() -> Any:
+    import importlib
+
     for p in (str(ROOT / "trials"), str(ROOT)):
         if p not in sys.path:
             sys.path.insert(0, p)
-    import image_classification
-
-    return image_classification
+    return importlib.import_module(workload()["module"])
 
 
 def train_logged(config: dict[str, Any], epochs: int, parent: str | None, ckpt_dir: Path, seed: int, key: Any,
                  report: Callable[[dict[str, float], int, Path], None], in_place: Any = None) -> float:
-    """The bundled trial's ``train``, one torch thread; each report is logged, then given to the tool."""
+    """The workload's bundled trial's ``train``, one torch thread; each report is logged, then given to the tool."""
     import torch
 
     torch.set_num_threads(1)
@@ -99,7 +142,7 @@ def train_logged(config: dict[str, Any], epochs: int, parent: str | None, ckpt_d
             f.write(line + "\n")
         report(metrics, step, ckpt)
 
-    _trial_module().train({**FIXED, **config}, epochs, parent, Path(ckpt_dir), seed=seed, report=logged,
+    _trial_module().train({**workload()["fixed"], **config}, epochs, parent, Path(ckpt_dir), seed=seed, report=logged,
                           in_place=in_place)
     return last[0]
 
@@ -139,14 +182,16 @@ def autotune_objective(config: dict[str, Any], trial: Any) -> None:
 def run_autotune(tool: str, seed: int, budget_s: float, epochs: int, work: Path) -> dict[str, Any]:
     import autotune
 
+    wl = workload()
     ray_start = _start_ray()
-    space = {"metric": "val_accuracy", "mode": "max",
-             "params": {"learning_rate": {"type": "float", "low": LR[0], "high": LR[1], "log": True},
-                        "batch_size": {"type": "categorical", "choices": BATCHES}}}
+    params: dict[str, Any] = {k: {"type": "float", "low": lo, "high": hi, "log": True}
+                              for k, (lo, hi) in wl["log"].items()}
+    params.update({k: {"type": "categorical", "choices": list(c)} for k, c in wl["choices"].items()})
+    space = {"metric": "val_accuracy", "mode": "max", "params": params}
     opts: dict[str, Any] = dict(schedule="async", seed=seed, output=work, name=tool, executor="ray",
                                 resources={"cpu": 1})
     if tool.startswith("autotune-pbt"):
-        opts.update(evaluator="pbt", sampler="pshe2", budget=PBT_INTERVAL, popsize=POPULATION,
+        opts.update(evaluator="pbt", sampler="pshe2", budget=wl["interval"], popsize=POPULATION,
                     rounds=MANY // POPULATION)
         rule = tool[len("autotune-pbt-"):]
         if rule in ("perturb", "trust-gp", "sampler"):
@@ -170,7 +215,7 @@ def run_autotune(tool: str, seed: int, budget_s: float, epochs: int, work: Path)
         last[r.member if r.member is not None else r.trial_id % POPULATION] = r
     return {"t0": t0, "ray_start_s": ray_start, "stop_s": stopped - t0,
             "completed": sum(r.status == "completed" for r in done), "pruned": sum(r.status == "pruned" for r in done),
-            "final_lrs": [r.config["learning_rate"] for r in last.values()] if tool.startswith("autotune-pbt") else []}
+            "final_lrs": [r.config[wl["lr"]] for r in last.values()] if tool.startswith("autotune-pbt") else []}
 
 
 # ------------------------------------------------------------------------------------------------
@@ -180,9 +225,12 @@ def tune_trainable(config: dict[str, Any], epochs: int, interval: int, work: str
     """A Ray Tune function trainable around train_logged; with ``interval`` a checkpoint every so many epochs."""
     from ray import tune
 
-    if "log_lr" in config:  # PB2's coordinates (see run_tune)
-        log_lr = min(max(config["log_lr"], math.log10(LR[0])), math.log10(LR[1]))
-        config = {**{k: v for k, v in config.items() if k != "log_lr"}, "learning_rate": 10.0 ** log_lr}
+    wl = workload()
+    for name, key in wl["pb2"].items():
+        if key in config:  # PB2's coordinates (see run_tune)
+            lo, hi = wl["log"][name]
+            x = min(max(config[key], math.log10(lo)), math.log10(hi))
+            config = {**{k: v for k, v in config.items() if k != key}, name: 10.0 ** x}
     tid = tune.get_context().get_trial_id()
     tail = tid.rsplit("_", 1)[-1]
     ordinal = int(tail) if tail.isdigit() else int(hashlib.sha256(tid.encode()).hexdigest()[:8], 16) % 100_000
@@ -208,24 +256,30 @@ def run_tune(tool: str, seed: int, budget_s: float, epochs: int, work: Path) -> 
 
     random.seed(seed)  # Ray Tune's samplers, ASHA's bracket and PBT's choices draw from these
     np.random.seed(seed)
+    wl = workload()
+    interval = wl["interval"]
     ray_start = _start_ray()
-    space = {"learning_rate": tune.loguniform(*LR), "batch_size": tune.choice(BATCHES)}
+    space = {**{k: tune.loguniform(*b) for k, b in wl["log"].items()},
+             **{k: tune.choice(list(c)) for k, c in wl["choices"].items()}}
     cfg: dict[str, Any] = dict(metric="val_accuracy", mode="max", time_budget_s=budget_s, reuse_actors=True)
     if tool == "tune-pbt":
         def clip(c: dict[str, Any]) -> dict[str, Any]:  # PBT's x0.8 / x1.2 steps would leave the space
-            return {**c, "learning_rate": min(max(c["learning_rate"], LR[0]), LR[1])}
+            return {**c, **{k: min(max(c[k], lo), hi) for k, (lo, hi) in wl["log"].items()}}
 
         cfg.update(num_samples=POPULATION, scheduler=PopulationBasedTraining(
-            time_attr="training_iteration", perturbation_interval=PBT_INTERVAL, custom_explore_fn=clip,
-            hyperparam_mutations={"learning_rate": tune.loguniform(*LR), "batch_size": BATCHES}))
-        trainable = tune.with_parameters(tune_trainable, epochs=1_000_000, interval=PBT_INTERVAL, work=str(work))
+            time_attr="training_iteration", perturbation_interval=interval, custom_explore_fn=clip,
+            hyperparam_mutations={**{k: tune.loguniform(*b) for k, b in wl["log"].items()},
+                                  **{k: list(c) for k, c in wl["choices"].items()}}))
+        trainable = tune.with_parameters(tune_trainable, epochs=1_000_000, interval=interval, work=str(work))
         checkpoints = tune.CheckpointConfig(num_to_keep=POPULATION)  # fewer: PBT may lose a donor
-    elif tool == "tune-pb2":  # PB2 searches its bounds in the log of nothing: it gets log10(lr) in [-5, -1]
-        space = {"log_lr": tune.uniform(math.log10(LR[0]), math.log10(LR[1])), "batch_size": tune.choice(BATCHES)}
+    elif tool == "tune-pb2":  # PB2 searches its bounds in the log of nothing: it gets log10(lr), e.g. in [-5, -1]
+        logs = {wl["pb2"][k]: (math.log10(lo), math.log10(hi)) for k, (lo, hi) in wl["log"].items()}
+        space = {**{k: tune.uniform(*b) for k, b in logs.items()},
+                 **{k: tune.choice(list(c)) for k, c in wl["choices"].items()}}
         cfg.update(num_samples=POPULATION, scheduler=PB2(
-            time_attr="training_iteration", perturbation_interval=PBT_INTERVAL,
-            hyperparam_bounds={"log_lr": [math.log10(LR[0]), math.log10(LR[1])]}))
-        trainable = tune.with_parameters(tune_trainable, epochs=1_000_000, interval=PBT_INTERVAL, work=str(work))
+            time_attr="training_iteration", perturbation_interval=interval,
+            hyperparam_bounds={k: list(b) for k, b in logs.items()}))
+        trainable = tune.with_parameters(tune_trainable, epochs=1_000_000, interval=interval, work=str(work))
         checkpoints = tune.CheckpointConfig(num_to_keep=POPULATION)
     else:
         import optuna
@@ -258,7 +312,8 @@ def run_tune(tool: str, seed: int, budget_s: float, epochs: int, work: Path) -> 
     if tool in ("tune-pbt", "tune-pb2"):  # the population's configs when the budget stopped it
         for r in grid:
             c = r.config or {}
-            final_lrs.append(c["learning_rate"] if "learning_rate" in c else 10.0 ** c["log_lr"])
+            if wl["lr"] in c or wl["pb2"][wl["lr"]] in c:  # (none where the trial never started)
+                final_lrs.append(c[wl["lr"]] if wl["lr"] in c else 10.0 ** c[wl["pb2"][wl["lr"]]])
     return {"t0": t0, "ray_start_s": ray_start, "stop_s": stopped - t0, "completed": completed, "pruned": pruned,
             "errors": sum(r.error is not None for r in grid), "final_lrs": final_lrs}
 
@@ -283,8 +338,9 @@ def optuna_worker(journal: Path, sampler_seed: int, deadline: float, epochs: int
                                                                     reduction_factor=ETA))
 
     def objective(trial: optuna.Trial) -> float:
-        config = {"learning_rate": trial.suggest_float("learning_rate", *LR, log=True),
-                  "batch_size": trial.suggest_categorical("batch_size", BATCHES)}
+        wl = workload()
+        config = {**{k: trial.suggest_float(k, *b, log=True) for k, b in wl["log"].items()},
+                  **{k: trial.suggest_categorical(k, list(c)) for k, c in wl["choices"].items()}}
 
         def report(metrics: dict[str, float], step: int, ckpt: Path) -> None:
             trial.report(metrics["val_accuracy"], step)
@@ -306,7 +362,8 @@ def run_optuna(tool: str, seed: int, budget_s: float, epochs: int, work: Path) -
     t0 = time.time()
     deadline = t0 + budget_s
     procs = [subprocess.Popen([sys.executable, __file__, "--optuna-worker", str(journal), "--seed", str(seed * 10 + i),
-                               "--deadline", repr(deadline), "--epochs", str(epochs), "--work", str(work)])
+                               "--deadline", repr(deadline), "--epochs", str(epochs), "--work", str(work),
+                               "--workload", os.environ.get(WORKLOAD_ENV) or "image"])
              for i in range(SLOTS)]
     for p in procs:
         p.wait()
@@ -338,16 +395,17 @@ def read_log(path: Path, t0: float, budget_s: float) -> list[dict[str, Any]]:
     return sorted(out, key=lambda e: e["t"])
 
 
-def run_tool(tool: str, seed: int, budget_s: float, epochs: int, work: Path) -> dict[str, Any]:
-    """Run one tool once in a fresh process; its result plus its reports (relative times) within the budget."""
+def run_tool(tool: str, seed: int, budget_s: float, epochs: int, work: Path, workload: str = "image") -> dict[str, Any]:
+    """Run one tool once in a fresh process on ``workload``; its result plus its reports (relative times)
+    within the budget."""
     work.mkdir(parents=True, exist_ok=True)
     log, result = work / "reports.jsonl", work / "result.json"
     paths = [str(ROOT), str(HERE), os.environ.get("PYTHONPATH", "")]
     env = {**os.environ, LOG_ENV: str(log), "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
            "PYTHONPATH": os.pathsep.join(p for p in paths if p), "RAY_AIR_NEW_OUTPUT": "0",
-           "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS": "1", "PYTHONWARNINGS": "ignore"}
+           "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS": "1", "PYTHONWARNINGS": "ignore", WORKLOAD_ENV: workload}
     cmd = [sys.executable, __file__, "--tool", tool, "--seed", str(seed), "--budget-s", repr(budget_s),
-           "--epochs", str(epochs), "--work", str(work), "--result", str(result)]
+           "--epochs", str(epochs), "--work", str(work), "--result", str(result), "--workload", workload]
     with open(work / "output.log", "w") as output:
         proc = subprocess.Popen(cmd, env=env, stdout=output, stderr=subprocess.STDOUT, start_new_session=True)
         try:
@@ -373,7 +431,12 @@ def worker_main(argv: list[str] | None = None) -> int:
     p.add_argument("--epochs", type=int, required=True)
     p.add_argument("--work", type=Path, required=True)
     p.add_argument("--result", type=Path)
+    p.add_argument("--workload", choices=list(WORKLOADS), default=os.environ.get(WORKLOAD_ENV) or "image",
+                   help="the trial and search space (default image)")
     a = p.parse_args(argv)
+    os.environ[WORKLOAD_ENV] = a.workload  # for the workers this process starts (Ray's, Optuna's)
+    if a.tool is not None and a.tool not in WORKLOADS[a.workload]["tools"]:
+        p.error(f"workload {a.workload} runs only {', '.join(WORKLOADS[a.workload]['tools'])}")
     _trial_module()  # torch and the trial imported before any clock starts
     if a.optuna_worker is not None:
         optuna_worker(a.optuna_worker, a.seed, a.deadline, a.epochs, a.work)

