@@ -20,11 +20,12 @@ from .driver import Driver, ProgressFn, RunContext
 from .errors import AutotuneError, ConfigError, RunInterrupted, SearchSpaceError, TrialError
 from .evaluators import make_evaluator, resolve_evaluator_name
 from .executors import Executor, make_executor
-from .liveness import DRIVER_ATTR, RUNNING, driver_alive
+from .liveness import DRIVER_ATTR, driver_alive
 from .results import Result, load_result, locate_run, write_run_file
 from .samplers import check_sampler_options, make_sampler, resolve_sampler_name
 from .settings import DEFAULT_PBT_EXPLOIT, DEFAULT_PBT_EXPLORE, DEFAULT_SCHEDULE, ROUNDS, RunSettings
 from .space import SearchSpace, SpaceFile, load_space_file
+from .statuses import CREATED, RUN_COMPLETED, RUNNING
 from .stopping import make_rule
 from .store import Store, absolute_url, redact_url, sqlite_url
 from .targets import TrialTarget, parse_target
@@ -214,7 +215,7 @@ def run(
                 "space": space_file.to_dict(),  # the whole file: resume and the dashboard read it back
                 "target": target.to_dict(),
                 "created": time.time(),
-                "status": "created",
+                "status": CREATED,
                 "run_dir": str(run_dir.resolve()),
             },
         )
@@ -276,7 +277,7 @@ def resume(
         info = attrs.get(DRIVER_ATTR) or {}
         raise ConfigError(f"run {name!r} is still running (driver pid {info.get('pid')} on {info.get('host')}); "
                           f"stop that driver (Ctrl-C) before resuming the run")
-    if attrs.get("status") == "completed":  # nothing left to run: no objective, executor or Ray needed
+    if attrs.get("status") == RUN_COMPLETED:  # nothing left to run: no objective, executor or Ray needed
         return load_result(run_dir, storage)
     settings = RunSettings.from_dict(attrs["settings"])
     if address is not None:

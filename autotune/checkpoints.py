@@ -19,9 +19,9 @@ from typing import Callable, Iterable
 import yaml
 
 from .artifacts import Artifacts
-from .events import COMPLETED, FAILED
 from .ranking import Leaderboard
 from .records import TrialRecord, TrialSpec
+from .statuses import COMPLETED, FAILED
 
 
 class CheckpointFiles:

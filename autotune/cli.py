@@ -19,7 +19,8 @@ from typing import Any, Sequence
 
 from . import __version__
 from .errors import AutotuneError, RunInterrupted
-from .events import COMPLETED, FAILED, PRUNED, RUN_COMPLETED, RUNNING, STOPPED, ProgressEvent, RoundEnd, RoundStart, RunStart, TrialEnd, TrialStart
+from .events import ProgressEvent, RoundEnd, RoundStart, RunStart, TrialEnd, TrialStart
+from .statuses import COMPLETED, FAILED, PRUNED, RUN_COMPLETED, RUNNING, STOPPED
 from .settings import ASYNC
 
 EXIT_USAGE = 2

@@ -26,11 +26,6 @@ from typing import Any, Callable
 from .checkpoints import CheckpointFiles
 from .errors import ConfigError, DiskFullError, RunInterrupted, TrialError
 from .events import (
-    FINAL,
-    INTERRUPTED,
-    RUN_COMPLETED,
-    RUN_FAILED,
-    RUNNING,
     ProgressEvent,
     RoundEnd,
     RoundStart,
@@ -47,18 +42,30 @@ from .evaluators.pbt import PopulationBasedEvaluator
 from .executors.base import Executor
 from .liveness import DRIVER_ATTR, HEARTBEAT_ATTR, Heartbeat, this_driver
 from .ranking import Leaderboard, best_record, loss_of
-from .records import COMPLETED, FAILED, PRUNED, STOPPED, TrialOutcome, TrialRecord, TrialSpec
+from .records import TrialOutcome, TrialRecord, TrialSpec, finished_outcome
 from .samplers import Observation, Sampler
 from .samplers.base import Candidate
 from .settings import ASYNC, ROUNDS, RunSettings
 from .stopping import make_rule
 from .space import SearchSpace
+from .statuses import (
+    FAILED,
+    FINAL,
+    INTERRUPTED,
+    PLANNED,
+    PRUNED,
+    RUN_COMPLETED,
+    RUN_FAILED,
+    RUNNING,
+    STOPPED,
+    TOLD,
+    FailureKind,
+)
 from .store import DRIVER_STATE, TIME_BUDGET_ATTR, Store
 from .targets import TrialTarget
-from .trial_runner import DISK_FULL, LOG_FILE_NAME, finished_outcome
+from .trial_runner import LOG_FILE_NAME
 
 STATE_KEY = DRIVER_STATE
-PLANNED, TOLD = "planned", "told"
 #: how long the asynchronous loop waits for an outcome before it looks around (heartbeat, Ctrl-C)
 POLL_S = 1.0
 
@@ -376,11 +383,12 @@ class Driver:
         for tid in self.executor.stop():
             spec = self._inflight.get(tid)
             if spec is not None:
-                self._record(spec, TrialOutcome(trial_id=tid, status=STOPPED, reason="stopped with the run (Ctrl-C, autotune stop)",
+                self._record(spec, TrialOutcome(trial_id=tid, status=STOPPED, kind=FailureKind.STOPPED,
+                                                reason="stopped with the run (Ctrl-C, autotune stop)",
                                                 ended=time.time()))
 
     def _check_disk(self, outcome: TrialOutcome) -> None:
-        if outcome.status == STOPPED and (outcome.reason or "").startswith(DISK_FULL):
+        if outcome.kind == FailureKind.DISK_FULL:
             self.executor.stop()
             raise DiskFullError(
                 f"no space left on device while trial {outcome.trial_id} saved its results "
@@ -474,7 +482,7 @@ class Driver:
         """A metric no trial of the first round reported is a setting error: stop rather than burn
         every round on trials that cannot be scored."""
         metric = self.ctx.settings.metric
-        missing = [r for r in records if (r.reason or "").startswith(f"metric {metric!r} was never reported")]
+        missing = [r for r in records if r.kind == FailureKind.METRIC_MISSING]
         if records and len(missing) == len(records):
             reported = sorted({k for r in records for rep in r.reports for k in rep.get("metrics", {})})
             raise ConfigError(
@@ -498,9 +506,9 @@ class Driver:
         live = self._live_reports.pop(spec.trial_id, [])
         if spec.trial_id in self._pruning:
             self._pruning.discard(spec.trial_id)
-            if outcome.status == STOPPED:  # ended by the executor after the grace period (or at once)
-                outcome.status = PRUNED
-                outcome.reason = f"stopped early by the run's early-stopping rule ({self._rule.name})"
+            if outcome.kind == FailureKind.STOPPED:  # ended by the executor after the grace period (or at once)
+                outcome.end(PRUNED, FailureKind.PRUNED_BY_RULE,
+                            f"stopped early by the run's early-stopping rule ({self._rule.name})")
                 outcome.reports = outcome.reports or live
         record = TrialRecord.from_parts(spec, outcome)
         self.ctx.store.record_trial(self.ctx.run_id, record, self._distributions,

@@ -1,6 +1,5 @@
-"""Statuses and events: the one place that names them.
+"""Events: the one place that names them (statuses live in :mod:`autotune.statuses`).
 
-* Run statuses (a run's ``status`` attribute) and trial statuses (a record's ``status``).
 * Executor events: what :meth:`Executor.poll` returns as trials start, report and finish.
 * Progress events: what the driver tells a progress callback (the CLI's status line, benchmarks).
 
@@ -12,24 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Union
 
-if TYPE_CHECKING:  # records imports the trial statuses from here
+if TYPE_CHECKING:
     from .records import TrialOutcome, TrialRecord, TrialSpec
-
-# -- run statuses --------------------------------------------------------------------------------
-CREATED = "created"  # the run exists, its driver has not started
-RUNNING = "running"  # a driver is running it (or died: see liveness.run_status)
-INTERRUPTED = "interrupted"  # stopped (Ctrl-C, killed driver, full disk): `autotune resume` continues it
-RUN_COMPLETED = "completed"
-RUN_FAILED = "failed"  # the driver stopped on an error (a bug in the trial, a settings error)
-RUN_STATUSES = (CREATED, RUNNING, INTERRUPTED, RUN_COMPLETED, RUN_FAILED)
-
-# -- trial statuses ------------------------------------------------------------------------------
-COMPLETED = "completed"
-FAILED = "failed"
-STOPPED = "stopped"  # stopped from outside (Ctrl-C, disk full): resume runs it again
-PRUNED = "pruned"  # stopped early by the run's early-stopping rule (Optuna's PRUNED): final, not a failure
-TRIAL_STATUSES = (COMPLETED, FAILED, STOPPED, PRUNED)
-FINAL = (COMPLETED, FAILED, PRUNED)  # a trial that ended so is never run again
 
 
 # -- executor events -----------------------------------------------------------------------------

@@ -15,9 +15,10 @@ import threading
 import time
 from typing import Any, Callable
 
+from .statuses import INTERRUPTED, RUNNING
+
 DRIVER_ATTR = "driver"
 HEARTBEAT_ATTR = "heartbeat"
-from .events import INTERRUPTED, RUNNING
 HEARTBEAT_S = float(os.environ.get("AUTOTUNE_HEARTBEAT_S", "30"))
 STALE_S = 5 * HEARTBEAT_S
 

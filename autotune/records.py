@@ -1,5 +1,9 @@
 """The data that flows between evaluator, executor, worker and store.
 
+An outcome says how its trial ended twice: ``kind`` (a :class:`~autotune.statuses.FailureKind`) for
+code and ``reason`` for people.  Outcome files and records written before kinds existed load with the
+kind their status implies.
+
 Warm starts are data: a :class:`TrialSpec` names its parent checkpoint (and fall-backs), the worker
 says in its :class:`TrialOutcome` which one it really loaded and what that file hashed to, and the
 store keeps both in the :class:`TrialRecord`.  Paths inside specs and records are relative to the run
@@ -8,11 +12,18 @@ folder, so a run folder can move between machines and be resumed anywhere that r
 
 from __future__ import annotations
 
+import json
+import os
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
-from .events import COMPLETED, FAILED, PRUNED, STOPPED
-from .events import TRIAL_STATUSES as STATUSES
+from .artifacts import Artifacts
+from .statuses import COMPLETED, FAILED, PRUNED, STOPPED, FailureKind
+from .statuses import TRIAL_STATUSES as STATUSES
+
+#: a finished trial's outcome, beside it in its trial folder
+OUTCOME_FILE_NAME = "outcome.json"
 
 
 @dataclass(frozen=True)
@@ -91,14 +102,48 @@ class TrialOutcome:
     retry_note: str | None = None  # why an earlier attempt was retried
     in_place: bool = False  # continued from the parent's live state in this worker, not from its checkpoint file
     kept_state: bool = False  # this worker process keeps the trial's live state for a child (continue in place)
+    #: how the trial ended, for code (``reason`` says it for people); by default the kind its status implies
+    kind: FailureKind | None = None
+
+    def __post_init__(self) -> None:
+        self.kind = FailureKind.of(self.kind, self.status)
+
+    def end(self, status: str, kind: FailureKind, reason: str | None) -> None:
+        """Set how the trial ended: its status, the kind and the human reason together."""
+        self.status, self.kind, self.reason = status, kind, reason
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        d = asdict(self)
+        d["kind"] = FailureKind.of(self.kind, self.status).value
+        return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "TrialOutcome":
         known = {k: v for k, v in d.items() if k in cls.__dataclass_fields__}
         return cls(**known)
+
+
+def write_outcome(trial_dir: Path, outcome: TrialOutcome) -> None:
+    """Persist the outcome beside the trial, atomically, so a driver killed before recording it
+    adopts the finished trial on resume instead of running it again."""
+    tmp = trial_dir / (OUTCOME_FILE_NAME + ".tmp")
+    tmp.write_text(json.dumps(outcome.to_dict()))
+    os.replace(tmp, trial_dir / OUTCOME_FILE_NAME)
+
+
+def finished_outcome(run_dir: str | os.PathLike[str], spec: TrialSpec,
+                     artifacts: str | None = None) -> TrialOutcome | None:
+    """The outcome a worker left for ``spec`` (in the run folder or the object store), if its trial
+    ran to the end."""
+    rel = f"{spec.trial_dir}/{OUTCOME_FILE_NAME}"
+    try:
+        text = Artifacts(artifacts).read_text(rel) if artifacts else (Path(run_dir) / rel).read_text()
+        if text is None:
+            return None
+        outcome = TrialOutcome.from_dict(json.loads(text))
+    except (OSError, ValueError, TypeError):
+        return None
+    return outcome if outcome.trial_id == spec.trial_id else None
 
 
 @dataclass
@@ -134,8 +179,10 @@ class TrialRecord:
     checkpoint_removed: bool = False  # deleted from disk by ``keep_checkpoints``; the path stays as lineage
     member: int | None = None  # see TrialSpec.member
     in_place: bool = False  # continued in place from its parent's live state (lineage and parent hash as on disk)
+    kind: FailureKind | None = None  # see TrialOutcome.kind
 
     def __post_init__(self) -> None:
+        self.kind = FailureKind.of(self.kind, self.status)
         if self.status != COMPLETED:  # a crashed trial's last report is in ``reports``, never its score
             self.value = None
 
@@ -170,15 +217,20 @@ class TrialRecord:
             retry_note=outcome.retry_note,
             in_place=outcome.in_place,
             member=spec.member,
+            kind=outcome.kind,
         )
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        d = asdict(self)
+        d["kind"] = FailureKind.of(self.kind, self.status).value
+        return d
 
     def fields(self) -> dict[str, Any]:
         """The fields as ``to_dict`` has them, not copied: for serialising at once (``to_dict``
         deep-copies every report, the larger part of the cost of writing a short trial)."""
-        return {name: getattr(self, name) for name in self.__dataclass_fields__}
+        d = {name: getattr(self, name) for name in self.__dataclass_fields__}
+        d["kind"] = FailureKind.of(self.kind, self.status).value
+        return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "TrialRecord":

@@ -10,7 +10,7 @@ from typing import Any
 import pandas as pd
 
 from .errors import StoreError
-from .events import RUNNING
+from .statuses import RUNNING
 from .liveness import run_status
 from .records import TrialRecord
 from .settings import RunSettings

@@ -44,7 +44,8 @@ from sqlalchemy import event
 
 from . import rdb_rows
 from .errors import DiskFullError, StoreError
-from .records import COMPLETED, PRUNED, TrialRecord
+from .records import TrialRecord
+from .statuses import COMPLETED, PLANNED, PRUNED, RUNNING, SUPERSEDED
 
 DB_FILE_NAME = "autotune.db"
 RECORD_ATTR = "autotune_record"
@@ -359,7 +360,7 @@ class Store:
         """Specs (as dicts) the driver planned or started and that are not among ``finished``: the
         trials a live run is running or about to run."""
         state = self.driver_state(run_id) or {}
-        if state.get("phase") != "planned":
+        if state.get("phase") != PLANNED:
             return []
         done = set(finished)
         return [x for x in state.get("specs") or [] if isinstance(x, dict) and x.get("trial_id") not in done]
@@ -424,7 +425,7 @@ class Store:
                 round_, params, dists, started = rows.start
                 live = created[key] = self._add_trial(
                     con, key[0], TrialState.RUNNING, started, None, params, dists,
-                    {"trial_id": key[1], "round": round_, "status": "running"})
+                    {"trial_id": key[1], "round": round_, "status": RUNNING})
             if live is None:
                 continue
             attrs = {LAST_REPORT_ATTR: rows.last} if rows.last is not None else {}
@@ -468,7 +469,7 @@ class Store:
                     else TrialState.FAIL
                 self.storage.set_trial_state_values(ft._trial_id, state, [data["value"]] if done else None)
             else:
-                self.storage.set_trial_user_attr(ft._trial_id, "status", "superseded")
+                self.storage.set_trial_user_attr(ft._trial_id, "status", SUPERSEDED)
                 self.storage.set_trial_user_attr(ft._trial_id, "reason", "the driver stopped while this attempt ran; "
                                                  "resume runs the trial again")
                 self.storage.set_trial_state_values(ft._trial_id, TrialState.FAIL, None)

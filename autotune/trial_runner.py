@@ -30,10 +30,11 @@ import threading
 import time
 import traceback
 from pathlib import Path
-from typing import Any, Callable, Iterator, NamedTuple
+from typing import Any, Callable, Iterator, NamedTuple, Optional, Tuple
 
 from .artifacts import Artifacts, scratch_root
-from .records import COMPLETED, FAILED, PRUNED, STOPPED, ParentRef, TrialOutcome, TrialSpec
+from .records import ParentRef, TrialOutcome, TrialSpec, write_outcome
+from .statuses import COMPLETED, FAILED, PRUNED, STOPPED, FailureKind
 from .targets import CALLABLE, FUNCTION, SCRIPT, TrialTarget
 from .trial import (
     ENV_BUDGET,
@@ -59,8 +60,10 @@ from .trial import (
 ReportSink = Callable[[dict[str, Any]], "bool | None"]  # True: the trial should stop (early stopping)
 
 
-#: what a trial's runner records as its error when the run's early-stopping rule stopped it
+#: the reason recorded beside ``FailureKind.PRUNED_BY_RULE`` when the run's early-stopping rule stopped a trial
 PRUNED_BY_RULE = "stopped early by the run's early-stopping rule"
+#: how a trial's run went wrong, if it did: the kind and the human message
+Fault = Optional[Tuple[FailureKind, str]]
 
 
 class WorkerTerminated(BaseException):
@@ -72,10 +75,8 @@ def raise_worker_terminated(signum: int, frame: Any) -> None:
     """A SIGTERM handler for worker processes (see :class:`WorkerTerminated`)."""
     raise WorkerTerminated(f"worker received signal {signum}")
 LOG_FILE_NAME = "trial.log"
-OUTCOME_FILE_NAME = "outcome.json"
 LOG_TAIL_LINES = 40
 CHECKPOINT_DIR_NAME = "checkpoint"
-DISK_FULL = "disk full"
 
 
 def is_disk_full(exc: BaseException | None) -> bool:
@@ -218,8 +219,8 @@ def run_trial(
 
     With ``artifacts`` (an object-store URI) the trial runs in this node's scratch folder, parents
     are downloaded from the store and the trial folder is uploaded to it at the end.
-    A full disk is not the trial's fault: the outcome is ``stopped`` with a reason starting
-    ``disk full``, so the driver halts the run and ``resume`` runs the trial again."""
+    A full disk is not the trial's fault: the outcome is ``stopped`` with the kind ``DISK_FULL``,
+    so the driver halts the run and ``resume`` runs the trial again."""
     started = time.time()
     try:
         if artifacts:
@@ -229,8 +230,9 @@ def run_trial(
     except OSError as e:
         if not is_disk_full(e):
             raise
-        return TrialOutcome(trial_id=spec.trial_id, status=STOPPED, reason=f"{DISK_FULL}: {e}", started=started,
-                            ended=time.time(), node=node or socket.gethostname(), node_id=node_id)
+        return TrialOutcome(trial_id=spec.trial_id, status=STOPPED, kind=FailureKind.DISK_FULL,
+                            reason=f"disk full: {e}", started=started, ended=time.time(),
+                            node=node or socket.gethostname(), node_id=node_id)
 
 
 def _run_trial_with_artifacts(
@@ -260,7 +262,7 @@ def _run_trial_with_artifacts(
         except OSError as e:
             if is_disk_full(e):
                 raise
-            outcome.status, outcome.reason = FAILED, f"could not upload the trial folder to {store.uri}: {e}"
+            outcome.end(FAILED, FailureKind.CHECKPOINT, f"could not upload the trial folder to {store.uri}: {e}")
             outcome.log_tail = log_tail(trial_dir / LOG_FILE_NAME)
         return outcome
     finally:
@@ -321,7 +323,7 @@ def _run_trial(
     except Exception as e:  # autotune's own fault while running the trial: still a recorded failure
         if is_disk_full(e):
             raise
-        reports, checkpoint, error = [], None, f"{type(e).__name__}: {e}"
+        reports, checkpoint, error = [], None, (FailureKind.ERROR, f"{type(e).__name__}: {e}")
         with open(log_path, "a", encoding="utf-8") as log:
             log.write(traceback.format_exc())
     outcome.reports = reports
@@ -338,14 +340,14 @@ def _run_trial(
                 (r["step"] for r in reversed(reports) if r.get("checkpoint")), reports[-1]["step"] if reports else None
             )
         except OSError as e:
-            outcome.status, outcome.reason = FAILED, f"checkpoint unreadable: {e}"
+            outcome.end(FAILED, FailureKind.CHECKPOINT, f"checkpoint unreadable: {e}")
     kept = trial._kept_state() if trial is not None else None
     if kept is not None and outcome.status == COMPLETED and outcome.checkpoint and outcome.checkpoint_hash:
         outcome.kept_state = KEPT.put(StateKey(str(run_dir), spec.trial_id, outcome.checkpoint,
                                                outcome.checkpoint_step, outcome.checkpoint_hash), kept)
     if outcome.status != COMPLETED:
         outcome.log_tail = log_tail(log_path)
-    _write_outcome(trial_dir, outcome)
+    write_outcome(trial_dir, outcome)
     return outcome
 
 
@@ -363,55 +365,33 @@ def _verify_loaded_parent(outcome: TrialOutcome, path: Path, log_path: Path) -> 
     outcome.parent_hash = digest
     reason = f"parent trial {outcome.parent_id}: checkpoint {problem}, and the trial loaded it"
     outcome.parent_note = "; ".join(n for n in (outcome.parent_note, reason) if n)
-    outcome.status, outcome.reason, outcome.value = FAILED, reason, None
+    outcome.end(FAILED, FailureKind.CHECKPOINT, reason)
+    outcome.value = None
     with open(log_path, "a", encoding="utf-8") as log:
         log.write(f"[autotune] {reason}\n")
 
 
-def _write_outcome(trial_dir: Path, outcome: TrialOutcome) -> None:
-    """Persist the outcome beside the trial, atomically, so a driver killed before recording it
-    adopts the finished trial on resume instead of running it again."""
-    tmp = trial_dir / (OUTCOME_FILE_NAME + ".tmp")
-    tmp.write_text(json.dumps(outcome.to_dict()))
-    os.replace(tmp, trial_dir / OUTCOME_FILE_NAME)
-
-
-def finished_outcome(run_dir: Path, spec: TrialSpec, artifacts: str | None = None) -> TrialOutcome | None:
-    """The outcome a worker left for ``spec`` (in the run folder or the object store), if its trial
-    ran to the end."""
-    rel = f"{spec.trial_dir}/{OUTCOME_FILE_NAME}"
-    try:
-        text = Artifacts(artifacts).read_text(rel) if artifacts else (Path(run_dir) / rel).read_text()
-        if text is None:
-            return None
-        outcome = TrialOutcome.from_dict(json.loads(text))
-    except (OSError, ValueError, TypeError):
-        return None
-    return outcome if outcome.trial_id == spec.trial_id else None
-
-
-def _judge(outcome: TrialOutcome, metric: str, error: str | None) -> None:
-    """Completed only with a finite value of the run metric and no error."""
+def _judge(outcome: TrialOutcome, metric: str, fault: Fault) -> None:
+    """Completed only with a finite value of the run metric and no fault."""
     values = [(r["step"], r["metrics"][metric]) for r in outcome.reports if metric in r.get("metrics", {})]
     if values:
         outcome.value = parse_metric_value(values[-1][1])
-    if error == PRUNED_BY_RULE:
+    if fault is not None and fault[0] == FailureKind.PRUNED_BY_RULE:
         last = f" at step {outcome.reports[-1]['step']}" if outcome.reports else ""
-        outcome.status, outcome.reason = PRUNED, PRUNED_BY_RULE + last
-    elif error:
-        outcome.status, outcome.reason = FAILED, error
+        outcome.end(PRUNED, FailureKind.PRUNED_BY_RULE, fault[1] + last)
+    elif fault is not None:
+        outcome.end(FAILED, *fault)
     elif not outcome.reports:
-        outcome.status, outcome.reason = FAILED, "the trial reported no metrics"
+        outcome.end(FAILED, FailureKind.NO_REPORTS, "the trial reported no metrics")
     elif not values:
         seen = sorted({k for r in outcome.reports for k in r.get("metrics", {})})
-        outcome.status = FAILED
-        outcome.reason = f"metric {metric!r} was never reported (reported: {', '.join(seen) or 'nothing'})"
+        outcome.end(FAILED, FailureKind.METRIC_MISSING,
+                    f"metric {metric!r} was never reported (reported: {', '.join(seen) or 'nothing'})")
     elif outcome.value is None or not math.isfinite(outcome.value):
-        outcome.status = FAILED
-        outcome.reason = f"metric {metric!r} was {outcome.value} at step {values[-1][0]}"
+        outcome.end(FAILED, FailureKind.NOT_FINITE, f"metric {metric!r} was {outcome.value} at step {values[-1][0]}")
         outcome.value = None
     else:
-        outcome.status, outcome.reason = COMPLETED, None
+        outcome.end(COMPLETED, FailureKind.NONE, None)
 
 
 def _run_function(
@@ -424,7 +404,7 @@ def _run_function(
     parent_path: Path | None,
     on_report: ReportSink | None = None,
     offer: Callable[[], Any] | None = None,
-) -> tuple[list[dict[str, Any]], Path | None, str | None, Trial]:
+) -> tuple[list[dict[str, Any]], Path | None, Fault, Trial]:
     trial = Trial(
         id=spec.trial_id,
         round=spec.round,
@@ -438,7 +418,7 @@ def _run_function(
         on_report=on_report,
     )
     trial._offer = offer  # the parent's live state, when this process keeps it (Trial.parent_state)
-    error = None
+    error: Fault = None
     _set_current(trial)
     try:
         with _redirect_output(log_path):
@@ -452,12 +432,12 @@ def _run_function(
                         trial.report({metric: result})
             except TrialPruned as e:
                 print(f"[autotune] {e}")
-                error = PRUNED_BY_RULE
+                error = (FailureKind.PRUNED_BY_RULE, PRUNED_BY_RULE)
             except BaseException as e:  # noqa: BLE001 - SystemExit and KeyboardInterrupt in a trial are its failure
                 if isinstance(e, (KeyboardInterrupt, WorkerTerminated)) or is_disk_full(e):
                     raise
                 traceback.print_exc()
-                error = f"{type(e).__name__}: {e}"
+                error = (FailureKind.ERROR, f"{type(e).__name__}: {e}")
     finally:
         _set_current(None)
     checkpoint = Path(trial.checkpoint) if trial.checkpoint else None
@@ -473,7 +453,7 @@ def _run_script(
     parent: ParentRef | None,
     parent_path: Path | None,
     on_report: ReportSink | None = None,
-) -> tuple[list[dict[str, Any]], Path | None, str | None]:
+) -> tuple[list[dict[str, Any]], Path | None, Fault]:
     saved = trial_dir / CHECKPOINT_DIR_NAME
     saved.mkdir(exist_ok=True)
     report_file = trial_dir / REPORT_FILE_NAME
@@ -497,7 +477,7 @@ def _run_script(
             "PYTHONUNBUFFERED": "1",
         }
     )
-    error = None
+    error: Fault = None
     with open(log_path, "ab") as log:
         log.write(("[autotune] $ " + " ".join(argv) + "\n").encode())
         log.flush()
@@ -514,7 +494,7 @@ def _run_script(
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
-            error = f"timed out after {spec.timeout:g} s"
+            error = (FailureKind.TIMEOUT, f"timed out after {spec.timeout:g} s")
             code = None
         except BaseException:
             with contextlib.suppress(ProcessLookupError):
@@ -525,12 +505,13 @@ def _run_script(
             if watcher is not None:
                 watcher.stop()
     if (trial_dir / STOP_FILE_NAME).exists():
-        error = PRUNED_BY_RULE  # it was told to stop; how it ended after that is no failure of its own
+        error = (FailureKind.PRUNED_BY_RULE, PRUNED_BY_RULE)  # it was told to stop; how it ended after that is no failure of its own
     elif code is not None and code != 0:
-        error = f"script exited with code {code}" if code > 0 else f"script killed by {_signal_name(code)}"
+        message = f"script exited with code {code}" if code > 0 else f"script killed by {_signal_name(code)}"
         last = _last_output_line(log_path)
         if last:
-            error += f": {last}"
+            message += f": {last}"
+        error = (FailureKind.ERROR, message)
     reports = read_reports(report_file)
     checkpoint = saved if any(saved.iterdir()) else None
     if checkpoint is not None and reports and not any(r.get("checkpoint") for r in reports):

@@ -297,7 +297,7 @@ def test_trial_folders_in_an_object_store(tmp_path, lr_space, monkeypatch):
     assert json.loads((run_dir / "best" / "checkpoint" / "state.json").read_text())["step"] == best.checkpoint_step
     assert result.best_checkpoint == run_dir / "best" / "checkpoint"
     # a resumed driver adopts an outcome left in the store
-    from autotune.trial_runner import finished_outcome
+    from autotune.records import finished_outcome
 
     spec = autotune.records.TrialSpec(trial_id=0, round=0, config={}, budget=1, trial_dir=by_id[0].trial_dir)
     assert finished_outcome(run_dir, spec, f"file://{store}").value == by_id[0].value

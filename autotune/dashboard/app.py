@@ -29,6 +29,7 @@ from fastapi.responses import (
 
 from .. import __version__
 from ..errors import AutotuneError
+from ..statuses import CREATED, RUN_COMPLETED, RUNNING
 from . import views
 from .catalog import Catalog, RunRef, Snapshot
 from .control import REQUEST_HEADER, Control
@@ -192,7 +193,7 @@ def create_app(
             return views.trial_detail(ref, record)
         for spec in s.pending:
             if spec.get("trial_id") == trial_id:
-                row = views.pending_row(spec, s.attrs.get("status") == "running")
+                row = views.pending_row(spec, s.attrs.get("status") == RUNNING)
                 row.update(log_tail=None, trial_dir=None, parent_checkpoint=None, parent_hash=None,
                            checkpoint_hash=None)
                 return row
@@ -291,7 +292,7 @@ def create_app(
             if not jobs:
                 raise HTTPException(409, f"run {ref.key!r} ({status}) has no running job on this cluster"
                                          + (": it was started elsewhere; stop it there (Ctrl-C)"
-                                            if status == "running" else ""))
+                                            if status == RUNNING else ""))
             job = jobs[-1]
             try:
                 ctl.client.stop_job(job.job_id)
@@ -314,7 +315,7 @@ def create_app(
             store = store_of(ref)
             attrs = store.attrs(ref.run_id)
             status = run_status(attrs)
-            if status in ("running", "created") or status == "completed":
+            if status in (RUNNING, CREATED, RUN_COMPLETED):
                 raise HTTPException(409, f"run {ref.key!r} is {status}: only an interrupted or failed run resumes")
             run_dir = str(ref.run_dir) if ref.run_dir else attrs.get("run_dir")
             if not isinstance(run_dir, str) or not run_dir:

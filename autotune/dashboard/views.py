@@ -17,8 +17,9 @@ import yaml
 
 from ..artifacts import Artifacts
 from ..ranking import best_record
-from ..records import COMPLETED, FAILED, PRUNED, STOPPED, TrialRecord
+from ..records import TrialRecord
 from ..settings import ASYNC, ROUNDS, SCHEDULES
+from ..statuses import COMPLETED, FAILED, PENDING, PRUNED, RUNNING, STOPPED
 from .catalog import RunRef, Snapshot
 
 LOG_FILE = "trial.log"
@@ -113,7 +114,7 @@ def summary(ref: RunRef, snap: Snapshot) -> dict[str, Any]:
         "trials_failed": counts[FAILED],
         "trials_pruned": counts[PRUNED],
         "trials_stopped": counts[STOPPED],
-        "trials_running": len(snap.pending) if status == "running" else 0,
+        "trials_running": len(snap.pending) if status == RUNNING else 0,
         "best_value": number(best.value) if best else None,
         "best_trial": best.trial_id if best else None,
         "started": number(a.get("created")),
@@ -232,7 +233,7 @@ def pending_row(spec: dict[str, Any], running: bool) -> dict[str, Any]:
     parent = parents[0].get("trial_id") if parents and isinstance(parents[0], dict) else None
     return {
         "trial_id": integer(spec.get("trial_id")) or 0, "round": integer(spec.get("round")) or 0,
-        "status": "running" if running else "pending", "reason": None, "value": None,
+        "status": RUNNING if running else PENDING, "reason": None, "value": None,
         "config": plain(spec.get("config")) if isinstance(spec.get("config"), dict) else {},
         "budget": number(spec.get("budget")), "parent_id": integer(parent), "planned_parent_id": integer(parent),
         "parent_note": None, "parent_step": None, "checkpoint": None, "checkpoint_step": None,
@@ -242,7 +243,7 @@ def pending_row(spec: dict[str, Any], running: bool) -> dict[str, Any]:
 
 
 def trials(ref: RunRef, snap: Snapshot) -> list[dict[str, Any]]:
-    running = snap.attrs.get("status") == "running"
+    running = snap.attrs.get("status") == RUNNING
     rows = [trial_row(ref, r) for r in snap.records]
     for spec in snap.pending:
         row = pending_row(spec, running)

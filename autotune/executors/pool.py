@@ -28,8 +28,9 @@ from dataclasses import dataclass, field
 from typing import Callable, Collection, Mapping, Sequence, Union
 
 from ..errors import ExecutorError
-from ..events import FAILED, STOPPED, ExecutorEvent, TrialFinished, TrialStarted
+from ..events import ExecutorEvent, TrialFinished, TrialStarted
 from ..records import TrialOutcome, TrialSpec
+from ..statuses import FAILED, STOPPED, FailureKind
 from ..trial import keep_limit
 
 #: how a trial's reason or log tail says that the GPU ran out of memory (PyTorch, CUDA libraries, ROCm)
@@ -190,7 +191,7 @@ class WorkerPool:
         self._retire(w)
         if w.whole_gpu:
             if w.spec is not None:
-                self._fail(w.spec, self.clock(), w.attempt, f"could not retry with a whole GPU: {error}")
+                self._fail(w.spec, self.clock(), w.attempt, f"could not retry with a whole GPU: {error}", FailureKind.LOST)
             return
         self._start_failures += 1
         if self._start_failures >= START_FAILURES:
@@ -239,7 +240,8 @@ class WorkerPool:
             self.queue.append((spec, attempt + 1))
             self._retry_notes[spec.trial_id] = f"attempt {attempt} lost its node; retried"
             return
-        self._fail(spec, started, attempt, f"its node was lost ({attempt} attempts)" if node_lost else reason)
+        self._fail(spec, started, attempt, f"its node was lost ({attempt} attempts)" if node_lost else reason,
+                   FailureKind.LOST)
 
     def step(self) -> None:
         """One turn at the clock's time: whole-GPU start limits, pool size, dispatch, stalls, time limits.
@@ -252,7 +254,7 @@ class WorkerPool:
                 self._retire(w)
                 if w.spec is not None:
                     self._fail(w.spec, now, w.attempt, "could not retry with a whole GPU: no Ray node freed a"
-                               f" whole GPU within {self.start_timeout:g} s")
+                               f" whole GPU within {self.start_timeout:g} s", FailureKind.LOST)
         pending = self._whole_gpu_pending()
         if pending:
             # A whole GPU is wanted: idle pool workers hold GPU fractions, so let them go (the pool
@@ -274,7 +276,7 @@ class WorkerPool:
             if spec is not None and spec.timeout and now - w.since > spec.timeout:
                 started = w.since
                 spec, attempt = self._release(w, worker_ok=False)
-                self._fail(spec, started, attempt, f"timed out after {spec.timeout:g} s")
+                self._fail(spec, started, attempt, f"timed out after {spec.timeout:g} s", FailureKind.TIMEOUT)
 
     def _check_stall(self, now: float, pending: bool) -> None:
         """Queued trials with no worker running, idle or able to start fail after ``start_timeout``."""
@@ -288,7 +290,8 @@ class WorkerPool:
         if now - self._stalled_since > self.start_timeout:
             while self.queue:
                 spec, attempt = self.queue.popleft()
-                self._fail(spec, now, attempt, f"no Ray node could start a worker within {self.start_timeout:g} s")
+                self._fail(spec, now, attempt, f"no Ray node could start a worker within {self.start_timeout:g} s",
+                           FailureKind.LOST)
 
     def stop_trial(self, trial_id: int) -> bool:
         """Stop one trial: a running one's worker is killed (and replaced), a queued one leaves the
@@ -296,7 +299,7 @@ class WorkerPool:
         for i, (spec, attempt) in enumerate(self.queue):
             if spec.trial_id == trial_id:
                 del self.queue[i]
-                self._finish(spec, STOPPED, STOPPED_REASON, None, attempt)
+                self._finish(spec, STOPPED, FailureKind.STOPPED, STOPPED_REASON, None, attempt)
                 return True
         for w in list(self.workers.values()):
             if w.spec is not None and w.spec.trial_id == trial_id:
@@ -306,7 +309,7 @@ class WorkerPool:
                     self._release(w, worker_ok=False)
                 else:  # a whole-GPU worker still starting for it
                     self._retire(w)
-                self._finish(spec, STOPPED, STOPPED_REASON, started, attempt)
+                self._finish(spec, STOPPED, FailureKind.STOPPED, STOPPED_REASON, started, attempt)
                 return True
         return False
 
@@ -334,7 +337,7 @@ class WorkerPool:
         return w if w is not None and w.state == RUNNING and w.spec is not None else None
 
     def _wants_whole_gpu(self, outcome: TrialOutcome, worker: Worker) -> bool:
-        if outcome.status != FAILED or not 0 < self.gpus_per_trial < 1 or worker.whole_gpu:
+        if outcome.kind != FailureKind.ERROR or not 0 < self.gpus_per_trial < 1 or worker.whole_gpu:
             return False
         return bool(GPU_OOM.search(outcome.reason or "") or GPU_OOM.search(outcome.log_tail or ""))
 
@@ -377,12 +380,14 @@ class WorkerPool:
             self._idle.remove(w.id)
         self._commands.append(Kill(w.id))
 
-    def _fail(self, spec: TrialSpec, started: float | None, attempt: int, reason: str) -> None:
-        self._finish(spec, FAILED, reason, started, attempt)
+    def _fail(self, spec: TrialSpec, started: float | None, attempt: int, reason: str,
+              kind: FailureKind = FailureKind.ERROR) -> None:
+        self._finish(spec, FAILED, kind, reason, started, attempt)
 
-    def _finish(self, spec: TrialSpec, status: str, reason: str, started: float | None, attempt: int) -> None:
+    def _finish(self, spec: TrialSpec, status: str, kind: FailureKind, reason: str, started: float | None,
+                attempt: int) -> None:
         self._events.append(TrialFinished(TrialOutcome(
-            trial_id=spec.trial_id, status=status, reason=reason, started=started, ended=self.clock(),
+            trial_id=spec.trial_id, status=status, kind=kind, reason=reason, started=started, ended=self.clock(),
             log_tail=self.log_tail(spec), attempts=attempt, retry_note=self._retry_notes.pop(spec.trial_id, None),
         )))
 

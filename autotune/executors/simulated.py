@@ -27,8 +27,9 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from ..events import COMPLETED, FAILED, STOPPED, ExecutorEvent, TrialFinished, TrialReported, TrialStarted
+from ..events import ExecutorEvent, TrialFinished, TrialReported, TrialStarted
 from ..records import ParentRef, TrialOutcome, TrialSpec
+from ..statuses import COMPLETED, FAILED, STOPPED, FailureKind
 from .base import Executor
 from .pool import choose_worker, planned_parent
 
@@ -176,8 +177,9 @@ class SimulatedExecutor(Executor):
         self.last_end = now
         spec, last = run.spec, (run.sim.curve[-1] if run.sim.curve else None)
         ok = status == COMPLETED and last is not None and math.isfinite(last)
+        kind = FailureKind.of(None, status)
         if status == COMPLETED and not ok:
-            status, reason = FAILED, "the simulated trial failed"
+            status, kind, reason = FAILED, FailureKind.NOT_FINITE, "the simulated trial failed"
         step = run.reports[-1]["step"] if run.reports else None
         checkpoint = f"{spec.trial_dir}/checkpoint" if step is not None else None
         parent = spec.parent
@@ -187,7 +189,7 @@ class SimulatedExecutor(Executor):
         elif status == STOPPED:
             self._kept[run.worker].clear()  # a stopped trial's worker is killed and replaced
         return TrialOutcome(
-            trial_id=spec.trial_id, status=status, reason=reason, value=float(last) if ok else None,  # type: ignore[arg-type]
+            trial_id=spec.trial_id, status=status, kind=kind, reason=reason, value=float(last) if ok else None,  # type: ignore[arg-type]
             reports=list(run.reports), checkpoint=checkpoint, checkpoint_step=step,
             checkpoint_hash=hashlib.sha256(checkpoint.encode()).hexdigest() if checkpoint else None,
             parent_id=parent.trial_id if parent else None, parent_checkpoint=parent.checkpoint if parent else None,
