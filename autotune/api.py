@@ -17,7 +17,7 @@ from typing import Any, Callable, Mapping
 
 from .artifacts import check_uri
 from .driver import Driver, ProgressFn, RunContext
-from .errors import AutotuneError, ConfigError, RunInterrupted, SearchSpaceError, TrialError
+from .errors import AutotuneError, ConfigError, RunInterrupted, SearchSpaceError, StoreWriteError, TrialError
 from .evaluators import make_evaluator, resolve_evaluator_name
 from .executors import Executor, make_executor
 from .liveness import DRIVER_ATTR, driver_alive
@@ -222,7 +222,7 @@ def run(
         write_run_file(run_dir, settings.name, None if storage is None else redact_url(url))
         ctx = RunContext(store, run_id, run_dir, settings, space_file.space, target)
         _build(ctx, space_file.fixed, executor, progress).run()
-    except RunInterrupted:
+    except (RunInterrupted, StoreWriteError):
         raise  # resumable: keep everything
     except AutotuneError:
         # A run that failed before any trial started (no Ray, impossible resources, a name already taken

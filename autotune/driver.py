@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .checkpoints import CheckpointFiles
-from .errors import ConfigError, DiskFullError, RunInterrupted, TrialError
+from .errors import ConfigError, DiskFullError, RunInterrupted, StoreError, StoreWriteError, TrialError
 from .events import (
     ProgressEvent,
     RoundEnd,
@@ -40,7 +40,7 @@ from .evaluators import Evaluator
 from .evaluators.base import Plan, PopulationView
 from .evaluators.pbt import PopulationBasedEvaluator
 from .executors.base import Executor
-from .liveness import DRIVER_ATTR, HEARTBEAT_ATTR, Heartbeat, this_driver
+from .liveness import DRIVER_ATTR, HEARTBEAT_ATTR, Heartbeat, driving
 from .ranking import Leaderboard, best_record, loss_of
 from .records import TrialOutcome, TrialRecord, TrialSpec, finished_outcome
 from .samplers import Observation, Sampler
@@ -203,17 +203,29 @@ class Driver:
 
     # -- the loop --------------------------------------------------------------------------------
     def run(self) -> list[TrialRecord]:
-        """Run (or continue) the search to its end; returns every trial record."""
+        """Run (or continue) the search to its end; returns every trial record.
+
+        A database that fails (after the store's retries, see :mod:`autotune.store`) stops the run as
+        interrupted with one :class:`~autotune.errors.StoreError`: a :class:`DiskFullError` or a
+        :class:`StoreWriteError`, each naming the ``autotune resume`` that continues it."""
+        with driving() as me:
+            return self._drive(me)
+
+    def _drive(self, me: dict[str, Any]) -> list[TrialRecord]:
         s = self.ctx.settings
         store, run_id = self.ctx.store, self.ctx.run_id
-        store.set_attr(run_id, "status", RUNNING)
-        store.set_attr(run_id, DRIVER_ATTR, this_driver())
-        heartbeat = Heartbeat(lambda now: store.set_attr(run_id, HEARTBEAT_ATTR, now)).__enter__()
+        heartbeat: Heartbeat | None = None
         try:
+            store.set_attr(run_id, "status", RUNNING)
+            store.set_attr(run_id, DRIVER_ATTR, me)
+            heartbeat = Heartbeat(lambda now: store.set_attr(run_id, HEARTBEAT_ATTR, now)).__enter__()
             self.executor.open(self.ctx.run_dir, self.ctx.target, s.metric, s.artifacts)
-        except BaseException:  # no Ray, impossible resources: nothing ran, the run can be resumed
-            heartbeat.__exit__()
-            store.set_attr(run_id, "status", INTERRUPTED)
+        except BaseException as e:  # no Ray, impossible resources, no database: nothing ran, it can be resumed
+            if heartbeat is not None:
+                heartbeat.__exit__()
+            self._mark_interrupted()
+            if isinstance(e, StoreError):
+                raise self._store_stopped(e) from None
             raise
         if s.time_budget is not None:
             self._deadline = self.executor.now() + s.time_budget
@@ -227,12 +239,11 @@ class Driver:
                 self._run_rounds(state)
             store.set_attr(run_id, "status", RUN_COMPLETED)
             store.set_attr(run_id, "finished", time.time())
-        except DiskFullError as e:  # from the database: say which run to resume
-            with contextlib.suppress(Exception):
-                store.set_attr(run_id, "status", INTERRUPTED)
-            raise DiskFullError(str(e).replace("RUN_DIR", str(self.ctx.run_dir))) from None
+        except StoreError as e:  # the database failed (or its disk is full): interrupted, say which run to resume
+            self._mark_interrupted()
+            raise self._store_stopped(e) from None
         except KeyboardInterrupt:
-            store.set_attr(run_id, "status", INTERRUPTED)
+            self._mark_interrupted()
             raise RunInterrupted(
                 f"run stopped; continue it with: autotune resume {self.ctx.run_dir}"
             ) from None
@@ -246,6 +257,21 @@ class Driver:
             heartbeat.__exit__()
             self.executor.close()
         return self.records()
+
+    def _mark_interrupted(self) -> None:
+        """Best effort: the database itself may be what failed (the run then reads as interrupted once
+        this driver has ended, see :mod:`autotune.liveness`)."""
+        with contextlib.suppress(Exception):
+            self.ctx.store.set_attr(self.ctx.run_id, "status", INTERRUPTED)
+
+    def _store_stopped(self, e: StoreError) -> StoreError:
+        """The one-line error of a run stopped by its database, naming the run to resume."""
+        if isinstance(e, DiskFullError):  # from the database: say which run to resume
+            return DiskFullError(str(e).replace("RUN_DIR", str(self.ctx.run_dir)))
+        if isinstance(e, StoreWriteError):
+            return e
+        return StoreWriteError(f"{e}; the run is interrupted: once the database works again, run: "
+                               f"autotune resume {self.ctx.run_dir}")
 
     # -- asynchronous ----------------------------------------------------------------------------
     def _run_async(self, state: dict[str, Any] | None) -> None:

@@ -39,6 +39,12 @@ class DiskFullError(StoreError):
     """No space left for results or checkpoints; the run stops, resumable once space is freed."""
 
 
+class StoreWriteError(StoreError):
+    """The results database failed while a run went on (locked by another process past the retries,
+    its server gone, an I/O error): the run stopped as interrupted, and ``autotune resume`` continues
+    it once the database works again.  No finished trial is lost and none runs twice."""
+
+
 class ExecutorError(AutotuneError):
     """Trials cannot be executed (cannot join the Ray cluster, resources no node has, ...)."""
 

@@ -5,15 +5,21 @@ keeps saying ``running``.  The driver therefore records who it is (host, pid and
 time, which tells a reused pid apart), and readers on its host check that process.  Readers on other
 hosts (a dashboard beside a shared PostgreSQL) go by a heartbeat the driver writes every
 ``HEARTBEAT_S`` seconds: none for ``STALE_S`` seconds means the driver is gone.
+
+A driver that stopped while its process goes on (the Python API: a run stopped by a failing database,
+which could not mark it ``interrupted``) is told apart by a token: the process knows which of its
+drivers are still driving (:func:`driving`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import secrets
 import socket
 import threading
 import time
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 from .statuses import INTERRUPTED, RUNNING
 
@@ -21,6 +27,7 @@ DRIVER_ATTR = "driver"
 HEARTBEAT_ATTR = "heartbeat"
 HEARTBEAT_S = float(os.environ.get("AUTOTUNE_HEARTBEAT_S", "30"))
 STALE_S = 5 * HEARTBEAT_S
+_DRIVING: set[str] = set()  # the tokens of the drivers running in this process
 
 
 def proc_stat(pid: int) -> tuple[str, int, int] | None:
@@ -53,6 +60,19 @@ def this_driver() -> dict[str, Any]:
     return {"host": socket.gethostname(), "pid": pid, "proc_start": proc_start(pid), "since": time.time()}
 
 
+@contextlib.contextmanager
+def driving() -> Iterator[dict[str, Any]]:
+    """While a driver runs in this process: what it records about itself (:func:`this_driver`, with a
+    token this process recognises as its own until the block ends)."""
+    me = this_driver()
+    me["token"] = token = secrets.token_hex(8)
+    _DRIVING.add(token)
+    try:
+        yield me
+    finally:
+        _DRIVING.discard(token)
+
+
 def _heartbeat_alive(attrs: dict[str, Any], now: float | None = None) -> bool | None:
     beat = attrs.get(HEARTBEAT_ATTR)
     if isinstance(beat, bool) or not isinstance(beat, (int, float)):
@@ -82,6 +102,8 @@ def driver_alive(attrs: dict[str, Any], now: float | None = None) -> bool | None
     recorded = info.get("proc_start")
     if started is not None and recorded is not None and started != recorded:
         return False  # the pid now belongs to another process
+    if pid == os.getpid() and isinstance(info.get("token"), str):
+        return info["token"] in _DRIVING  # this process: is that driver still running?
     return True
 
 

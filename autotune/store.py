@@ -17,12 +17,20 @@ as of an earlier commit (a resume re-runs or adopts the trials it no longer has)
 ``optuna-dashboard`` and in Optuna's own API: params, values, intermediate values (the run metric
 per step) and flat user attributes (round, parent, checkpoint, status, reason, node, timings) are
 all plain Optuna data; the complete autotune record rides along in the ``autotune_record`` attribute.
+
+When the database is briefly unavailable -- another process holds SQLite's write lock past the busy
+timeout (``AUTOTUNE_SQLITE_BUSY_S``, 60 s), a PostgreSQL server restarts, a connection drops -- a
+call is made again after waits doubling from 0.25 s to 8 s, for up to ``AUTOTUNE_DB_RETRY_S`` seconds
+(60 by default; 0 never retries).  A call still failing then, or failing otherwise (an I/O error, a
+full disk), raises one :class:`~autotune.errors.StoreError` line; the driver stops the run as
+interrupted, and ``autotune resume`` continues it with no finished trial lost and none run twice.
 """
 
 from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import errno
 import functools
 import hashlib
 import importlib.util
@@ -31,6 +39,7 @@ import logging
 import math
 import os
 import sqlite3
+import threading
 import time
 import warnings
 from pathlib import Path
@@ -118,29 +127,121 @@ def _sqlite_synchronous() -> str:
     return mode
 
 
+#: SQLite's busy timeout: how long one statement waits for another process's write lock (seconds)
+SQLITE_BUSY_S = 60.0
+BUSY_ENV = "AUTOTUNE_SQLITE_BUSY_S"
+#: how long a database call is tried again while the database is briefly unavailable (seconds)
+RETRY_S = 60.0
+RETRY_ENV = "AUTOTUNE_DB_RETRY_S"
+RETRY_FIRST_S, RETRY_MAX_S = 0.25, 8.0  # the backoff: the first wait, doubling up to this
+
+
+def _seconds(env: str, default: float) -> float:
+    raw = os.environ.get(env, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise StoreError(f"{env} must be a number of seconds, not {raw!r}") from None
+    if not value >= 0:
+        raise StoreError(f"{env} must be 0 or more seconds, not {raw!r}")
+    return value
+
+
+def _causes(e: BaseException) -> list[BaseException]:
+    chain: list[BaseException] = []
+    cause: BaseException | None = e
+    while cause is not None and len(chain) < 8:
+        chain.append(cause)
+        orig = getattr(cause, "orig", None)  # SQLAlchemy's wrapped driver error
+        cause = cause.__cause__ or cause.__context__
+        if isinstance(orig, BaseException) and orig is not cause and orig not in chain:
+            chain.append(orig)
+    return chain
+
+
+def _disk_full(chain: list[BaseException]) -> BaseException | None:
+    for c in chain:
+        if isinstance(c, sqlite3.Error) and getattr(c, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL:
+            return c
+        if isinstance(c, OSError) and c.errno in (errno.ENOSPC, errno.EDQUOT):
+            return c
+    # Optuna wraps the driver's error, and other databases say it in words only
+    return next((c for c in chain if "disk is full" in str(c) or "No space left" in str(c)), None)
+
+
+def transient(e: BaseException) -> bool:
+    """Whether a database error means the database is briefly unavailable, so that the same call may
+    succeed when tried again: SQLite busy or locked past its busy timeout, a connection refused, dropped
+    or invalidated (a PostgreSQL server restarting), a pool with no connection free."""
+    from sqlalchemy import exc
+
+    for c in _causes(e):
+        if isinstance(c, sqlite3.Error):
+            code = getattr(c, "sqlite_errorcode", None)
+            if code is not None:
+                return code in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+            return "locked" in str(c) or "busy" in str(c)  # a Python without error codes
+        if isinstance(c, exc.DBAPIError) and c.connection_invalidated:
+            return True
+        if isinstance(c, (exc.DisconnectionError, exc.TimeoutError)):
+            return True
+    # another database's driver: its OperationalError and InterfaceError are about the connection
+    return any(isinstance(c, (exc.OperationalError, exc.InterfaceError)) for c in _causes(e)) and \
+        not any(isinstance(c, sqlite3.Error) for c in _causes(e))
+
+
+_calls = threading.local()  # the depth of Store calls on this thread: only the outermost one retries
+
+
 def _storage_errors(method):  # type: ignore[no-untyped-def]
-    """Database failures become one clear StoreError (DiskFullError when the disk is full)."""
+    """Database failures become one clear StoreError (DiskFullError when the disk is full).
+
+    A call that fails because the database is briefly unavailable (see :func:`transient`) is made
+    again after a wait that doubles from ``RETRY_FIRST_S`` to ``RETRY_MAX_S``, for up to ``RETRY_S``
+    seconds in all (``AUTOTUNE_DB_RETRY_S``; 0: never again); then it raises.  Every write here is
+    one transaction that a failure rolls back, so making it again writes it once.  Calls made inside
+    another Store call are retried only as part of it."""
 
     @functools.wraps(method)
     def wrapper(self, *args, **kwargs):  # type: ignore[no-untyped-def]
-        try:
+        depth = getattr(_calls, "depth", 0)
+        if depth:
             return method(self, *args, **kwargs)
-        except (StoreError, KeyError):
-            raise
-        except Exception as e:  # noqa: BLE001 - sqlalchemy / optuna storage errors
-            text = f"{type(e).__name__}: {e}".splitlines()[0]
-            chain, cause = [], e  # Optuna wraps the driver's error ("database or disk is full")
-            while cause is not None and len(chain) < 8:
-                chain.append(str(cause))
-                cause = cause.__cause__ or cause.__context__
-            full = [c for c in chain if "disk is full" in c or "No space left" in c]
-            if full:
-                raise DiskFullError(f"no space left on device for the results database {redact_url(self.url)} "
-                                    f"({full[-1].splitlines()[0][:200]}); finished trials are safe in it: free some "
-                                    "space, then run: autotune resume RUN_DIR") from None
-            raise StoreError(f"results database {redact_url(self.url)} failed: {text}") from None
+        deadline, wait = None, RETRY_FIRST_S
+        _calls.depth = 1
+        try:
+            while True:
+                try:
+                    return method(self, *args, **kwargs)
+                except (StoreError, KeyError):
+                    raise
+                except Exception as e:  # noqa: BLE001 - sqlalchemy / optuna storage errors
+                    if not transient(e) or _disk_full(_causes(e)) is not None:
+                        raise _store_error(self, e) from None
+                    now = time.monotonic()
+                    if deadline is None:
+                        deadline = now + getattr(self, "retry_s", RETRY_S)
+                    if now + wait > deadline:
+                        raise _store_error(self, e, retried=getattr(self, "retry_s", RETRY_S)) from None
+                    time.sleep(wait)
+                    wait = min(2 * wait, RETRY_MAX_S)
+        finally:
+            _calls.depth = 0
 
     return wrapper
+
+
+def _store_error(store: "Store", e: BaseException, retried: float | None = None) -> StoreError:
+    text = f"{type(e).__name__}: {e}".splitlines()[0]
+    full = _disk_full(_causes(e))
+    if full is not None:
+        return DiskFullError(f"no space left on device for the results database {redact_url(store.url)} "
+                             f"({str(full).splitlines()[0][:200] if str(full) else type(full).__name__}); "
+                             "finished trials are safe in it: free some space, then run: autotune resume RUN_DIR")
+    again = f" (still failing after {retried:g} s of retries)" if retried else ""
+    return StoreError(f"results database {redact_url(store.url)} failed: {text[:300]}{again}")
 
 
 def removed_checkpoints(attrs: dict[str, Any]) -> set[int]:
@@ -200,10 +301,12 @@ class Store:
         self._pending: dict[tuple[int, int], _LiveRows] = {}
         self._blob_slots: dict[tuple[int, str], tuple[str | None, dict[str, int]]] = {}  # put_blob's slot per key
         synchronous = _sqlite_synchronous() if url.startswith("sqlite:///") else None
+        #: seconds a call is tried again while the database is briefly unavailable (see _storage_errors)
+        self.retry_s = _seconds(RETRY_ENV, RETRY_S)
         try:
             if synchronous:
                 _enable_wal(url)
-                engine_kwargs: dict[str, Any] = {"connect_args": {"timeout": 60}}
+                engine_kwargs: dict[str, Any] = {"connect_args": {"timeout": _seconds(BUSY_ENV, SQLITE_BUSY_S)}}
             else:
                 engine_kwargs = {"pool_pre_ping": True}
             with warnings.catch_warnings():
