@@ -8,7 +8,6 @@ lock (shorter and longer than the retries), and the database filling its disk.
 
 from __future__ import annotations
 
-import json
 import os
 import sqlite3
 import subprocess
@@ -28,7 +27,7 @@ from autotune.executors.simulated import SimTrial, SimulatedExecutor
 from autotune.results import locate_run
 from autotune.statuses import COMPLETED, INTERRUPTED, PRUNED, SUPERSEDED
 from autotune.store import Store, _storage_errors
-from conftest import REPO, cli, error_line, objective
+from conftest import REPO, error_line, objective
 
 SPACE = {"metric": "score", "mode": "max", "params": {"x": {"type": "float", "low": 0.0, "high": 1.0}}}
 ROUNDS, POPSIZE = 4, 3
@@ -165,17 +164,22 @@ def test_a_failing_database_write_interrupts_the_run_and_resume_finishes_it(tmp_
         context = f"{schedule}: {kind} write {at} of {n} failed"
         where = tmp_path / f"{kind}-{at}"
         faults = _Faults(monkeypatch, kind, at)
-        with pytest.raises(StoreError) as err:
+        try:
             _run(where, schedule)
-        monkeypatch.undo()
+        except StoreError as e:
+            error = e
+        else:
+            pytest.fail(f"{context}: the run ended without that write (writes: {faults.counts})")
+        finally:
+            monkeypatch.undo()
         assert faults.raised == 1, context
-        message = str(err.value)
+        message = str(error)
         assert "\n" not in message and "disk I/O error" in message, context
         if kind == "create_run":  # no run to resume: nothing is left behind, and the run can start again
-            assert not isinstance(err.value, StoreWriteError) and not (where / "f").exists(), context
+            assert not isinstance(error, StoreWriteError) and not (where / "f").exists(), context
             assert _run(where, schedule).status == COMPLETED, context
             continue
-        assert isinstance(err.value, StoreWriteError), context
+        assert isinstance(error, StoreWriteError), context
         assert f"autotune resume {where / 'f'}" in message, context
         run_dir = where / "f"
         partial = autotune.load(run_dir)
@@ -243,24 +247,26 @@ def _locked_run(tmp_path, hold: float, retry: float):
 def test_another_process_holding_the_write_lock_briefly_costs_nothing(tmp_path):
     code, err, log, _ = _locked_run(tmp_path, hold=1.0, retry=20)
     assert code == 0, err
-    shown = json.loads(cli("show", str(tmp_path / "l"), "--json").stdout)
-    assert shown["status"] == COMPLETED and sorted(t["trial_id"] for t in shown["trials"]) == list(range(8))
+    result = autotune.load(tmp_path / "l")
+    assert result.status == COMPLETED and [r.trial_id for r in result.records] == list(range(8))
+    done = [line.split()[1] for line in log.read_text().splitlines() if line.startswith("done")]
+    assert sorted(done, key=int) == [str(i) for i in range(8)]  # each trial ran once
 
 
 def test_another_process_holding_the_write_lock_past_the_retries_interrupts_and_resume_finishes(tmp_path):
-    code, err, log, env = _locked_run(tmp_path, hold=4.0, retry=0.5)
+    code, err, log, env = _locked_run(tmp_path, hold=3.0, retry=0.5)
     assert code == 2, err
     line = error_line(err)
     assert "database is locked" in line and f"autotune resume {tmp_path / 'l'}" in line, err
-    shown = json.loads(cli("show", str(tmp_path / "l"), "--json").stdout)
-    assert shown["status"] == INTERRUPTED  # marked so, or read so: its driver is gone
-    before = {t["trial_id"] for t in shown["trials"] if t["status"] == COMPLETED}
+    partial = autotune.load(tmp_path / "l")
+    assert partial.status == INTERRUPTED  # marked so, or read so: its driver is gone
+    before = {r.trial_id for r in partial.records if r.status == COMPLETED}
     res = subprocess.run([sys.executable, "-m", "autotune", "resume", str(tmp_path / "l"), "--executor", "local"],
                          env=env, cwd=REPO, capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, res.stderr
-    shown = json.loads(cli("show", str(tmp_path / "l"), "--json").stdout)
-    assert shown["status"] == COMPLETED
-    assert sorted(t["trial_id"] for t in shown["trials"]) == list(range(8))
+    result = autotune.load(tmp_path / "l")
+    assert result.status == COMPLETED and [r.trial_id for r in result.records] == list(range(8))
+    assert all(r.status == COMPLETED for r in result.records)
     done = [line.split()[1] for line in log.read_text().splitlines() if line.startswith("done")]
     for tid in before:
         assert done.count(str(tid)) == 1, f"trial {tid} ran again after it was recorded"
@@ -307,3 +313,92 @@ def test_a_database_that_fills_its_disk_interrupts_the_run_and_resume_finishes_i
     assert not {r.trial_id for r in partial.records} & set(again.started)
     rows = optuna.load_study(study_name="full", storage=url).trials
     assert not [t for t in rows if t.state == optuna.trial.TrialState.RUNNING]
+
+
+# -- a PostgreSQL server that goes away ------------------------------------------------------------
+@pytest.fixture
+def pg(tmp_path):
+    """A PostgreSQL server of its own (``pgserver``): its data folder, a database URL, and the server."""
+    pgserver = pytest.importorskip("pgserver")
+    data = tmp_path / "pgdata"
+    server = pgserver.get_server(data, cleanup_mode="stop")
+    server.psql("CREATE DATABASE faults;")
+    box = {"server": server}
+    try:
+        yield data, server.get_uri("faults"), box
+    finally:
+        box["server"].cleanup()
+
+
+class _StopsTheServer(SimulatedExecutor):
+    """Stops the PostgreSQL server once ``after`` trials have ended; ``restart_after`` seconds later (if
+    given) a thread starts it again."""
+
+    def __init__(self, pg, after: int, restart_after: float | None):
+        super().__init__(_curve, slots=2)
+        self.data, _, self.box = pg
+        self.after, self.restart_after = after, restart_after
+        self.ended, self.stopped_at, self.thread = 0, None, None
+
+    def poll(self, timeout=None):
+        events = super().poll(timeout)
+        self.ended += sum(type(e).__name__ == "TrialFinished" for e in events)
+        if self.stopped_at is None and self.ended >= self.after:
+            import pgserver
+
+            self.box["server"].cleanup()
+            self.stopped_at = time.monotonic()
+            if self.restart_after is not None:
+                def restart():
+                    time.sleep(self.restart_after)
+                    self.box["server"] = pgserver.get_server(self.data, cleanup_mode="stop")
+
+                self.thread = threading.Thread(target=restart, daemon=True)
+                self.thread.start()
+        return events
+
+
+def _study_agrees(result, url: str, name: str, context: str) -> None:
+    rows = optuna.load_study(study_name=name, storage=url).trials
+    assert not [t for t in rows if t.state == optuna.trial.TrialState.RUNNING], context
+    final = {t.user_attrs["trial_id"]: t for t in rows if t.user_attrs.get("status") != SUPERSEDED}
+    assert len(final) == len([t for t in rows if t.user_attrs.get("status") != SUPERSEDED]), context
+    assert sorted(final) == [r.trial_id for r in result.records] == list(range(TOTAL)), context
+    for r in result.records:
+        assert final[r.trial_id].value == r.value and final[r.trial_id].user_attrs["status"] == r.status, context
+
+
+@pytest.mark.parametrize("schedule", ["async", "rounds"])
+def test_a_postgresql_server_that_restarts_mid_run_costs_nothing(tmp_path, pg, monkeypatch, schedule):
+    monkeypatch.setenv("AUTOTUNE_DB_RETRY_S", "30")
+    executor = _StopsTheServer(pg, after=4, restart_after=1.5)
+    result = autotune.run(objective("quadratic"), space=SPACE, sampler="hazero", evaluator="pbt", rounds=ROUNDS,
+                          popsize=POPSIZE, seed=2, output=tmp_path, name="pg", schedule=schedule, storage=pg[1],
+                          executor=executor)
+    assert executor.stopped_at is not None and result.status == COMPLETED
+    assert time.monotonic() - executor.stopped_at >= 1.4  # the run waited for the server
+    assert [r.trial_id for r in result.records] == list(range(TOTAL))
+    assert len(executor.started) == TOTAL  # no trial ran twice
+    _study_agrees(result, pg[1], "pg", schedule)
+
+
+def test_a_postgresql_server_gone_past_the_retries_interrupts_and_resume_finishes(tmp_path, pg, monkeypatch):
+    import pgserver
+
+    monkeypatch.setenv("AUTOTUNE_DB_RETRY_S", "1")
+    executor = _StopsTheServer(pg, after=4, restart_after=None)
+    with pytest.raises(StoreWriteError) as err:
+        autotune.run(objective("quadratic"), space=SPACE, sampler="hazero", evaluator="pbt", rounds=ROUNDS,
+                     popsize=POPSIZE, seed=2, output=tmp_path, name="pg", schedule="async", storage=pg[1],
+                     executor=executor)
+    message = str(err.value)
+    assert "\n" not in message and "still failing after 1 s of retries" in message
+    assert f"autotune resume {tmp_path / 'pg'}" in message
+    pg[2]["server"] = pgserver.get_server(pg[0], cleanup_mode="stop")  # the server is back
+    partial = autotune.load(tmp_path / "pg", storage=pg[1])
+    assert partial.status == INTERRUPTED  # its driver ended without marking it: read so
+    recorded = {r.trial_id for r in partial.records}
+    again = SimulatedExecutor(_curve, slots=2)
+    result = resume(tmp_path / "pg", storage=pg[1], executor=again)
+    assert result.status == COMPLETED and not recorded & set(again.started)
+    _study_agrees(result, pg[1], "pg", "gone past the retries")
