@@ -203,6 +203,7 @@ def test_runs_sharing_one_database_are_found_by_name(tmp_path, runs):
 
 def test_planned_trials_of_a_live_run_show_as_running(tmp_path):
     """The driver's plan for the current round names the trials that have not finished yet."""
+    from autotune.liveness import DRIVER_ATTR, this_driver
     from autotune.records import ParentRef, TrialSpec
     from autotune.results import locate_run
 
@@ -215,6 +216,7 @@ def test_planned_trials_of_a_live_run_show_as_running(tmp_path):
                          parents=(ParentRef(trial_id=done.trial_id, checkpoint="trials/000000/checkpoint"),))]
     store.put_blob(run_id, "driver_state", {"phase": "planned", "round": 1, "specs": [s.to_dict() for s in planned]})
     store.set_attr(run_id, "status", "running")
+    store.set_attr(run_id, DRIVER_ATTR, this_driver())  # a driver that lives (the one that ran has ended)
     c = TestClient(create_app([tmp_path]))
     run = c.get("/api/runs/busy").json()
     assert run["status"] == "running" and run["round"] == 1 and run["trials_running"] == 1 and run["trials_total"] == 2
