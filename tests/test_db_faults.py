@@ -402,3 +402,38 @@ def test_a_postgresql_server_gone_past_the_retries_interrupts_and_resume_finishe
     result = resume(tmp_path / "pg", storage=pg[1], executor=again)
     assert result.status == COMPLETED and not recorded & set(again.started)
     _study_agrees(result, pg[1], "pg", "gone past the retries")
+
+
+def test_which_database_errors_are_tried_again():
+    from autotune.store import transient
+
+    def sqlite_error(text, code):
+        e = sqlite3.OperationalError(text)
+        e.sqlite_errorcode = code
+        return sqlalchemy.exc.OperationalError("UPDATE ...", {}, e)
+
+    assert transient(sqlite_error("database is locked", sqlite3.SQLITE_BUSY))
+    assert transient(sqlite_error("database table is locked", sqlite3.SQLITE_LOCKED))
+    assert not transient(sqlite_error("disk I/O error", sqlite3.SQLITE_IOERR))
+    assert not transient(sqlite_error("database or disk is full", sqlite3.SQLITE_FULL))
+    assert transient(_db_error("database is locked"))  # a Python that gives no error codes
+    assert not transient(_db_error("no such table: trials"))
+
+    class ServerGone(Exception):  # another database driver's error, as SQLAlchemy wraps it
+        pass
+
+    assert transient(sqlalchemy.exc.OperationalError("SELECT 1", {}, ServerGone("server closed the connection")))
+    dropped = sqlalchemy.exc.DBAPIError("SELECT 1", {}, ServerGone("reset"), connection_invalidated=True)
+    assert transient(dropped)
+    assert not transient(sqlalchemy.exc.IntegrityError("INSERT ...", {}, ServerGone("duplicate key")))
+    assert not transient(ValueError("not a database error"))
+
+
+def test_a_driver_of_this_process_is_alive_while_it_drives_and_gone_after():
+    from autotune.liveness import DRIVER_ATTR, driver_alive, driving, run_status, this_driver
+
+    with driving() as me:
+        assert driver_alive({DRIVER_ATTR: me}) is True
+    assert driver_alive({DRIVER_ATTR: me}) is False
+    assert run_status({"status": "running", DRIVER_ATTR: me}) == INTERRUPTED
+    assert driver_alive({DRIVER_ATTR: this_driver()}) is True  # a driver from before tokens: its process lives
