@@ -12,6 +12,8 @@ from __future__ import annotations
 import argparse
 import re
 import shlex
+import subprocess
+import sys
 import unicodedata
 from pathlib import Path
 
@@ -147,3 +149,13 @@ def test_every_cli_option_is_documented():
                 if option.startswith("--") and not re.search(re.escape(option) + r"(?![\w-])", text):
                     missing.append(f"autotune {name} {option}".replace("  ", " "))
     assert not missing, "options no page mentions: " + ", ".join(missing)
+
+
+def test_the_site_builds_strictly(tmp_path):
+    """What CI's last step runs; skipped where the docs extra is not installed (CI installs it for that step)."""
+    pytest.importorskip("mkdocs")
+    pytest.importorskip("mkdocstrings")
+    proc = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "-q", "-d", str(tmp_path / "site")],
+                          cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert (tmp_path / "site" / "api" / "index.html").read_text().count('id="autotune.') >= 5
