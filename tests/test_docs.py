@@ -73,7 +73,8 @@ def test_the_pages_exist():
 
 def test_the_slugs_match_known_anchors():
     assert _slug("Searches as Ray Jobs (no terminal attached)") == "searches-as-ray-jobs-no-terminal-attached"
-    assert _slug("Asynchronous scheduling (`benchmarks/scheduling.py`)") == "asynchronous-scheduling-benchmarksschedulingpy"
+    slug = _slug("Asynchronous scheduling (`benchmarks/scheduling.py`)")
+    assert slug == "asynchronous-scheduling-benchmarksschedulingpy"
     assert _slug("Early stopping (`benchmarks/early_stopping.py`)") == "early-stopping-benchmarksearly_stoppingpy"
 
 
@@ -143,7 +144,8 @@ def test_every_cli_option_is_documented():
     missing = []
     for name, sub in {"": parser, **_subparsers(parser)}.items():
         for action in sub._actions:
-            if action.help == argparse.SUPPRESS or isinstance(action, (argparse._HelpAction, argparse._SubParsersAction)):
+            hidden = action.help == argparse.SUPPRESS
+            if hidden or isinstance(action, (argparse._HelpAction, argparse._SubParsersAction)):
                 continue
             for option in action.option_strings:
                 if option.startswith("--") and not re.search(re.escape(option) + r"(?![\w-])", text):
