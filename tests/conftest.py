@@ -97,3 +97,23 @@ def run_objective(module, tmp_path: Path, name: str, config: dict, budget, paren
     trial.dir.mkdir(parents=True)
     module.objective(dict(config), trial)
     return trial
+
+
+@pytest.fixture
+def cli_here(capsys):
+    """`autotune ARGS` through its main() in this process, as a CompletedProcess like ``cli``'s: for the
+    commands that only read (show, export), where a new interpreter would cost seconds a call."""
+    import subprocess
+
+    from autotune.cli import main
+
+    def call(*args: str) -> "subprocess.CompletedProcess[str]":
+        capsys.readouterr()
+        try:
+            code = main(list(args))
+        except SystemExit as e:  # argparse's own errors
+            code = e.code
+        out = capsys.readouterr()
+        return subprocess.CompletedProcess(["autotune", *args], code, out.out, out.err)
+
+    return call

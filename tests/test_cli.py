@@ -91,7 +91,7 @@ def test_user_errors_are_one_line_and_leave_nothing(tmp_path, xy_space, args, me
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
 
 
-def test_show_and_export(tmp_path, xy_space):
+def test_show_and_export(tmp_path, xy_space, cli_here):
     space = _space_file(tmp_path, xy_space)
     proc = cli("run", objective("quadratic"), "--space", str(space), "--sampler", "random", "--evaluator", "full",
                "--rounds", "2", "--popsize", "2", "--seed", "1", "--output", str(tmp_path), "--name", "r",
@@ -99,17 +99,17 @@ def test_show_and_export(tmp_path, xy_space):
     assert proc.returncode == 0, proc.stderr
     assert "best score" in proc.stdout
     assert ", generation " in proc.stdout and ", round " not in proc.stdout  # async: a round is a generation
-    shown = json.loads(cli("show", str(tmp_path / "r"), "--json").stdout)
+    shown = json.loads(cli_here("show", str(tmp_path / "r"), "--json").stdout)
     assert len(shown["trials"]) == 4
     assert shown["best"]["value"] == max(t["value"] for t in shown["trials"])
-    table = cli("show", str(tmp_path / "r")).stdout
+    table = cli_here("show", str(tmp_path / "r")).stdout
     assert table.splitlines()[0].split()[:4] == ["trial", "generation", "status", "score"]  # async: see below
-    out = cli("export", str(tmp_path / "r"), "--format", "csv").stdout.strip()
+    out = cli_here("export", str(tmp_path / "r"), "--format", "csv").stdout.strip()
     import pandas as pd
 
     frame = pd.read_csv(out)
     assert len(frame) == 4 and set(frame["status"]) == {"completed"}
-    parquet = cli("export", str(tmp_path / "r"), "--format", "parquet").stdout.strip()
+    parquet = cli_here("export", str(tmp_path / "r"), "--format", "parquet").stdout.strip()
     assert len(pd.read_parquet(parquet)) == 4
     # not a terminal: where the run lives, then one line per popsize trials ended (asynchronous default)
     assert proc.stderr.splitlines()[0].startswith(f"run folder {tmp_path / 'r'} (4 trials, asynchronous)")
@@ -126,27 +126,27 @@ def test_show_and_export(tmp_path, xy_space):
     assert cli("run", objective("quadratic"), "--space", str(space), "--sampler", "random", "--rounds", "1",
                "--popsize", "1", "--output", str(tmp_path), "--name", "r2", "--executor", "local").returncode == 0
     (tmp_path / "not-a-run").mkdir()
-    listing = cli("show", str(tmp_path)).stdout.splitlines()
+    listing = cli_here("show", str(tmp_path)).stdout.splitlines()
     assert listing[0].split() == ["run", "status", "trials", "failed", "best"]
     assert [ln.split()[:4] for ln in listing[1:3]] == [["r", "completed", "4", "0"], ["r2", "completed", "1", "0"]]
     assert listing[1].split()[4] == f"score={shown['best']['value']:.4g}"
-    both = cli("show", str(tmp_path / "r"), str(tmp_path / "r2")).stdout
+    both = cli_here("show", str(tmp_path / "r"), str(tmp_path / "r2")).stdout
     assert "run r (completed): 4 trials" in both and "run r2 (completed): 1 trials" in both
-    docs = json.loads(cli("show", str(tmp_path), "--json").stdout)
+    docs = json.loads(cli_here("show", str(tmp_path), "--json").stdout)
     assert [(d["name"], len(d["trials"])) for d in docs] == [("r", 4), ("r2", 1)]
     # an unreadable run is listed as such, in text and JSON alike, and the others still show
     (tmp_path / "broken").mkdir()
     (tmp_path / "broken" / "run.json").write_text("{not json")
-    docs = json.loads(cli("show", str(tmp_path), "--json").stdout)
+    docs = json.loads(cli_here("show", str(tmp_path), "--json").stdout)
     assert [(d["name"], d["status"]) for d in docs] == [("broken", "unreadable"), ("r", "completed"),
                                                         ("r2", "completed")]
     assert "unreadable" in docs[0]["error"]
     # the export format follows --output's extension
-    pq = cli("export", str(tmp_path / "r"), "--output", str(tmp_path / "t.parquet")).stdout.strip()
+    pq = cli_here("export", str(tmp_path / "r"), "--output", str(tmp_path / "t.parquet")).stdout.strip()
     assert len(pd.read_parquet(pq)) == 4
 
 
-def test_a_run_folder_is_self_contained_whatever_its_name_and_wherever_it_moves(tmp_path, xy_space):
+def test_a_run_folder_is_self_contained_whatever_its_name_and_wherever_it_moves(tmp_path, xy_space, cli_here):
     """The default database is found through the folder itself: a name with URL characters works, and a
     moved or copied run folder reads its own database, never the original's."""
     import shutil
@@ -157,19 +157,19 @@ def test_a_run_folder_is_self_contained_whatever_its_name_and_wherever_it_moves(
                "--popsize", "2", "--output", str(tmp_path / "a"), "--name", name, "--executor", "local")
     assert proc.returncode == 0, proc.stderr
     assert json.loads((tmp_path / "a" / name / "run.json").read_text())["storage"] is None
-    assert len(json.loads(cli("show", str(tmp_path / "a" / name), "--json").stdout)["trials"]) == 2
+    assert len(json.loads(cli_here("show", str(tmp_path / "a" / name), "--json").stdout)["trials"]) == 2
     shutil.copytree(tmp_path / "a" / name, tmp_path / "copy")
     shutil.move(tmp_path / "a" / name, tmp_path / "moved")
     for folder in ("moved", "copy"):
-        shown = cli("show", str(tmp_path / folder), "--json")
+        shown = cli_here("show", str(tmp_path / folder), "--json")
         assert shown.returncode == 0, shown.stderr
         assert json.loads(shown.stdout)["name"] == name and len(json.loads(shown.stdout)["trials"]) == 2
     (tmp_path / "moved" / "autotune.db").unlink()  # the copy does not lean on the moved original
-    assert json.loads(cli("show", str(tmp_path / "copy"), "--json").stdout)["status"] == "completed"
+    assert json.loads(cli_here("show", str(tmp_path / "copy"), "--json").stdout)["status"] == "completed"
 
 
 @pytest.mark.slow
-def test_resume_after_sigkill_runs_each_trial_once(tmp_path, xy_space):
+def test_resume_after_sigkill_runs_each_trial_once(tmp_path, xy_space, cli_here):
     xy_space["fixed"] = {"sleep": 0.4}
     space = _space_file(tmp_path, xy_space)
     log = tmp_path / "executions.log"
@@ -189,13 +189,13 @@ def test_resume_after_sigkill_runs_each_trial_once(tmp_path, xy_space):
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     assert proc.returncode == -signal.SIGKILL
-    shown = json.loads(cli("show", str(run_dir), "--json").stdout)
+    shown = json.loads(cli_here("show", str(run_dir), "--json").stdout)
     before = {t["trial_id"] for t in shown["trials"]}
     assert 3 <= len(before) < 12  # round 0 is stored before round 1 starts; the 4th may be unstored
     res = subprocess.run([sys.executable, "-m", "autotune", "resume", str(run_dir)], env=env, cwd=REPO,
                          capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr
-    shown = json.loads(cli("show", str(run_dir), "--json").stdout)
+    shown = json.loads(cli_here("show", str(run_dir), "--json").stdout)
     assert sorted(t["trial_id"] for t in shown["trials"]) == list(range(12))
     assert all(t["status"] == "completed" for t in shown["trials"])
     runs = [line.split() for line in log.read_text().splitlines()]
@@ -212,7 +212,7 @@ def test_resume_after_sigkill_runs_each_trial_once(tmp_path, xy_space):
     assert sorted(t.user_attrs["trial_id"] for t in completed) == list(range(12))
 
 
-def test_a_killed_drivers_run_reads_interrupted_and_a_live_one_is_not_resumed_twice(tmp_path, xy_space):
+def test_a_killed_drivers_run_reads_interrupted_and_a_live_one_is_not_resumed_twice(tmp_path, xy_space, cli_here):
     from fastapi.testclient import TestClient
 
     from autotune.dashboard.app import create_app
@@ -237,7 +237,7 @@ def test_a_killed_drivers_run_reads_interrupted_and_a_live_one_is_not_resumed_tw
         proc.wait()
     # the database still says running, but its driver is gone: the run reads interrupted everywhere
     assert autotune.load(run_dir).status == "interrupted"
-    assert json.loads(cli("show", str(run_dir), "--json").stdout)["status"] == "interrupted"
+    assert json.loads(cli_here("show", str(run_dir), "--json").stdout)["status"] == "interrupted"
     runs = TestClient(create_app([tmp_path])).get("/api/runs").json()
     assert [r["status"] for r in runs["runs"] if r["name"] == "slow"] == ["interrupted"]
 
@@ -358,13 +358,13 @@ def test_a_running_driver_writes_heartbeats(tmp_path, xy_space):
     assert int(res.stdout.split()[-1]) >= 3  # the heartbeat advanced while the trials ran
 
 
-def test_export_to_parquet_writes_a_categorical_that_mixes_kinds_as_text(tmp_path):
+def test_export_to_parquet_writes_a_categorical_that_mixes_kinds_as_text(tmp_path, cli_here):
     space = _space_file(tmp_path, {"params": {"bs": {"type": "categorical", "choices": ["auto", 16, 32]},
                                               "x": {"type": "float", "low": 0.0, "high": 1.0}}})
     assert cli("run", objective("returns_number"), "--space", str(space), "--sampler", "random", "--rounds", "2",
                "--popsize", "4", "--seed", "3", "--output", str(tmp_path), "--name", "m", "--executor",
                "local").returncode == 0
-    proc = cli("export", str(tmp_path / "m"), "--format", "parquet")
+    proc = cli_here("export", str(tmp_path / "m"), "--format", "parquet")
     assert proc.returncode == 0, proc.stderr
     import pandas as pd
 
@@ -375,21 +375,21 @@ def test_export_to_parquet_writes_a_categorical_that_mixes_kinds_as_text(tmp_pat
     assert frame["reason"].isna().all()  # missing stays missing, not the text "None"
 
 
-def test_show_calls_an_async_runs_round_its_generation(tmp_path, xy_space):
+def test_show_calls_an_async_runs_round_its_generation(tmp_path, xy_space, cli_here):
     """Under the async schedule a trial's `round` is its generation (under pbt its lineage depth, which can
     pass --rounds): `show` names the column so and explains it under the table; a rounds run keeps round."""
     common = dict(space=xy_space, sampler="random", rounds=2, popsize=2, seed=0, output=tmp_path, executor="local")
     autotune.run(objective("quadratic"), evaluator="pbt", name="a", **common)
     autotune.run(objective("quadratic"), evaluator="full", name="f", **common)
     autotune.run(objective("quadratic"), evaluator="pbt", name="s", schedule="rounds", **common)
-    shown = cli("show", str(tmp_path / "a")).stdout.splitlines()
+    shown = cli_here("show", str(tmp_path / "a")).stdout.splitlines()
     assert shown[0].split()[:3] == ["trial", "generation", "status"]
     assert shown[5] == ("generation: lineage depth under Population-Based training (a parent's generation + 1); "
                         "--rounds x --popsize (2 x 2) is the number of trials")  # right under the 4 trials
-    full = cli("show", str(tmp_path / "f")).stdout.splitlines()
+    full = cli_here("show", str(tmp_path / "f")).stdout.splitlines()
     assert full[0].split()[1] == "generation"
     assert full[5].startswith("generation: the trial's place in the run, in steps of --popsize")
-    rounds = cli("show", str(tmp_path / "s")).stdout.splitlines()
+    rounds = cli_here("show", str(tmp_path / "s")).stdout.splitlines()
     assert rounds[0].split()[:3] == ["trial", "round", "status"]
     assert not any(line.startswith("generation") for line in rounds)
 
@@ -403,12 +403,12 @@ def test_run_help_lists_every_sampler():
     assert sorted(listed.split("|")) == sorted(sampler_names())  # pshe3 among them
 
 
-def test_show_names_the_best_config_file(tmp_path, xy_space):
+def test_show_names_the_best_config_file(tmp_path, xy_space, cli_here):
     autotune.run(objective("quadratic"), space=xy_space, sampler="random", evaluator="full", rounds=1, popsize=2,
                  seed=0, output=tmp_path, name="b", executor="local")
     best = tmp_path / "b" / "best" / "config.yaml"
     assert best.is_file()
-    lines = cli("show", str(tmp_path / "b")).stdout.splitlines()
+    lines = cli_here("show", str(tmp_path / "b")).stdout.splitlines()
     assert f"best config: {best}" in lines
     best.unlink()  # none written (no trial completed): no line
-    assert not any(ln.startswith("best config:") for ln in cli("show", str(tmp_path / "b")).stdout.splitlines())
+    assert not any(ln.startswith("best config:") for ln in cli_here("show", str(tmp_path / "b")).stdout.splitlines())
