@@ -72,9 +72,9 @@ import _es_real  # noqa: E402
 
 FULL = dict(seeds=[0, 1, 2, 3, 4], budget_s=90.0, epochs=10)
 QUICK = dict(seeds=[0], budget_s=20.0, epochs=3)
-#: --quick (CI) runs one of each code path: the other autotune pbt rules differ from these in flags only
-QUICK_TOOLS = ["autotune-asha-bayes", "autotune-asha-pshe2", "autotune-pbt", "autotune-pbt-trust-gp",
-               "tune-asha-optuna", "tune-pbt", "tune-pb2", "optuna-hyperband"]
+#: --quick (CI) runs each peer and one autotune tool per evaluator: the other autotune tools differ from these
+#: in flags only (a sampler, an explore rule, a schedule), which tests/test_pbt.py and test_stopping.py cover
+QUICK_TOOLS = ["autotune-asha-bayes", "autotune-pbt", "tune-asha-optuna", "tune-pbt", "tune-pb2", "optuna-hyperband"]
 #: --workload text: the PBT tools only (all of them also under --quick), epochs unused (no tool caps a lineage)
 TEXT_FULL = dict(seeds=[0, 1, 2], budget_s=240.0, epochs=10)
 TEXT_QUICK = dict(seeds=[0], budget_s=35.0, epochs=3)

@@ -129,9 +129,8 @@ def test_gpu_utilisation_quick(tmp_path: Path) -> None:
 
 def test_early_stopping_quick(tmp_path: Path) -> None:
     run_script("early_stopping.py", tmp_path, timeout=900)  # both parts, as CI's --quick
-    tools = {"autotune-asha-bayes", "autotune-asha-pshe2", "autotune-pbt", "autotune-pbt-trust-gp", "tune-asha-optuna",
-             "tune-pbt", "tune-pb2", "optuna-hyperband"}
-    asha = {"autotune-asha-bayes", "autotune-asha-pshe2", "tune-asha-optuna", "optuna-hyperband"}
+    tools = {"autotune-asha-bayes", "autotune-pbt", "tune-asha-optuna", "tune-pbt", "tune-pb2", "optuna-hyperband"}
+    asha = {"autotune-asha-bayes", "tune-asha-optuna", "optuna-hyperband"}
     curves = read(tmp_path / "early_stopping_real_curves.csv")
     assert {r["tool"] for r in curves} == tools  # every tool reported within its budget
     for tool in tools:

@@ -4,6 +4,8 @@ weights across nodes, and losing a node mid-run loses no trial."""
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 import signal
@@ -17,7 +19,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import REPO, cli, objective
+from autotune.cli import main as cli_main
+from conftest import REPO, objective
 
 pytestmark = pytest.mark.slow
 
@@ -99,14 +102,19 @@ class Cluster:
         _kill(_pids_matching(str(self.temp)))
 
 
-@pytest.fixture
-def cluster():
+def _cluster():
     c = Cluster()
     try:
         c.start()
         yield c
     finally:
         c.stop()
+
+
+#: a cluster of its own for each test that kills one of its nodes
+cluster = pytest.fixture(_cluster)
+#: one cluster for the tests that leave it as they found it: starting two nodes costs about 20 s
+shared_cluster = pytest.fixture(scope="class")(_cluster)  # torn down before the node-killing tests start theirs
 
 
 def _run(tmp_path, cluster, name, extra=(), address=None):
@@ -123,63 +131,68 @@ def _run(tmp_path, cluster, name, extra=(), address=None):
 
 
 def _records(run_dir):
-    proc = cli("show", str(run_dir), "--json")
-    assert proc.returncode == 0, proc.stderr
-    return json.loads(proc.stdout)["trials"]
+    """`autotune show RUN --json`'s trials, through main() in this process."""
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert cli_main(["show", str(run_dir), "--json"]) == 0
+    return json.loads(out.getvalue())["trials"]
 
 
-def test_pbt_search_spans_both_nodes(tmp_path, cluster):
-    proc, _ = _run(tmp_path, cluster, "two")
-    out, err = proc.communicate(timeout=300)
-    assert proc.returncode == 0, err
-    trials = _records(tmp_path / "two")
-    assert len(trials) == 12 and all(t["status"] == "completed" for t in trials)
-    nodes = {t["node_id"] for t in trials}
-    assert len(nodes) == 2, "trials ran on one node only"
-    by_id = {t["trial_id"]: t for t in trials}
-    crossed = [t for t in trials if t["parent_id"] is not None and t["node_id"] != by_id[t["parent_id"]]["node_id"]]
-    assert crossed, "no child ran on another node than its parent"
-    for child in crossed:
-        parent = by_id[child["parent_id"]]
-        loaded = json.loads((tmp_path / "two" / child["trial_dir"] / "loaded.json").read_text())
-        saved = json.loads((tmp_path / "two" / parent["checkpoint"] / "state.json").read_text())
-        assert loaded == saved and child["parent_hash"] == parent["checkpoint_hash"]
+class TestOnOneCluster:
+    """The tests that leave the cluster as they found it share one."""
+
+    def test_pbt_search_spans_both_nodes(self, tmp_path, shared_cluster):
+        proc, _ = _run(tmp_path, shared_cluster, "two")
+        out, err = proc.communicate(timeout=300)
+        assert proc.returncode == 0, err
+        trials = _records(tmp_path / "two")
+        assert len(trials) == 12 and all(t["status"] == "completed" for t in trials)
+        nodes = {t["node_id"] for t in trials}
+        assert len(nodes) == 2, "trials ran on one node only"
+        by_id = {t["trial_id"]: t for t in trials}
+        crossed = [t for t in trials if t["parent_id"] is not None and t["node_id"] != by_id[t["parent_id"]]["node_id"]]
+        assert crossed, "no child ran on another node than its parent"
+        for child in crossed:
+            parent = by_id[child["parent_id"]]
+            loaded = json.loads((tmp_path / "two" / child["trial_dir"] / "loaded.json").read_text())
+            saved = json.loads((tmp_path / "two" / parent["checkpoint"] / "state.json").read_text())
+            assert loaded == saved and child["parent_hash"] == parent["checkpoint_hash"]
 
 
-def test_trial_folders_in_an_object_store_across_nodes(tmp_path, cluster):
-    store = tmp_path / "store"
-    proc, _ = _run(tmp_path, cluster, "obj", extra=("--artifacts", f"file://{store}"))
-    out, err = proc.communicate(timeout=300)
-    assert proc.returncode == 0, err
-    trials = _records(tmp_path / "obj")
-    assert len(trials) == 12 and all(t["status"] == "completed" for t in trials)
-    assert len({t["node_id"] for t in trials}) == 2
-    assert not (tmp_path / "obj" / "trials").exists()  # nothing went through the run folder
-    for node in ("head", "second"):  # each node ran trials in its own scratch folder, and left it empty
-        scratch = cluster.temp / f"scratch-{node}"
-        assert scratch.is_dir() and not any(p.is_file() for p in scratch.rglob("*")), node
-    by_id = {t["trial_id"]: t for t in trials}
-    crossed = [t for t in trials if t["parent_id"] is not None and t["node_id"] != by_id[t["parent_id"]]["node_id"]]
-    assert crossed, "no child ran on another node than its parent"
-    for child in crossed:  # it downloaded its parent's checkpoint from the store
-        parent = by_id[child["parent_id"]]
-        loaded = json.loads((store / child["trial_dir"] / "loaded.json").read_text())
-        saved = json.loads((store / parent["checkpoint"] / "state.json").read_text())
-        assert loaded == saved and child["parent_hash"] == parent["checkpoint_hash"]
+    def test_trial_folders_in_an_object_store_across_nodes(self, tmp_path, shared_cluster):
+        store = tmp_path / "store"
+        proc, _ = _run(tmp_path, shared_cluster, "obj", extra=("--artifacts", f"file://{store}"))
+        out, err = proc.communicate(timeout=300)
+        assert proc.returncode == 0, err
+        trials = _records(tmp_path / "obj")
+        assert len(trials) == 12 and all(t["status"] == "completed" for t in trials)
+        assert len({t["node_id"] for t in trials}) == 2
+        assert not (tmp_path / "obj" / "trials").exists()  # nothing went through the run folder
+        for node in ("head", "second"):  # each node ran trials in its own scratch folder, and left it empty
+            scratch = shared_cluster.temp / f"scratch-{node}"
+            assert scratch.is_dir() and not any(p.is_file() for p in scratch.rglob("*")), node
+        by_id = {t["trial_id"]: t for t in trials}
+        crossed = [t for t in trials if t["parent_id"] is not None and t["node_id"] != by_id[t["parent_id"]]["node_id"]]
+        assert crossed, "no child ran on another node than its parent"
+        for child in crossed:  # it downloaded its parent's checkpoint from the store
+            parent = by_id[child["parent_id"]]
+            loaded = json.loads((store / child["trial_dir"] / "loaded.json").read_text())
+            saved = json.loads((store / parent["checkpoint"] / "state.json").read_text())
+            assert loaded == saved and child["parent_hash"] == parent["checkpoint_hash"]
 
 
-def test_a_search_through_ray_client(tmp_path, cluster):
-    """--address ray://HEAD:PORT, as from a laptop (Ray Client; token authentication on)."""
-    proc, _ = _run(tmp_path, cluster, "client", address=cluster.client_address)
-    out, err = proc.communicate(timeout=300)
-    if proc.returncode != 0:  # say why the head's client server failed, if it did
-        logs = sorted(cluster.temp.glob("session_*/logs/ray_client_server*"))
-        err += "".join(f"\n--- {p.name}\n" + p.read_text(errors="replace")[-3000:] for p in logs)
-    assert proc.returncode == 0, err
-    trials = _records(tmp_path / "client")
-    assert len(trials) == 12 and all(t["status"] == "completed" for t in trials)
-    assert len({t["node_id"] for t in trials}) == 2
-    assert all(t["parent_id"] is not None for t in trials if t["round"] > 0)
+    def test_a_search_through_ray_client(self, tmp_path, shared_cluster):
+        """--address ray://HEAD:PORT, as from a laptop (Ray Client; token authentication on)."""
+        proc, _ = _run(tmp_path, shared_cluster, "client", address=shared_cluster.client_address)
+        out, err = proc.communicate(timeout=300)
+        if proc.returncode != 0:  # say why the head's client server failed, if it did
+            logs = sorted(shared_cluster.temp.glob("session_*/logs/ray_client_server*"))
+            err += "".join(f"\n--- {p.name}\n" + p.read_text(errors="replace")[-3000:] for p in logs)
+        assert proc.returncode == 0, err
+        trials = _records(tmp_path / "client")
+        assert len(trials) == 12 and all(t["status"] == "completed" for t in trials)
+        assert len({t["node_id"] for t in trials}) == 2
+        assert all(t["parent_id"] is not None for t in trials if t["round"] > 0)
 
 
 @pytest.mark.parametrize("schedule", ["async", "rounds"])
