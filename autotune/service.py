@@ -28,17 +28,16 @@ import getpass
 import os
 import re
 import shlex
-import signal
 import socket
 import sys
-import threading
 import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Sequence
 
 from .errors import ConfigError
+from .executors.ray_auth import enable_token_auth
 
 #: metadata keys of an autotune job (Ray job metadata is a str -> str map)
 META_RUN = "autotune_run"
@@ -67,86 +66,7 @@ def client_name() -> str:
     return f"cli {user}@{socket.gethostname()}"
 
 
-# -- SIGTERM as Ctrl-C -----------------------------------------------------------------------------
-class _Terminated:
-    """The SIGTERM handler of ``run`` and ``resume``: the first SIGTERM raises KeyboardInterrupt in the
-    main thread, as Ctrl-C does; more are ignored, so that the driver can record its stopped trials."""
-
-    def __init__(self) -> None:
-        self.fired = False
-
-    def __call__(self, signum: int, frame: Any) -> None:
-        if not self.fired:
-            self.fired = True
-            raise KeyboardInterrupt
-
-
-@contextlib.contextmanager
-def sigterm_as_interrupt() -> Iterator[Callable[[Any], Any]]:
-    """Within: SIGTERM (``autotune stop``, Ray's ``stop_job``, ``kill``) is handled like Ctrl-C.
-
-    ``ray.init`` installs its own SIGTERM handler (``sys.exit``), which would mark the run failed;
-    while this is active that installation is skipped.  Yields a wrapper for the progress callback
-    that puts the handler back should anything else have replaced it (it runs in the main thread)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield lambda progress: progress
-        return
-    # Ctrl-C stops the run even when this process was started with SIGINT ignored (a background job of a
-    # non-interactive shell inherits that), so `kill -INT` and a terminal's Ctrl-C always behave the same
-    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
-        signal.signal(signal.SIGINT, signal.default_int_handler)
-    handler = _Terminated()
-    previous = signal.signal(signal.SIGTERM, handler)
-    patched = None
-    try:
-        import ray._private.utils as ray_utils  # private, hence the guard
-
-        original = ray_utils.set_sigterm_handler
-
-        def keep_ours(h: Any) -> None:
-            if signal.getsignal(signal.SIGTERM) is not handler:
-                original(h)
-
-        ray_utils.set_sigterm_handler = keep_ours
-        patched = (ray_utils, original)
-    except (ImportError, AttributeError):
-        pass
-
-    def wrap(progress: Any) -> Any:
-        def call(event: Any) -> Any:
-            if signal.getsignal(signal.SIGTERM) is not handler and not handler.fired:
-                signal.signal(signal.SIGTERM, handler)
-            return progress(event)
-
-        return call
-
-    try:
-        yield wrap
-    finally:
-        if patched is not None:
-            patched[0].set_sigterm_handler = patched[1]
-        signal.signal(signal.SIGTERM, previous)
-
-
 # -- the job server --------------------------------------------------------------------------------
-TOKEN_FILE = Path.home() / ".ray" / "auth_token"
-
-
-def _enable_token_auth() -> None:
-    """Ray 2.60 heads authenticate by token, the job server too: with the token at hand (RAY_AUTH_TOKEN,
-    RAY_AUTH_TOKEN_PATH or ~/.ray/auth_token) and no RAY_AUTH_MODE chosen, use token mode, as
-    ``autotune run --address`` does."""
-    if "RAY_AUTH_MODE" in os.environ:
-        return
-    try:
-        from ray._private.authentication.authentication_token_setup import (
-            maybe_enable_token_auth_if_token_available,
-        )
-    except ImportError:  # another Ray version: the environment variable alone
-        if os.environ.get("RAY_AUTH_TOKEN") or os.environ.get("RAY_AUTH_TOKEN_PATH") or TOKEN_FILE.exists():
-            os.environ["RAY_AUTH_MODE"] = "token"
-        return
-    maybe_enable_token_auth_if_token_available(warn_if_disabled=False)
 
 
 def job_client(address: str | None) -> Any:
@@ -161,7 +81,7 @@ def job_client(address: str | None) -> Any:
         from ray.job_submission import JobSubmissionClient
     except ImportError as e:  # pragma: no cover - ray is a dependency
         raise ConfigError(f"Ray's job submission client is not available: {e}") from None
-    _enable_token_auth()
+    enable_token_auth()
     saved = os.environ.get("RAY_API_SERVER_ADDRESS")
     os.environ["RAY_API_SERVER_ADDRESS"] = address  # Ray lets RAY_ADDRESS override the address given
     try:

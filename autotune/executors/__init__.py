@@ -1,4 +1,5 @@
-"""Executors run trial specs.  Only :mod:`autotune.executors.ray_executor` imports ``ray``, lazily."""
+"""Executors run trial specs.  Only :mod:`~autotune.executors.ray_executor` and its helpers (``ray_auth``,
+``sigterm``, ``local_ray``) import ``ray``, lazily."""
 
 from __future__ import annotations
 

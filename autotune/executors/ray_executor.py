@@ -38,30 +38,13 @@ from ..trial_runner import LOG_FILE_NAME, log_tail, raise_worker_terminated, run
 from .base import Executor
 from .local_ray import LocalRaySession, end_stale_sessions
 from .pool import Kill, Run, Spawn, WorkerPool
+from .ray_auth import TOKEN_FILE, enable_token_auth, token_at_hand
 
 POLL_S = 0.5
 DRAIN_S = 0.5  # without a rule, how often the driver fetches live reports from the bus (one round trip each)
 VERDICT_WAIT_S = 2.0  # how long a report waits for the rule's verdict; then it goes on (a later stop still works)
 PRUNE_GRACE_S = 60.0  # how long a trial told to stop may take to reach its next report
 NODE_VERDICT_S = 60.0  # how long to wait for the cluster to call a silent node dead
-TOKEN_FILE = Path.home() / ".ray" / "auth_token"
-
-
-def _enable_token_auth() -> None:
-    """Joining a cluster: Ray 2.60 heads authenticate by token, but Ray turns token mode on by itself
-    only for ``address=auto``.  When the user has the token (RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH or
-    the file ``ray start --head`` writes) and chose no mode, use token mode, the way Ray does."""
-    if "RAY_AUTH_MODE" in os.environ:
-        return
-    try:
-        from ray._private.authentication.authentication_token_setup import (
-            maybe_enable_token_auth_if_token_available,
-        )
-    except ImportError:  # another Ray version: the environment variable alone, before ray.init
-        if os.environ.get("RAY_AUTH_TOKEN") or TOKEN_FILE.exists():
-            os.environ["RAY_AUTH_MODE"] = "token"
-        return
-    maybe_enable_token_auth_if_token_available(warn_if_disabled=False)
 
 
 class _TrialWorker:
@@ -221,7 +204,7 @@ class RayExecutor(Executor):
             if self.address:
                 _check_reachable(self.address)
                 kwargs["address"] = self.address
-                _enable_token_auth()
+                enable_token_auth()
             else:
                 if self.num_cpus is not None:
                     kwargs["num_cpus"] = self.num_cpus
@@ -235,7 +218,7 @@ class RayExecutor(Executor):
             except (ConnectionError, RuntimeError, ValueError) as e:
                 where = self.address or "a local Ray"
                 hint = ""
-                if self.address and not os.environ.get("RAY_AUTH_TOKEN") and not TOKEN_FILE.exists():
+                if self.address and not token_at_hand():
                     hint = (" (a Ray 2.60 cluster authenticates by token: set RAY_AUTH_TOKEN, or copy the head's"
                             f" ~/.ray/auth_token to {TOKEN_FILE})")
                 raise ExecutorError(f"cannot start or join Ray at {where}: {e}{hint}") from None

@@ -20,7 +20,7 @@ import base64
 import math
 import pickle
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, ClassVar, Sequence
 
 import numpy as np
@@ -75,13 +75,6 @@ class Observation:
 #: what autotune's own samplers keep per told candidate: a finite loss (completed), None (failed) or
 #: [steps run, last reported loss or None] (pruned); plain JSON, so sampler states stay JSON
 Outcome = float | None | list[float | None]
-
-
-@dataclass
-class _Pending:
-    """Book-keeping shared by samplers: proposals not yet told."""
-
-    ids: dict[int, tuple[float, ...]] = field(default_factory=dict)
 
 
 class Sampler(ABC):
