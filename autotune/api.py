@@ -18,12 +18,13 @@ from typing import Any, Callable, Mapping
 from .artifacts import check_uri
 from .driver import Driver, ProgressFn, RunContext
 from .errors import AutotuneError, ConfigError, RunInterrupted, SearchSpaceError, StoreWriteError, TrialError
-from .evaluators import make_evaluator, resolve_evaluator_name
+from .evaluators import make_evaluator
 from .executors import Executor, make_executor
 from .liveness import DRIVER_ATTR, driver_alive
 from .results import Result, load_result, locate_run, write_run_file
-from .samplers import check_sampler_options, make_sampler, resolve_sampler_name
-from .settings import DEFAULT_PBT_EXPLOIT, DEFAULT_PBT_EXPLORE, DEFAULT_SCHEDULE, ROUNDS, RunSettings
+from .samplers import check_sampler_options, make_sampler
+from .schema import SETTINGS, Kind, Setting
+from .settings import ROUNDS, RunSettings
 from .space import SearchSpace, SpaceFile, load_space_file
 from .statuses import CREATED, RUN_COMPLETED, RUNNING
 from .stopping import make_rule
@@ -31,7 +32,6 @@ from .store import Store, absolute_url, redact_url, sqlite_url
 from .targets import TrialTarget, parse_target
 
 DEFAULT_OUTPUT = "runs"
-DEFAULT_METRIC = "score"
 SpaceLike = str | os.PathLike[str] | SearchSpace | SpaceFile | Mapping[str, Any]
 
 
@@ -64,10 +64,12 @@ def prepare(
     budget: float | None = None,
     address: str | None = None,
     resources: Mapping[str, float] | None = None,
+    cpus_per_trial: float | None = None,
+    gpus_per_trial: float | None = None,
     trial_timeout: float | None = None,
     time_budget: float | None = None,
-    max_retries: int = 1,
-    top_fraction: float = 0.5,
+    max_retries: int | None = None,
+    top_fraction: float | None = None,
     keep_checkpoints: int | None = None,
     artifacts: str | None = None,
     sampler_options: Mapping[str, Any] | None = None,
@@ -81,10 +83,11 @@ def prepare(
 ) -> tuple[RunSettings, SpaceFile, TrialTarget, Path]:
     """Validate everything a run needs, without creating anything.
 
-    The space file's settings fill in what the arguments leave as None; ``RunSettings`` checks the result.
+    Every setting of :mod:`autotune.schema` is a keyword here: what the arguments leave as None the space
+    file fills in (``defaults:``, or its top-level ``metric``, ``mode`` and ``budget``), then the schema's
+    default; ``RunSettings`` checks the result by the schema's rules.
     """
     sp = _as_space(space)
-    defaults = sp.defaults
     if objective_or_script is None:
         if not sp.trial:
             raise ConfigError("no trial to run: pass a script or objective, or set `trial:` in the space file")
@@ -95,39 +98,25 @@ def prepare(
                              "taken from the space file's folder)") from None
     else:
         target = parse_target(objective_or_script, script_args=script_args)
+    arguments = locals()
+    given = {s.name: arguments[s.name] for s in SETTINGS}
     res = dict(resources or {})
-    cpus = res.pop("cpu", res.pop("CPU", defaults.get("cpus_per_trial", 1.0)))
-    gpus = res.pop("gpu", res.pop("GPU", defaults.get("gpus_per_trial", 0.0)))
-    pick = lambda given, key, fallback: given if given is not None else defaults.get(key, fallback)  # noqa: E731
+    for key, setting in (("cpu", "cpus_per_trial"), ("gpu", "gpus_per_trial")):  # resources={"cpu": 2}
+        amount = res.pop(key, res.pop(key.upper(), None))
+        if amount is not None and given[setting] is not None and amount != given[setting]:
+            raise ConfigError(f"{setting}={given[setting]!r} and resources[{key!r}]={amount!r} disagree: give one")
+        given[setting] = given[setting] if given[setting] is not None else amount
+    values = {s.name: _setting_value(s, given[s.name], sp) for s in SETTINGS}
     run_name = name if name is not None else f"{_stem(space)}-{time.strftime('%Y%m%d-%H%M%S')}"
     settings = RunSettings(
         name=run_name,
-        metric=metric if metric is not None else (sp.metric or DEFAULT_METRIC),
-        mode=mode.strip().lower() if isinstance(mode, str) else (sp.mode or "max"),
-        sampler=resolve_sampler_name(pick(sampler, "sampler", "pshe2")),
-        evaluator=resolve_evaluator_name(pick(evaluator, "evaluator", "pbt")),
-        rounds=pick(rounds, "rounds", 10),
-        popsize=pick(popsize, "popsize", 5),
-        seed=pick(seed, "seed", None),
-        budget=budget if budget is not None else sp.budget,
-        trial_timeout=pick(trial_timeout, "trial_timeout", None),
-        time_budget=pick(time_budget, "time_budget", None),
-        cpus_per_trial=float(cpus),
-        gpus_per_trial=float(gpus),
+        **values,
         resources_per_trial={k: float(v) for k, v in res.items()},
         address=address,
-        top_fraction=top_fraction,
-        max_retries=max_retries,
-        keep_checkpoints=pick(keep_checkpoints, "keep_checkpoints", None),
         artifacts=check_uri(artifacts) if artifacts else None,
-        sampler_options={**defaults.get("sampler_options", {}), **(sampler_options or {})},
-        schedule=_lowered(pick(schedule, "schedule", DEFAULT_SCHEDULE)),
-        early_stop=_lowered(pick(early_stop, "early_stop", "none")),
-        early_stop_options={**defaults.get("early_stop_options", {}), **(early_stop_options or {})},
-        pbt_explore=_lowered(pick(pbt_explore, "pbt_explore", DEFAULT_PBT_EXPLORE)),
-        pbt_exploit=_lowered(pick(pbt_exploit, "pbt_exploit", DEFAULT_PBT_EXPLOIT)),
-        quantile_fraction=pick(quantile_fraction, "quantile_fraction", 0.25),
     )
+    for key in ("cpus_per_trial", "gpus_per_trial"):
+        setattr(settings, key, float(getattr(settings, key)))
     make_rule(settings.early_stop, settings.early_stop_options)  # its options are checked before anything runs
     run_dir = Path(output) / settings.name
     for folder in (Path(output), run_dir):
@@ -143,9 +132,16 @@ def prepare(
     return settings, sp, target, run_dir
 
 
-def _lowered(value: Any) -> Any:
-    """A name setting (schedule, early-stop rule) in lower case; anything else is left for the checks."""
-    return value.strip().lower() if isinstance(value, str) else value
+def _setting_value(setting: Setting, given: Any, sp: SpaceFile) -> Any:
+    """A setting's value for a new run: the argument, else the space file's, else the schema's default."""
+    if setting.file == "top":
+        preset = getattr(sp, setting.name)
+    else:
+        preset = sp.defaults.get(setting.name) if setting.file == "defaults" else None
+    if setting.kind is Kind.OPTIONS:  # the file's options, with the arguments' on top
+        return {**(preset or {}), **(given or {})} if isinstance(given or {}, Mapping) else given
+    value = given if given is not None else preset if preset is not None else setting.default
+    return setting.check(value)
 
 
 def _stem(space: Any) -> str:

@@ -7,7 +7,6 @@ and exits 130.
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import math
 import os
@@ -21,6 +20,7 @@ from . import __version__
 from .errors import AutotuneError, RunInterrupted
 from .events import ProgressEvent, RoundEnd, RoundStart, RunStart, TrialEnd, TrialStart
 from .statuses import COMPLETED, FAILED, PRUNED, RUN_COMPLETED, RUNNING, STOPPED
+from .schema import SETTINGS, Kind, Setting
 from .settings import ASYNC
 
 EXIT_USAGE = 2
@@ -34,7 +34,7 @@ class _Parser(argparse.ArgumentParser):
         raise AutotuneError(f"{self.prog}: {message}")
 
 
-def _positive_int(text: str) -> int:
+def _integer(text: str) -> int:
     try:
         v = int(text)
     except ValueError:
@@ -43,7 +43,7 @@ def _positive_int(text: str) -> int:
 
 
 def _port(text: str) -> int:
-    port = _positive_int(text)
+    port = _integer(text)
     if not 1 <= port <= 65535:
         raise argparse.ArgumentTypeError(f"a port is 1 to 65535, got {port}")
     return port
@@ -56,19 +56,6 @@ def _number(text: str) -> float:
         raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
     if not math.isfinite(v):
         raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
-    return v
-
-
-def _duration(text: str) -> float:
-    """Seconds, or a number with s, m or h: 90, 90s, 30m, 1.5h."""
-    units = {"s": 1.0, "m": 60.0, "h": 3600.0}
-    scale = units.get(text.strip()[-1:].lower(), None) if text.strip() else None
-    try:
-        v = _number(text.strip()[:-1] if scale else text) * (scale or 1.0)
-    except argparse.ArgumentTypeError:
-        raise argparse.ArgumentTypeError(f"expected seconds or a duration like 90s, 30m, 2h, got {text!r}") from None
-    if v <= 0:
-        raise argparse.ArgumentTypeError(f"expected a duration > 0, got {text!r}")
     return v
 
 
@@ -92,6 +79,51 @@ def _option(text: str) -> tuple[str, Any]:
         return key.strip(), value
 
 
+def _setting_type(setting: Setting) -> Any:
+    """argparse's type for a setting: the text read and checked by the setting's declared rule."""
+    def parse(text: str) -> Any:
+        try:
+            return setting.parse(text)
+        except AutotuneError as e:
+            raise argparse.ArgumentTypeError(str(e)) from None
+    parse.__name__ = setting.name  # argparse names the type in some messages
+    return parse
+
+
+def _setting_help(setting: Setting) -> str:
+    if setting.kind is Kind.OPTIONS:
+        return f"{setting.help} (repeatable)"
+    default = "unset" if setting.default is None else repr(setting.default)
+    preset = {"defaults": "the space file's `defaults:`", "top": f"the space file's `{setting.name}:`"}.get(setting.file)
+    return f"{setting.help}; {setting.rule()} (default: {preset + ', else ' if preset else ''}{default})"
+
+
+def _add_run_options(p: argparse.ArgumentParser) -> None:
+    """The options `run` and `submit` share: the trial, the space, the name and every run setting."""
+    p.add_argument("trial", nargs="?", help="trial: script.py, file.py:function or module:function "
+                   "(default: the space file's `trial:`)")
+    p.add_argument("--space", required=True, help="search space YAML (autotune or PaddleHub format)")
+    p.add_argument("--name", help="run name (default SPACE-TIMESTAMP)")
+    for setting in SETTINGS:  # declared once, in autotune.schema
+        if setting.kind is Kind.OPTIONS:
+            p.add_argument(setting.flag, dest=setting.name, type=_option, action="append", default=[],
+                           metavar=setting.value_name, help=_setting_help(setting))
+        else:
+            p.add_argument(setting.flag, dest=setting.name, type=_setting_type(setting), metavar=setting.value_name,
+                           help=_setting_help(setting))
+    p.add_argument("--resource", type=_resource, action="append", default=[], metavar="NAME=AMOUNT",
+                   help="custom Ray resource per trial (repeatable)")
+    p.add_argument("--artifacts", metavar="URI", help="keep trial folders (logs, checkpoints) in an object store: "
+                   "s3://bucket/prefix, gs://..., file:///shared/path (default: in the run folder)")
+    p.add_argument("--storage", help="results database URL (default: SQLite in the run folder)")
+
+
+def _settings_of(a: argparse.Namespace) -> dict[str, Any]:
+    """The run settings a parsed `run` or `submit` command line gives (None: not given)."""
+    return {s.name: (dict(getattr(a, s.name)) or None) if s.kind is Kind.OPTIONS else getattr(a, s.name)
+            for s in SETTINGS}
+
+
 STORAGE_HELP = "results database URL, if not the run folder's (needed when run.json hides its password)"
 
 
@@ -105,52 +137,9 @@ def build_parser() -> argparse.ArgumentParser:
                        usage="autotune run [TRIAL] --space FILE [options] [-- SCRIPT_ARGS...]",
                        epilog="Arguments after `--` are passed to every run of a script trial, before the "
                               "searched --NAME=VALUE flags (fixed settings, e.g. -- --epochs=3).")
-    r.add_argument("trial", nargs="?", help="trial: script.py, file.py:function or module:function "
-                   "(default: the space file's `trial:`)")
-    r.add_argument("--space", required=True, help="search space YAML (autotune or PaddleHub format)")
-    r.add_argument("--sampler", help="hazero|pshe2|bayes|bayes-gp|pshe3|random (default pshe2)")
-    r.add_argument("--evaluator", help="full|pbt (default pbt)")
-    r.add_argument("--rounds", type=_positive_int, help="rounds (default 10): the run has rounds x popsize trials")
-    r.add_argument("--popsize", type=_positive_int, help="trials per round (default 5)")
-    r.add_argument("--early-stop", type=str.lower, choices=["none", "asha", "median"],
-                   help="stop losing trials at their reports: asha (successive halving) or median (default none)")
-    r.add_argument("--early-stop-option", type=_option, action="append", default=[], metavar="KEY=VALUE",
-                   help="an early-stopping option: grace_period, reduction_factor, max_t (asha), min_trials "
-                        "(median) (repeatable)")
-    r.add_argument("--schedule", type=str.lower, choices=["async", "rounds"],
-                   help="async: a trial starts the moment a slot frees (default); rounds: each round waits for "
-                        "its slowest trial, as AutoDL Finetuner did")
-    r.add_argument("--pbt-explore", type=str.lower, choices=["perturb", "trust-gp", "sampler"],
-                   help="pbt: a replaced member's new hyperparameters: perturb (its parent's, each moved by a factor "
-                        "of 0.8/1.2 or a step, or resampled; default), trust-gp (a Gaussian process of the step's gain "
-                        "picks them near the parent), sampler (the sampler proposes every config, as AutoDL Finetuner)")
-    r.add_argument("--pbt-exploit", type=str.lower, choices=["quantile", "round-robin"],
-                   help="pbt: quantile (a member in the bottom quantile of its generation is replaced by a child of "
-                        "the top quantile; the others continue; default) or round-robin (children of the top half, in turn)")
-    r.add_argument("--quantile-fraction", type=_number,
-                   help="pbt with quantile: the fraction replaced, and copied, each generation (default 0.25)")
-    r.add_argument("--metric", help="metric to optimise (default: the space file's, else 'score')")
-    r.add_argument("--mode", help="min|max (default: the space file's, else max)")
-    r.add_argument("--budget", type=_number, help="training units per trial (per round under pbt)")
+    _add_run_options(r)
     r.add_argument("--output", default="runs", help="folder for run folders (default ./runs)")
-    r.add_argument("--name", help="run name (default SPACE-TIMESTAMP)")
-    r.add_argument("--seed", type=_positive_int, help="seed for the sampler")
     r.add_argument("--address", help="Ray cluster: auto, HOST:PORT or ray://HOST:PORT (default: local Ray)")
-    r.add_argument("--cpus-per-trial", type=_number, help="CPUs per trial (default 1)")
-    r.add_argument("--gpus-per-trial", type=_number, help="GPUs per trial, fractions allowed (default 0)")
-    r.add_argument("--sampler-option", type=_option, action="append", default=[], metavar="KEY=VALUE",
-                   help="a sampler option, e.g. sigma0=0.25 for hazero (repeatable)")
-    r.add_argument("--resource", type=_resource, action="append", default=[], metavar="NAME=AMOUNT",
-                   help="custom Ray resource per trial (repeatable)")
-    r.add_argument("--trial-timeout", type=_number, help="seconds before a trial is stopped and failed")
-    r.add_argument("--time-budget", type=_duration, metavar="SECONDS",
-                   help="search time (90, 30m, 2h) after which no trial starts; running trials finish")
-    r.add_argument("--max-retries", type=_positive_int, default=1, help="retries of a trial whose node was lost")
-    r.add_argument("--keep-checkpoints", type=_positive_int, metavar="K",
-                   help="as trials end, delete the checkpoints of all but the K best trials (default: keep all)")
-    r.add_argument("--artifacts", metavar="URI", help="keep trial folders (logs, checkpoints) in an object store: "
-                   "s3://bucket/prefix, gs://..., file:///shared/path (default: in the run folder)")
-    r.add_argument("--storage", help="results database URL (default: SQLite in the run folder)")
     r.add_argument("--executor", choices=["ray", "local"], default="ray", help=argparse.SUPPRESS)
 
     rs = sub.add_parser("resume", help="continue an interrupted run")
@@ -188,14 +177,14 @@ def build_parser() -> argparse.ArgumentParser:
                     "may start searches from, on the cluster's storage (default: none, so no new searches)")
     db.add_argument("--output", metavar="DIR", help="with --control: where searches started from the "
                     "dashboard write their run folders (default: the first run folder source)")
-    _service_parsers(sub, r)
+    _service_parsers(sub)
     return p
 
 
 JOB_ADDRESS_HELP = "the Ray head's job server, http://HEAD:8265 (or RAY_API_SERVER_ADDRESS)"
 
 
-def _service_parsers(sub: Any, run_parser: argparse.ArgumentParser) -> None:
+def _service_parsers(sub: Any) -> None:
     """submit, jobs, logs, stop: searches as Ray Jobs on the cluster (see autotune.service)."""
     s = sub.add_parser("submit",
                        help="run a search on the cluster as a Ray Job, and return",
@@ -203,9 +192,7 @@ def _service_parsers(sub: Any, run_parser: argparse.ArgumentParser) -> None:
                              "[run options] [-- SCRIPT_ARGS...]",
                        description="Submits `autotune run` with the same options as a Ray Job; the driver runs "
                                    "on the cluster. Prints the run name and the job id.")
-    for action in run_parser._actions:  # run's options, as copies: `run` itself stays as it is
-        if action.dest not in ("help", "address", "output", "executor"):
-            s._add_action(copy.copy(action))
+    _add_run_options(s)
     s.add_argument("--address", help=JOB_ADDRESS_HELP)
     s.add_argument("--output", help="folder for run folders, an absolute path on the cluster's storage")
     where = s.add_mutually_exclusive_group()
@@ -325,37 +312,25 @@ class Progress:
 # -- commands ------------------------------------------------------------------------------------
 def _cmd_run(a: argparse.Namespace) -> int:
     from .api import run
-
-    resources: dict[str, float] = dict(a.resource)
-    if a.cpus_per_trial is not None:
-        resources["cpu"] = a.cpus_per_trial
-    if a.gpus_per_trial is not None:
-        resources["gpu"] = a.gpus_per_trial
-    from .service import sigterm_as_interrupt
+    from .executors.sigterm import sigterm_as_interrupt
 
     with sigterm_as_interrupt() as guard:  # `autotune stop` (Ray's stop_job) sends SIGTERM: stop as Ctrl-C does
-        result = _run_cli(run, a, resources, guard(Progress()))
+        result = _run_cli(run, a, guard(Progress()))
     _summary(result)
     return 0
 
 
-def _run_cli(run: Any, a: argparse.Namespace, resources: dict[str, float], progress: Any) -> Any:
-    return run(
-        a.trial, space=a.space, sampler=a.sampler, evaluator=a.evaluator, rounds=a.rounds, popsize=a.popsize,
-        metric=a.metric, mode=a.mode, output=a.output, name=a.name, seed=a.seed, budget=a.budget,
-        address=a.address, resources=resources, trial_timeout=a.trial_timeout, time_budget=a.time_budget,
-        max_retries=a.max_retries,
-        keep_checkpoints=a.keep_checkpoints, artifacts=a.artifacts, storage=a.storage, executor=a.executor, progress=progress,
-        script_args=a.script_args, sampler_options=dict(a.sampler_option) or None, schedule=a.schedule,
-        early_stop=a.early_stop, early_stop_options=dict(a.early_stop_option) or None,
-        pbt_explore=a.pbt_explore, pbt_exploit=a.pbt_exploit, quantile_fraction=a.quantile_fraction,
-    )
+def _run_cli(run: Any, a: argparse.Namespace, progress: Any) -> Any:
+    return run(a.trial, space=a.space, output=a.output, name=a.name, address=a.address, resources=dict(a.resource),
+               artifacts=a.artifacts, storage=a.storage, executor=a.executor, progress=progress,
+               script_args=a.script_args, **_settings_of(a))
 
 
 def _cmd_resume(a: argparse.Namespace) -> int:
     from .api import resume
     from .results import load_result
-    from .service import is_job_address, sigterm_as_interrupt
+    from .executors.sigterm import sigterm_as_interrupt
+    from .service import is_job_address
 
     if is_job_address(a.address):  # resume on the cluster, as a new Ray Job
         return _cmd_resume_job(a)
@@ -549,32 +524,17 @@ def _cmd_dashboard(a: argparse.Namespace) -> int:
 
 
 # -- the search service (Ray Jobs) -----------------------------------------------------------------
-#: options of `submit` that are its own, or that it passes to the job itself
-_SUBMIT_OWN = {"--address", "--upload", "--cluster-dir", "--upload-limit", "--space", "--output", "--name",
-               "--storage"}
-
-
-def _run_flags(tokens: Sequence[str]) -> tuple[str | None, list[str]]:
-    """The trial and the `run` options of a `submit` command line, as the user typed them."""
-    trial = None
-    out: list[str] = []
-    i = 0
-    while i < len(tokens):
-        tok = tokens[i]
-        if tok.startswith("--"):
-            opt, eq, _ = tok.partition("=")
-            takes_value = opt not in ("--help",)
-            if opt in _SUBMIT_OWN:
-                i += 1 if eq or not takes_value else 2
-                continue
-            out.append(tok)
-            if not eq and takes_value and i + 1 < len(tokens):
-                out.append(tokens[i + 1])
-                i += 1
-        elif trial is None:
-            trial = tok
-        i += 1
-    return trial, out
+def _run_flags(a: argparse.Namespace) -> list[str]:
+    """The `autotune run` options of a parsed `submit` command line, for the job to run with."""
+    flags: list[str] = []
+    for setting in SETTINGS:
+        value = getattr(a, setting.name)
+        flags += setting.tokens(dict(value) if setting.kind is Kind.OPTIONS else value)
+    for key, amount in a.resource:
+        flags += ["--resource", f"{key}={amount:g}"]
+    if a.artifacts:
+        flags += ["--artifacts", a.artifacts]
+    return flags
 
 
 def _cmd_submit(a: argparse.Namespace) -> int:
@@ -582,8 +542,7 @@ def _cmd_submit(a: argparse.Namespace) -> int:
     from .service import submit
 
     name = a.name or f"{_stem(a.space)}-{time.strftime('%Y%m%d-%H%M%S')}"
-    trial, flags = _run_flags(a.submit_tokens)
-    run, job_id = submit(a.address, flags, name=name, output=a.output, space=a.space, trial=trial,
+    run, job_id = submit(a.address, _run_flags(a), name=name, output=a.output, space=a.space, trial=a.trial,
                          storage=a.storage, upload=a.upload, cluster_dir=a.cluster_dir,
                          upload_limit_mb=a.upload_limit, script_args=a.script_args)
     addr = f" --address {a.address}" if a.address else ""
@@ -647,7 +606,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
         args.script_args = tuple(script_args)
-        args.submit_tokens = argv[1:]
         return COMMANDS[args.command](args)
     except RunInterrupted as e:
         print(f"\nautotune: {e}", file=sys.stderr)

@@ -25,8 +25,9 @@ import statistics
 from typing import Any
 
 from .errors import ConfigError
+from .schema import BY_NAME
 
-RULES = ("none", "asha", "median")
+RULES = BY_NAME["early_stop"].choices
 
 
 class StoppingRule:

@@ -366,7 +366,7 @@ def test_openapi_document_describes_the_api(client):
     assert doc["openapi"].startswith("3.")
     assert set(doc["paths"]) == {"/api/runs", "/api/runs/{run}", "/api/runs/{run}/version", "/api/runs/{run}/trials",
                                  "/api/runs/{run}/trials/{trial_id}", "/api/runs/{run}/trials/{trial_id}/log",
-                                 "/api/runs/{run}/lineage"}
+                                 "/api/runs/{run}/lineage", "/api/settings"}
     for path, ops in doc["paths"].items():
         assert set(ops) == {"get"}
         assert {"200", "404"} <= set(ops["get"]["responses"]), path
@@ -381,7 +381,7 @@ def api_schema(runs):
 
 API_PATHS = sorted(["/api/runs", "/api/runs/{run}", "/api/runs/{run}/version", "/api/runs/{run}/trials",
                     "/api/runs/{run}/trials/{trial_id}", "/api/runs/{run}/trials/{trial_id}/log",
-                    "/api/runs/{run}/lineage"])
+                    "/api/runs/{run}/lineage", "/api/settings"])
 
 
 @pytest.mark.parametrize("path,mode", [(p, m) for p in API_PATHS for m in GenerationMode

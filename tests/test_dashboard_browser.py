@@ -494,6 +494,26 @@ def test_without_control_no_control_is_shown_or_focusable(page, base_url):
     assert [s for s in stops if s["control"]] == []
 
 
+def test_the_start_form_offers_the_schemas_settings_and_shows_a_refusal_in_its_words(page, control_url):
+    """The form's fields come from GET /api/settings (autotune.schema); a value the schema refuses comes back
+    with the message the command line gives, and nothing starts."""
+    from autotune.schema import BY_NAME, DASHBOARD_KEYS
+
+    page.goto(control_url + "/?token=" + CONTROL_TOKEN)
+    page.wait_for_selector("[data-testid=start-form]:not([hidden])")
+    page.wait_for_selector("[data-testid=start-rounds]")
+    for key in DASHBOARD_KEYS:
+        assert page.is_visible(f"[data-testid=start-{key}]"), key
+    evaluators = page.eval_on_selector_all("[data-testid=start-evaluator] option", "(os) => os.map((o) => o.value)")
+    assert evaluators == ["", *BY_NAME["evaluator"].choices]
+    assert page.get_attribute("[data-testid=start-cpus_per_trial]", "min") == "0"
+    page.fill("[data-testid=start-rounds]", "0")
+    page.click("[data-testid=start-submit]")
+    page.wait_for_function("() => document.querySelector('[data-testid=start-status]').dataset.ok === '0'")
+    status = page.text_content("[data-testid=start-status]")
+    assert status == "Cannot start: rounds must be an integer >= 1, but got 0", status
+
+
 def test_with_control_the_controls_are_shown(page, control_url):
     page.goto(control_url + "/")
     page.wait_for_selector("[data-testid=run-row][data-run=demo]")

@@ -258,7 +258,7 @@ def test_bad_explore_settings_name_what_was_expected(tmp_path):
     with pytest.raises(ConfigError, match=r"pbt_explore must be one of 'perturb', 'trust-gp', 'sampler', but got 'jitter'"):
         autotune.run(objective("quadratic"), space=PBT_SPACE, output=tmp_path, name="x", executor="local",
                      pbt_explore="jitter")
-    with pytest.raises(ConfigError, match=r"quantile_fraction must lie in \(0, 0.5\], but got 0.75"):
+    with pytest.raises(ConfigError, match=r"quantile_fraction must be a number in \(0, 0.5\], but got 0.75"):
         autotune.run(objective("quadratic"), space=PBT_SPACE, output=tmp_path, name="y", executor="local",
                      quantile_fraction=0.75)
     space = tmp_path / "bad.yaml"

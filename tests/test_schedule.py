@@ -272,21 +272,20 @@ def test_no_trial_starts_after_the_time_budget_and_the_running_ones_finish(tmp_p
 
 
 def test_time_budget_from_the_space_defaults_flags_and_durations(tmp_path, capsys):
-    import argparse
-
     from autotune.api import prepare
-    from autotune.cli import _duration
-    from autotune.errors import AutotuneError
+    from autotune.errors import AutotuneError, ConfigError
+    from autotune.schema import BY_NAME
 
     space = {**SPACE, "defaults": {"time_budget": 600}}
     settings, *_ = prepare(objective("quadratic"), space=space, output=tmp_path)
     assert settings.time_budget == 600
     settings, *_ = prepare(objective("quadratic"), space=space, output=tmp_path, time_budget=30)
     assert settings.time_budget == 30
-    assert [_duration(t) for t in ("90", "90s", "30m", "1.5h")] == [90, 90, 1800, 5400]
+    duration = BY_NAME["time_budget"].parse  # what --time-budget reads
+    assert [duration(t) for t in ("90", "90s", "30m", "1.5h")] == [90, 90, 1800, 5400]
     for bad in ("soon", "-5m", "0", "h"):
-        with pytest.raises(argparse.ArgumentTypeError):
-            _duration(bad)
+        with pytest.raises(ConfigError, match="time_budget must be a number of seconds > 0"):
+            duration(bad)
     with pytest.raises(AutotuneError, match="time_budget"):
         prepare(objective("quadratic"), space=SPACE, output=tmp_path, time_budget=-1)
     bad = tmp_path / "bad.yaml"

@@ -29,6 +29,7 @@ from fastapi.responses import (
 
 from .. import __version__
 from ..errors import AutotuneError
+from ..schema import BY_NAME, DASHBOARD_KEYS, SETTINGS
 from ..statuses import CREATED, RUN_COMPLETED, RUNNING
 from . import views
 from .catalog import Catalog, RunRef, Snapshot
@@ -41,10 +42,12 @@ from .models import (
     LogText,
     RunDetail,
     RunList,
+    SettingInfo,
     StartRequest,
     TrialDetail,
     TrialList,
     Version,
+    setting_info,
 )
 
 STATIC_DIR = FilePath(__file__).resolve().parent / "static"
@@ -261,6 +264,11 @@ def create_app(
     def job_error(e: Exception) -> HTTPException:
         return HTTPException(502, str(e))
 
+    @app.get("/api/settings", response_model=list[SettingInfo], responses=ERRORS, tags=["runs"])
+    def get_settings() -> list[dict[str, Any]]:
+        """Every run setting with its rule, default and help (autotune.schema); the start form is built from it."""
+        return [setting_info(s) for s in SETTINGS]
+
     # the page asks this first; without --control it is left out of the (read-only) API document
     @app.get("/api/control", response_model=ControlInfo, responses=ERRORS, tags=["control"],
              include_in_schema=control is not None)
@@ -351,12 +359,7 @@ def create_app(
             name = body.name or f"{FilePath(body.space).stem}-{time.strftime('%Y%m%d-%H%M%S')}"
             if catalog.get(name) is not None or (FilePath(output) / name).exists():
                 raise HTTPException(409, f"a run named {name!r} already exists")
-            flags: list[str] = []
-            for key in ("sampler", "evaluator", "schedule", "rounds", "popsize", "seed", "cpus_per_trial",
-                        "gpus_per_trial"):
-                value = getattr(body, key)
-                if value is not None:
-                    flags += ["--" + key.replace("_", "-"), str(value)]
+            flags = [token for key in DASHBOARD_KEYS for token in BY_NAME[key].tokens(getattr(body, key))]
             storage = next((u for u in catalog.urls if sqlite_path(u) is None), None)  # a shared database
             client_label = who(request)
             try:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, create_model
+
+from ..errors import AutotuneError
+from ..schema import BY_NAME, DASHBOARD_KEYS, MAX_NAME_BYTES, NAME_FORBIDDEN, Kind, Setting, check_name
 
 
 class ErrorBody(BaseModel):
@@ -18,10 +21,10 @@ class RunSummary(BaseModel):
     sampler: str | None
     evaluator: str | None
     metric: str
-    mode: Literal["min", "max"]
+    mode: Literal[BY_NAME["mode"].choices]  # type: ignore[valid-type]
     rounds: int | None
     popsize: int | None
-    schedule: Literal["async", "rounds"] = Field(
+    schedule: Literal[BY_NAME["schedule"].choices] = Field(  # type: ignore[valid-type]
         description="async: a trial starts the moment a slot frees, and a trial's `round` is its generation "
                     "(its lineage depth under Population-Based training, else its ordinal // popsize), which "
                     "can pass `rounds`; rounds: synchronous rounds, `round` is the round")
@@ -127,7 +130,7 @@ class TrialDetail(Trial):
 class TrialList(BaseModel):
     run: str
     metric: str
-    mode: Literal["min", "max"]
+    mode: Literal[BY_NAME["mode"].choices]  # type: ignore[valid-type]
     version: str
     trials: list[Trial]
 
@@ -177,20 +180,75 @@ class ControlResult(BaseModel):
     job_id: str = Field(description="the Ray job that carries it out")
 
 
-class StartRequest(BaseModel):
-    """A new search from a space file on the server's storage (the file's `trial:` is the trial)."""
+class SettingInfo(BaseModel):
+    """A run setting as autotune.schema declares it: what the start form offers and checks."""
 
-    model_config = {"extra": "forbid"}
-    space: str = Field(min_length=1, max_length=1000, description="one of GET /api/control's spaces")
-    name: str | None = Field(None, min_length=1, max_length=200, pattern=r'^[^\x00-\x1f/\\:*?"<>|]+$')
-    sampler: Literal["hazero", "pshe2", "bayes", "bayes-gp", "random"] | None = None
-    evaluator: Literal["full", "pbt"] | None = None
-    schedule: Literal["async", "rounds"] | None = None
-    rounds: int | None = Field(None, ge=1, le=100_000)
-    popsize: int | None = Field(None, ge=1, le=100_000)
-    seed: int | None = Field(None, ge=0, le=2**31 - 1)
-    cpus_per_trial: float | None = Field(None, gt=0, le=1024)
-    gpus_per_trial: float | None = Field(None, ge=0, le=64)
+    name: str
+    flag: str = Field(description="the `autotune run` option")
+    kind: Literal["integer", "number", "choice", "text", "options"]
+    rule: str = Field(description="what a value must be, as the error messages say it")
+    help: str
+    default: Any = Field(description="the default of a new run when neither the space file nor the request sets it")
+    choices: list[str] = Field(description="a choice's canonical values (empty for other kinds)")
+    low: float | None
+    high: float | None
+    low_open: bool = Field(description="the value must be > low (else >= low)")
+    high_open: bool
+    nullable: bool = Field(description="whether it may be unset")
+    in_start_form: bool = Field(description="whether POST /api/runs takes it")
+
+
+def setting_info(setting: Setting) -> dict[str, Any]:
+    return {"name": setting.name, "flag": setting.flag, "kind": setting.kind.value, "rule": setting.rule(),
+            "help": setting.help, "default": setting.default, "choices": list(setting.choices), "low": setting.low,
+            "high": setting.high, "low_open": setting.low_open, "high_open": setting.high_open,
+            "nullable": setting.nullable, "in_start_form": setting.in_dashboard}
+
+
+def _checked(setting: Setting) -> Any:
+    """A start request's field for a setting: checked by the setting's own rule (the same message as the
+    command line's), its range in the OpenAPI document; absent means the space file's value."""
+    def check(value: Any) -> Any:
+        if value is None:
+            return None
+        try:
+            return setting.check(value)
+        except AutotuneError as e:
+            raise ValueError(str(e)) from None
+
+    if setting.kind is Kind.CHOICE:
+        base: Any = Literal[setting.choices]  # type: ignore[valid-type]
+    else:
+        base = int if setting.kind is Kind.INT else float
+    bounds: dict[str, float] = {}
+    if setting.low is not None:
+        bounds["gt" if setting.low_open else "ge"] = setting.low
+    if setting.high is not None:
+        bounds["lt" if setting.high_open else "le"] = setting.high
+    return (Annotated[base | None, BeforeValidator(check)], Field(None, description=setting.help, **bounds))
+
+
+def _name(value: Any) -> str:
+    if not isinstance(value, str):
+        raise ValueError(f"a run name is a string, but got {value!r}")
+    try:
+        return check_name(value)
+    except AutotuneError as e:
+        raise ValueError(str(e)) from None
+
+
+#: a new search from a space file on the server's storage (the file's `trial:` is the trial); its settings
+#: are the schema's that the start form offers (autotune.schema: `in_dashboard`)
+StartRequest = create_model(
+    "StartRequest",
+    __config__=ConfigDict(extra="forbid"),
+    __doc__="A new search from a space file on the server's storage (the file's `trial:` is the trial).",
+    space=(str, Field(min_length=1, max_length=1000, description="one of GET /api/control's spaces")),
+    name=(Annotated[str | None, BeforeValidator(lambda v: v if v is None else _name(v))],
+          Field(None, description="the run name (default SPACE-TIMESTAMP): a folder name, at most "
+                                  f"{MAX_NAME_BYTES} bytes, without control characters or {NAME_FORBIDDEN[:-1]}")),
+    **{key: _checked(BY_NAME[key]) for key in DASHBOARD_KEYS},
+)
 
 
 LineageNode.model_rebuild()

@@ -18,7 +18,7 @@ import yaml
 from ..artifacts import Artifacts
 from ..ranking import best_record
 from ..records import TrialRecord
-from ..settings import ASYNC, ROUNDS, SCHEDULES
+from ..settings import ASYNC, MODES, ROUNDS, SCHEDULES
 from ..statuses import COMPLETED, FAILED, PENDING, PRUNED, RUNNING, STOPPED
 from .catalog import RunRef, Snapshot
 
@@ -73,7 +73,7 @@ def _settings(snap: Snapshot) -> dict[str, Any]:
 
 def _mode(settings: dict[str, Any]) -> str:
     mode = settings.get("mode")
-    return mode if mode in ("min", "max") else "max"
+    return mode if mode in MODES else "max"
 
 
 def _schedule(settings: dict[str, Any]) -> str:

@@ -4,22 +4,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..errors import ConfigError
+from ..schema import BY_NAME
 from .base import Evaluator, trial_dir_name
 from .full import FullTrialEvaluator
 from .pbt import PopulationBasedEvaluator
 
 EVALUATORS: dict[str, type[Evaluator]] = {"full": FullTrialEvaluator, "pbt": PopulationBasedEvaluator}
-ALIASES = {"fulltrial": "full", "full-trial": "full", "populationbased": "pbt", "population-based": "pbt"}
+#: alias -> canonical name; the names and aliases are declared with the `evaluator` setting (autotune.schema)
+ALIASES = dict(BY_NAME["evaluator"].aliases)
 
 
 def resolve_evaluator_name(name: str) -> str:
-    key = str(name).strip().lower()
-    key = ALIASES.get(key, key)
-    if key not in EVALUATORS:
-        valid = ", ".join(sorted(EVALUATORS) + sorted(ALIASES))
-        raise ConfigError(f"unknown evaluator {name!r}; valid evaluators: {valid}")
-    return key
+    return BY_NAME["evaluator"].check(str(name))
 
 
 def make_evaluator(name: str, **kwargs: Any) -> Evaluator:

@@ -34,11 +34,12 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from ..errors import ConfigError
+from ..schema import BY_NAME
 from ..records import COMPLETED, TrialRecord
 from ..space import CategoricalParam, FloatParam, IntParam, SearchSpace
 from ..space.encoding import decode_value, encode_value
 
-from ..settings import PBT_EXPLORE_RULES as EXPLORE_RULES
+EXPLORE_RULES = BY_NAME["pbt_explore"].choices
 
 PERTURB, TRUST_GP, SAMPLER = EXPLORE_RULES
 RESAMPLE_PROBABILITY = 0.25
@@ -47,10 +48,7 @@ LOG_FACTORS = (0.8, 1.25)
 
 
 def check_explore(name: Any) -> str:
-    key = str(name).strip().lower() if isinstance(name, str) else name
-    if key not in EXPLORE_RULES:
-        raise ConfigError(f"pbt_explore must be one of {', '.join(map(repr, EXPLORE_RULES))}, but got {name!r}")
-    return key
+    return BY_NAME["pbt_explore"].check(name)
 
 
 def rng_for(seed: int | None, ordinal: int, salt: int) -> np.random.Generator:

@@ -32,22 +32,20 @@ import math
 from typing import Any, Sequence
 
 from ..errors import ConfigError
+from ..schema import BY_NAME
 from ..ranking import Leaderboard, loss_of
 from ..records import COMPLETED, ParentRef, TrialRecord, TrialSpec
 from ..space import SearchSpace
 from .base import MAX_FALLBACKS, Evaluator, Plan, PopulationView
 from .explore import SAMPLER, check_explore, explore, rng_for
 
-from ..settings import PBT_EXPLOIT_RULES as EXPLOIT_RULES
+EXPLOIT_RULES = BY_NAME["pbt_exploit"].choices
 
 QUANTILE, ROUND_ROBIN = EXPLOIT_RULES
 
 
 def check_exploit(name: Any) -> str:
-    key = str(name).strip().lower() if isinstance(name, str) else name
-    if key not in EXPLOIT_RULES:
-        raise ConfigError(f"pbt_exploit must be one of {', '.join(map(repr, EXPLOIT_RULES))}, but got {name!r}")
-    return key
+    return BY_NAME["pbt_exploit"].check(name)
 
 
 def quantile_split(n: int, fraction: float) -> int:
@@ -65,8 +63,7 @@ class PopulationBasedEvaluator(Evaluator):
         super().__init__(*args, **kwargs)
         self.explore_rule = check_explore(explore)
         self.exploit_rule = check_exploit(exploit)
-        if not 0 < quantile_fraction <= 0.5:
-            raise ConfigError(f"quantile_fraction must lie in (0, 0.5], but got {quantile_fraction!r}")
+        BY_NAME["quantile_fraction"].check(quantile_fraction)
         if self.explore_rule != SAMPLER and space is None:
             raise ConfigError(f"the {self.explore_rule} explore rule needs the search space")
         self.quantile_fraction = float(quantile_fraction)

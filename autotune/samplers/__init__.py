@@ -17,7 +17,8 @@ from __future__ import annotations
 import inspect
 from typing import Any, Mapping
 
-from ..errors import SamplerError
+from ..errors import ConfigError, SamplerError
+from ..schema import BY_NAME
 from ..space import SearchSpace
 from .base import Candidate, Observation, Sampler
 from .bayes import BayesGPSampler, BayesSampler
@@ -35,7 +36,8 @@ SAMPLERS: dict[str, type[Sampler]] = {
     "random": RandomSampler,
     "pshe3": PSHE3Sampler,
 }
-ALIASES: dict[str, str] = {"cmaes": "hazero", "hamiltonian": "pshe2", "tpe": "bayes", "gp": "bayes-gp", "hmc": "pshe3"}
+#: alias -> canonical name; the names and aliases are declared with the `sampler` setting (autotune.schema)
+ALIASES: dict[str, str] = dict(BY_NAME["sampler"].aliases)
 
 
 def sampler_names() -> list[str]:
@@ -51,11 +53,10 @@ def resolve_sampler_name(name: str) -> str:
     """The canonical name for a name or alias (case-insensitive); SamplerError listing valid ones otherwise."""
     if not isinstance(name, str):
         raise SamplerError(f"a sampler name must be a string, but got {name!r}; valid names: {_valid_names()}")
-    key = name.strip().lower()
-    key = ALIASES.get(key, key)
-    if key not in SAMPLERS:
-        raise SamplerError(f"unknown sampler {name!r}; valid names: {_valid_names()}")
-    return key
+    try:
+        return BY_NAME["sampler"].check(name)
+    except ConfigError as e:
+        raise SamplerError(str(e)) from None
 
 
 def sampler_options(name: str) -> dict[str, Any]:
@@ -68,8 +69,10 @@ def sampler_options(name: str) -> dict[str, Any]:
 def make_sampler(name: str, space: SearchSpace, popsize: int, seed: int | None = None, **options: Any) -> Sampler:
     """Build a fresh sampler by name or alias; options are the sampler's keyword options."""
     canonical = resolve_sampler_name(name)
-    if isinstance(popsize, bool) or not isinstance(popsize, int) or popsize < 1:
-        raise SamplerError(f"popsize must be an integer >= 1, but got {popsize!r}")
+    try:
+        BY_NAME["popsize"].check(popsize)
+    except ConfigError as e:
+        raise SamplerError(str(e)) from None
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
         raise SamplerError(f"seed must be an integer >= 0 or None, but got {seed!r}")
     check_sampler_options(canonical, options)

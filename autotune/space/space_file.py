@@ -2,58 +2,26 @@
 
 The settings (``trial``, ``metric``, ``mode``, ``budget``, ``fixed``, ``defaults``) are checked here,
 once, with the file and key named; :class:`~autotune.settings.RunSettings` checks the finished
-settings again after command-line flags and Python arguments have overridden them.  The ``defaults:``
-keys and what each must be are listed only here.
+settings again after command-line flags and Python arguments have overridden them.  Which keys
+``defaults:`` takes and what each must be come from :mod:`autotune.schema`.
 """
 
 from __future__ import annotations
 
-import math
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import SearchSpaceError
-from ..settings import MODES, PBT_EXPLOIT_RULES, PBT_EXPLORE_RULES, SCHEDULES
+from ..errors import AutotuneError, SearchSpaceError
+from ..schema import BY_NAME, FILE_KEYS
 from .forms import TOP_KEYS, check_document, did_you_mean, kind, parse_params
-from .params import is_number
 from .space import SearchSpace
 
 
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-#: run settings a space file may preset under ``defaults:``, with what each must be (the run settings
-#: check ranges again; here the file and key are named)
-DEFAULT_KINDS: dict[str, tuple[str, Callable[[Any], bool]]] = {
-    "sampler": ("a sampler name (a string)", lambda v: isinstance(v, str)),
-    "evaluator": ("an evaluator name (a string)", lambda v: isinstance(v, str)),
-    "rounds": ("an integer >= 1", lambda v: _is_int(v) and v >= 1),
-    "popsize": ("an integer >= 1", lambda v: _is_int(v) and v >= 1),
-    "seed": ("an integer (or null)", lambda v: v is None or _is_int(v)),
-    "cpus_per_trial": ("a number > 0", lambda v: is_number(v) and 0 < v < math.inf),
-    "gpus_per_trial": ("a number >= 0", lambda v: is_number(v) and 0 <= v < math.inf),
-    "trial_timeout": ("a number of seconds > 0 (or null)", lambda v: v is None or (is_number(v) and 0 < v < math.inf)),
-    "time_budget": ("a number of seconds > 0 (or null)", lambda v: v is None or (is_number(v) and 0 < v < math.inf)),
-    "keep_checkpoints": ("an integer >= 1 (or null, to keep all)", lambda v: v is None or (_is_int(v) and v >= 1)),
-    "schedule": (" or ".join(map(repr, SCHEDULES)),
-                 lambda v: isinstance(v, str) and v.strip().lower() in SCHEDULES),
-    "sampler_options": ("a mapping of option: value",
-                        lambda v: isinstance(v, Mapping) and all(isinstance(k, str) for k in v)),
-    "early_stop": ("'none', 'asha' or 'median'",
-                   lambda v: isinstance(v, str) and v.strip().lower() in ("none", "asha", "median")),
-    "early_stop_options": ("a mapping of option: value",
-                           lambda v: isinstance(v, Mapping) and all(isinstance(k, str) for k in v)),
-    "pbt_explore": (" or ".join(map(repr, PBT_EXPLORE_RULES)),
-                    lambda v: isinstance(v, str) and v.strip().lower() in PBT_EXPLORE_RULES),
-    "pbt_exploit": (" or ".join(map(repr, PBT_EXPLOIT_RULES)),
-                    lambda v: isinstance(v, str) and v.strip().lower() in PBT_EXPLOIT_RULES),
-    "quantile_fraction": ("a number in (0, 0.5]", lambda v: is_number(v) and 0 < v <= 0.5),
-}
-DEFAULT_KEYS = tuple(DEFAULT_KINDS)
+#: run settings a space file may preset under ``defaults:`` (their rules are autotune.schema's)
+DEFAULT_KEYS = FILE_KEYS
 
 #: fixed values are small constants; this many scalars unfolded is plenty, and stops YAML alias bombs
 MAX_FIXED_ITEMS = 100_000
@@ -84,14 +52,11 @@ class SpaceFile:
         if not isinstance(self.space, SearchSpace):
             raise SearchSpaceError(f"<space>: space must be a SearchSpace, but got {kind(self.space)}")
         where = self.source or "<space>"
-        if self.metric is not None and (not isinstance(self.metric, str) or not self.metric.strip()):
-            raise SearchSpaceError(f"{where}: metric must be a non-empty string, but got {self.metric!r}")
-        if self.mode is not None and self.mode not in MODES:
-            raise SearchSpaceError(f"{where}: mode must be one of: {', '.join(MODES)}; but got {self.mode!r}")
+        for key in ("metric", "mode", "budget"):  # the top-level settings, normalised ("MAX" is max)
+            if getattr(self, key) is not None:
+                object.__setattr__(self, key, _check_setting(key, getattr(self, key), where))
         if self.trial is not None and (not isinstance(self.trial, str) or not self.trial.strip()):
             raise SearchSpaceError(f"{where}: trial must be a non-empty string, but got {self.trial!r}")
-        if self.budget is not None and (not is_number(self.budget) or not 0 < self.budget < math.inf):
-            raise SearchSpaceError(f"{where}: budget must be a positive number, but got {self.budget!r}")
         for key in ("fixed", "defaults"):
             value = getattr(self, key)
             if not isinstance(value, Mapping):
@@ -103,14 +68,12 @@ class SpaceFile:
                 raise SearchSpaceError(f"{where}: fixed: {key!r} is also a searched parameter; expected it in one place only")
             _check_plain(self.fixed[key], f"{where}: fixed: {key!r}")
         for key, value in self.defaults.items():
-            if key not in DEFAULT_KINDS:
+            if key not in DEFAULT_KEYS:
                 raise SearchSpaceError(
                     f"{where}: defaults: unknown key {key!r}{did_you_mean(key, DEFAULT_KEYS)}; "
                     f"expected one of: {', '.join(sorted(DEFAULT_KEYS))}"
                 )
-            want, ok = DEFAULT_KINDS[key]
-            if not ok(value):
-                raise SearchSpaceError(f"{where}: defaults: {key} must be {want}, but got {value!r}")
+            _check_setting(key, value, f"{where}: defaults")
         object.__setattr__(self, "fixed", dict(self.fixed))
         object.__setattr__(self, "defaults", dict(self.defaults))
 
@@ -124,12 +87,11 @@ class SpaceFile:
             value = doc.get(key)
             if value is not None and not isinstance(value, Mapping):
                 raise SearchSpaceError(f"{where}: {key} must be a mapping, but got {kind(value)} {value!r}")
-        mode = doc.get("mode")
         return cls(
             space=SearchSpace(params, source=source),
             trial=resolve_trial(doc.get("trial"), source),
             metric=doc.get("metric"),
-            mode=mode.strip().lower() if isinstance(mode, str) else mode,
+            mode=doc.get("mode"),
             budget=doc.get("budget"),
             fixed=dict(doc.get("fixed") or {}),
             defaults=dict(doc.get("defaults") or {}),
@@ -150,6 +112,14 @@ class SpaceFile:
             out["defaults"] = dict(self.defaults)
         out.update(self.space.to_dict())
         return out
+
+
+def _check_setting(key: str, value: Any, where: str) -> Any:
+    """A run setting in the file, checked by its declared rule; the message names the file and the key."""
+    try:
+        return BY_NAME[key].check(dict(value) if key.endswith("_options") and isinstance(value, Mapping) else value)
+    except AutotuneError as e:
+        raise SearchSpaceError(f"{where}: {e}") from None
 
 
 def resolve_trial(trial: Any, source: str | None) -> Any:

@@ -55,7 +55,12 @@
     let b = null;
     try { b = await r.json(); } catch (e) { /* not JSON */ }
     if (!r.ok) {
-      const err = new Error(b && typeof b.detail === "string" ? b.detail : r.status + " " + r.statusText);
+      let msg = r.status + " " + r.statusText;
+      if (b && typeof b.detail === "string") msg = b.detail;
+      else if (b && Array.isArray(b.detail)) {  // a refused field: the settings schema's own message
+        msg = b.detail.map((d) => String(d.msg || "").replace(/^Value error, /, "")).join("; ");
+      }
+      const err = new Error(msg);
       err.status = r.status;
       throw err;
     }
@@ -69,7 +74,29 @@
     const spaces = S.control ? S.control.spaces : [];
     form.hidden = !spaces.length;
     $("start-space").replaceChildren(...spaces.map((n) => el("option", { value: n }, n)));
+    if (spaces.length && !S.settings) {
+      try { S.settings = (await api("/api/settings")).filter((s) => s.in_start_form); } catch (e) { S.settings = []; }
+      $("start-settings").replaceChildren(...S.settings.map(settingField));
+    }
     document.body.dataset.control = S.control ? "on" : "off"; // for tests: the answer is in
+  }
+
+  // A start-form field for a run setting, from GET /api/settings (autotune's settings schema): a choice is a
+  // select whose empty value keeps the space file's; a number an input with the setting's range.
+  function settingField(s) {
+    const id = "start-" + s.name;
+    const label = s.name.charAt(0).toUpperCase() + s.name.slice(1).replace(/_/g, " ");
+    let input;
+    if (s.kind === "choice") {
+      input = el("select", { id: id, "data-testid": id, title: s.help });
+      input.append(el("option", { value: "" }, "(the file's)"), ...s.choices.map((c) => el("option", { value: c }, c)));
+    } else {
+      input = el("input", { id: id, "data-testid": id, type: "number", title: s.help + " (" + s.rule + ")" });
+      if (s.low !== null) input.min = String(s.low);
+      if (s.high !== null) input.max = String(s.high);
+      input.step = s.kind === "integer" ? "1" : "any";
+    }
+    return el("label", {}, label + " ").appendChild(input).parentNode;
   }
 
   function renderControl(run) {
@@ -104,8 +131,11 @@
     const body = { space: $("start-space").value };
     const name = $("start-name").value.trim();
     if (name) body.name = name;
-    for (const k of ["sampler", "evaluator"]) { const v = $("start-" + k).value; if (v) body[k] = v; }
-    for (const k of ["rounds", "popsize"]) { const v = parseInt($("start-" + k).value, 10); if (v > 0) body[k] = v; }
+    for (const s of S.settings || []) {  // an empty field keeps the space file's value; the server checks the rest
+      const text = $("start-" + s.name).value.trim();
+      if (!text) continue;
+      body[s.name] = s.kind === "choice" ? text : Number(text);
+    }
     status.textContent = "starting…";
     try {
       const r = await post("/api/runs", body);
