@@ -10,19 +10,22 @@ from __future__ import annotations
 
 import bisect
 import math
-from typing import Callable, Sequence
+from typing import Callable, Sequence, TypeVar
 
-from .records import COMPLETED, TrialRecord
+from .records import COMPLETED, TrialRecord, TrialTally
+
+#: a record, or the tally of one (the runs list ranks those)
+Ranked = TypeVar("Ranked", TrialRecord, TrialTally)
 
 
-def loss_of(record: TrialRecord, mode: str) -> float | None:
+def loss_of(record: TrialRecord | TrialTally, mode: str) -> float | None:
     """What the sampler minimises: the metric, sign-flipped for ``max``; None for a failed trial."""
     if record.status != COMPLETED or record.value is None or not math.isfinite(record.value):
         return None
     return -float(record.value) if mode == "max" else float(record.value)
 
 
-def best_record(records: Sequence[TrialRecord], mode: str) -> TrialRecord | None:
+def best_record(records: Sequence[Ranked], mode: str) -> Ranked | None:
     """The best completed trial; ties go to the earlier trial."""
     scored = [(loss, r.trial_id, r) for r in records if (loss := loss_of(r, mode)) is not None]
     return min(scored, key=lambda t: (t[0], t[1]))[2] if scored else None

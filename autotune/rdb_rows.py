@@ -16,7 +16,7 @@ from typing import Any, Iterable
 
 from optuna.storages._rdb import models as rdb
 from optuna.trial import TrialState
-from sqlalchemy import bindparam, delete, func, insert, select, update
+from sqlalchemy import bindparam, delete, exists, func, insert, select, update
 
 STUDIES = rdb.StudyModel.__table__
 TRIALS = rdb.TrialModel.__table__
@@ -72,6 +72,28 @@ def _size(n: int) -> int:
     return min(n, FIXED_IN + 1)
 
 
+#: the attributes a run's summary needs (``TALLY_KEYS``) of each finished trial row of a run (one that holds
+#: its record, under the bound ``record`` key), in row order, without reading the record itself
+TALLY_KEYS = ("trial_id", "status", "ended")
+_RECORDED = TRIAL_ATTRS.alias("recorded")
+TALLY_ATTRS = (select(TRIALS.c.trial_id, TRIAL_ATTRS.c.key, TRIAL_ATTRS.c.value_json)
+               .join(TRIAL_ATTRS, TRIAL_ATTRS.c.trial_id == TRIALS.c.trial_id)
+               .where(TRIALS.c.study_id == bindparam("run"), TRIAL_ATTRS.c.key.in_(TALLY_KEYS),
+                      exists().where(_RECORDED.c.trial_id == TRIALS.c.trial_id,
+                                     _RECORDED.c.key == bindparam("record")))
+               .order_by(TRIALS.c.trial_id))
+#: one attribute (the bound ``key``) of each trial row of a run that has it, in row order: the records, one
+#: query instead of Optuna's ``get_all_trials``, which builds every trial's params, values and attributes
+ATTR_OF_TRIALS = (select(TRIALS.c.trial_id, TRIAL_ATTRS.c.value_json)
+                  .join(TRIAL_ATTRS, TRIAL_ATTRS.c.trial_id == TRIALS.c.trial_id)
+                  .where(TRIALS.c.study_id == bindparam("run"), TRIAL_ATTRS.c.key == bindparam("key"))
+                  .order_by(TRIALS.c.trial_id))
+#: the (objective 0) value of each trial row of a run that has one
+TALLY_VALUES = (select(VALUES.c.trial_id, VALUES.c.value, VALUES.c.value_type)
+                .join(TRIALS, TRIALS.c.trial_id == VALUES.c.trial_id)
+                .where(TRIALS.c.study_id == bindparam("run"), VALUES.c.objective == 0))
+
+
 UPDATE_RUN_ATTR = (update(RUN_ATTRS).where(RUN_ATTRS.c.study_user_attribute_id == bindparam("row"))
                    .values(value_json=bindparam("text")))
 INSERT_RUN_ATTR = insert(RUN_ATTRS)
@@ -117,3 +139,8 @@ def put_trial_rows(con: Any, trial_id: int, user_attrs: dict[str, Any], intermed
     if value is not None:
         stored, kind = _VALUE_MODEL.value_to_stored_repr(value)
         con.execute(INSERT_VALUE, {"trial_id": trial_id, "objective": 0, "value": stored, "value_type": kind})
+
+
+def stored_value(value: float | None, kind: Any) -> float:
+    """A value row as the float it stands for (infinities are stored by type)."""
+    return float(_VALUE_MODEL.stored_repr_to_value(value, kind))

@@ -236,3 +236,18 @@ class TrialRecord:
     def from_dict(cls, d: dict[str, Any]) -> "TrialRecord":
         known = {k: v for k, v in d.items() if k in cls.__dataclass_fields__}
         return cls(**known)
+
+
+@dataclass(frozen=True)
+class TrialTally:
+    """What a run's summary needs of a finished trial (its status, metric value and end), read without
+    its record: the runs list counts and ranks thousands of trials from these."""
+
+    trial_id: int
+    status: str
+    value: float | None = None
+    ended: float | None = None
+
+    @classmethod
+    def of(cls, record: TrialRecord) -> TrialTally:
+        return cls(record.trial_id, record.status, record.value, record.ended)

@@ -53,7 +53,7 @@ from sqlalchemy import event
 
 from . import rdb_rows
 from .errors import DiskFullError, StoreError
-from .records import TrialRecord
+from .records import TrialRecord, TrialTally
 from .statuses import COMPLETED, PLANNED, PRUNED, RUNNING, SUPERSEDED
 
 DB_FILE_NAME = "autotune.db"
@@ -717,15 +717,38 @@ class Store:
     @_storage_errors
     def trials(self, run_id: int) -> list[TrialRecord]:
         """Finished trials of a run, the latest attempt of each trial id, in id order."""
-        removed = removed_checkpoints(self.attrs(run_id))
+        removed = removed_checkpoints(self.attrs(run_id))  # a run that is gone raises KeyError here
         latest: dict[int, TrialRecord] = {}
-        for ft in self.storage.get_all_trials(run_id, deepcopy=False):
-            data = ft.user_attrs.get(RECORD_ATTR)
+        with self.storage.engine.connect() as con:
+            rows = con.execute(rdb_rows.ATTR_OF_TRIALS, {"run": run_id, "key": RECORD_ATTR}).all()
+        for _row_id, text in rows:  # row order: a retried trial's latest attempt comes last
+            data = json.loads(text)
             if not data:
                 continue
             rec = TrialRecord.from_dict(data)
             rec.checkpoint_removed = rec.trial_id in removed
             latest[rec.trial_id] = rec
+        return [latest[k] for k in sorted(latest)]
+
+
+    @_storage_errors
+    def tallies(self, run_id: int) -> list[TrialTally]:
+        """What :meth:`trials` holds for a run's summary (status, value, end of the latest attempt of
+        each trial id, in id order), from three attributes and the value of each trial row instead of
+        its whole record: about ten times less to read on a run of thousands of trials."""
+        rows: dict[int, dict[str, Any]] = {}
+        with self.storage.engine.connect() as con:
+            for row_id, key, text in con.execute(rdb_rows.TALLY_ATTRS, {"run": run_id, "record": RECORD_ATTR}):
+                rows.setdefault(row_id, {})[key] = json.loads(text)
+            values = {row_id: rdb_rows.stored_value(v, kind)
+                      for row_id, v, kind in con.execute(rdb_rows.TALLY_VALUES, {"run": run_id})}
+        latest: dict[int, TrialTally] = {}
+        for row_id in sorted(rows):  # row order: a retried trial's latest attempt comes last
+            a = rows[row_id]
+            if "trial_id" not in a:
+                continue
+            value = values.get(row_id) if a.get("status") == COMPLETED else None
+            latest[int(a["trial_id"])] = TrialTally(int(a["trial_id"]), str(a.get("status")), value, a.get("ended"))
         return [latest[k] for k in sorted(latest)]
 
 

@@ -107,6 +107,25 @@ def test_runs_list_matches_the_database(client, runs):
     assert by_name["mixed"]["trials_failed"] >= 1
 
 
+def test_the_runs_list_reads_tallies_and_says_what_the_run_page_says(runs, monkeypatch):
+    """A fresh dashboard lists runs from the database's tallies, never from every record (a run of
+    thousands of trials answers fast, the first call too); its line matches the run page's head."""
+    from autotune.store import Store
+
+    def no_records(self, run_id):
+        raise AssertionError("the runs list loaded every record")
+
+    fresh = TestClient(create_app([runs]))
+    with monkeypatch.context() as m:
+        m.setattr(Store, "trials", no_records)
+        listed = {run["name"]: run for run in fresh.get("/api/runs").json()["runs"]}
+    assert set(listed) == {"demo", "mixed"}
+    for name, line in listed.items():
+        page = fresh.get(f"/api/runs/{name}").json()  # from the run's records
+        assert {k: page[k] for k in line} == line
+    assert fresh.get("/api/runs").json()["runs"] == list(listed.values())  # now from the cached snapshots
+
+
 def test_run_detail_has_settings_params_and_best_yaml(client, runs):
     r = client.get("/api/runs/demo")
     assert r.status_code == 200
@@ -515,8 +534,8 @@ def test_a_run_says_its_schedule_and_what_its_rounds_are(client, runs, tmp_path)
     assert sync["schedule"] == "rounds"
     assert sync["best"]["yaml"].startswith(f"# best trial {sync['best']['trial_id']} (round 0) ")
     # a run recorded before schedules existed ran in rounds
-    from autotune.dashboard.catalog import Snapshot
+    from autotune.dashboard.catalog import Snapshot, head_of
 
     ref = RunRef(key="old", name="old", url="sqlite://", run_id=1, run_dir=None, source="old")
     old = Snapshot(version="1", attrs={"settings": {"metric": "score", "mode": "max"}}, records=[])
-    assert views.summary(ref, old)["schedule"] == "rounds"
+    assert views.summary(ref, head_of(old))["schedule"] == "rounds"

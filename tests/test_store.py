@@ -251,3 +251,26 @@ def test_writes_of_many_keys_at_once_read_back(tmp_path, store):
     store.record_trial(run, rec, DISTS)
     (t,) = optuna_trials(tmp_path)
     assert t.intermediate_values == {s: pytest.approx(0.1 * s) for s in range(1, FIXED_IN + 6)}
+
+
+def test_tallies_hold_what_the_records_say_of_status_value_and_end_read_without_the_records(tmp_path, store):
+    """The runs list counts and ranks from ``tallies``: the latest attempt of each trial id, as ``trials``
+    has it, a running trial (no record yet) left out, an infinite value kept as stored."""
+    from autotune.records import TrialTally
+
+    run = store.run_id_
+    written = [record(0, value=0.25), record(1, "failed", None), record(2, "pruned", None), record(3, "stopped", None),
+               record(4, value=math.inf), record(5, value=-3.5)]
+    for rec in written:
+        store.record_trial(run, rec, DISTS)
+    store.record_trial(run, record(1, value=0.75), DISTS)  # trial 1 retried: its second attempt completed
+    store.start_trial(run, 6, 3, DISTS, PARAMS)  # running: a RUNNING row without a record
+    store.report_trial(run, 6, 1, {"score": 0.5})
+    store.flush_live()
+    assert len(optuna_trials(tmp_path)) == 8
+    expected = [TrialTally(r.trial_id, r.status, r.value if r.status == "completed" else None, r.ended)
+                for r in store.trials(run)]
+    assert [t.trial_id for t in expected] == [0, 1, 2, 3, 4, 5]
+    assert store.tallies(run) == expected
+    assert store.tallies(run)[1] == TrialTally(1, "completed", 0.75, expected[1].ended)
+    assert store.tallies(run)[4].value == math.inf

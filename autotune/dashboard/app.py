@@ -32,7 +32,7 @@ from ..errors import AutotuneError
 from ..schema import BY_NAME, DASHBOARD_KEYS, SETTINGS
 from ..statuses import CREATED, RUN_COMPLETED, RUNNING
 from . import views
-from .catalog import Catalog, RunRef, Snapshot
+from .catalog import Catalog, RunRef, Snapshot, head_of
 from .control import REQUEST_HEADER, Control
 from .models import (
     ControlInfo,
@@ -155,7 +155,7 @@ def create_app(
         runs = []
         for ref in refs:
             try:
-                runs.append(views.summary(ref, catalog.snapshot(ref)))
+                runs.append(views.summary(ref, catalog.head(ref)))
             except Exception as e:  # noqa: BLE001 - one unreadable run must not hide the others
                 problems.append(f"{ref.key}: {type(e).__name__}: {e}")
         runs.sort(key=lambda r: (r["started"] or 0.0, r["id"]), reverse=True)
@@ -182,7 +182,7 @@ def create_app(
         """Every trial with every report, then the planned trials that have not finished yet."""
         ref = run_ref(run)
         s = snap(ref)
-        head = views.summary(ref, s)
+        head = views.summary(ref, head_of(s))
         return {"run": ref.key, "metric": head["metric"], "mode": head["mode"], "version": s.version,
                 "trials": views.trials(ref, s)}
 

@@ -22,9 +22,10 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import AutotuneError
-from ..records import TrialRecord
+from ..records import TrialRecord, TrialTally
 from ..liveness import run_status
 from ..results import RUN_FILE
+from ..statuses import RUNNING
 from ..store import Store, redact_url, removed_checkpoints, sqlite_path, sqlite_url
 
 MAX_RUN_FOLDERS = 10_000  # per source folder; a folder holding more is not a runs folder
@@ -53,6 +54,23 @@ class Snapshot:
     pending: list[dict[str, Any]] = field(default_factory=list)  # planned specs with no record yet
     state_round: int | None = None
     live: dict[int, dict[str, Any]] = field(default_factory=dict)  # trial id -> running trial (its reports)
+
+
+@dataclass
+class Head:
+    """What the runs list shows of a run: its attributes and a tally of each finished trial (a
+    :class:`Snapshot` without the records, cheap on a run of thousands of trials)."""
+
+    version: str
+    attrs: dict[str, Any]
+    tallies: list[TrialTally]
+    state_round: int | None = None
+    running: int = 0  # planned specs with no record yet
+
+
+def head_of(snap: Snapshot) -> Head:
+    return Head(snap.version, snap.attrs, [TrialTally.of(r) for r in snap.records], snap.state_round,
+                len(snap.pending))
 
 
 def is_url(source: str | os.PathLike[str]) -> bool:
@@ -102,6 +120,7 @@ class Catalog:
         self._problems: list[str] = []
         self._refreshed = 0.0
         self._snapshots: dict[str, Snapshot] = {}
+        self._heads: dict[str, Head] = {}  # the runs list's, by run key (see head)
         self._run_locks: dict[str, threading.Lock] = {}
 
     # -- stores ----------------------------------------------------------------------------------
@@ -233,6 +252,27 @@ class Catalog:
         digest = f"{store.driver_state_digest(attrs)}.{store.n_reports(ref.run_id)}"  # live reports too
         removed_n = len(removed_checkpoints(attrs))
         return f"{attrs.get('status', '')}.{n}.{digest}.{attrs.get('finished') or ''}.{removed_n}", attrs
+
+    def head(self, ref: RunRef) -> Head:
+        """The run's :class:`Head`: from its snapshot when one of this version is cached, else from the
+        database's tallies (cached by version too), never loading every record for it."""
+        with self._lock:
+            lock = self._run_locks.setdefault(ref.key, threading.Lock())
+        with lock:
+            version, attrs = self.version(ref)
+            snap = self._snapshots.get(ref.key)
+            if snap is not None and snap.version == version:
+                return head_of(snap)
+            cached = self._heads.get(ref.key)
+            if cached is not None and cached.version == version:
+                return cached
+            store = self.store(ref.url)
+            tallies = store.tallies(ref.run_id)
+            head = Head(version, attrs, tallies, store.state_round(store.driver_state(ref.run_id)))
+            if attrs.get("status") == RUNNING:
+                head.running = len(store.planned_trials(ref.run_id, (t.trial_id for t in tallies)))
+            self._heads[ref.key] = head
+            return head
 
     def snapshot(self, ref: RunRef) -> Snapshot:
         with self._lock:

@@ -20,7 +20,7 @@ from ..ranking import best_record
 from ..records import TrialRecord
 from ..settings import ASYNC, MODES, ROUNDS, SCHEDULES
 from ..statuses import COMPLETED, FAILED, PENDING, PRUNED, RUNNING, STOPPED
-from .catalog import RunRef, Snapshot
+from .catalog import Head, RunRef, Snapshot, head_of
 
 LOG_FILE = "trial.log"
 MAX_DEPTH = 64  # nesting kept in configs and metrics; deeper values are cut
@@ -66,7 +66,7 @@ def _text(x: Any) -> str | None:
 
 
 # -- runs ------------------------------------------------------------------------------------------
-def _settings(snap: Snapshot) -> dict[str, Any]:
+def _settings(snap: Snapshot | Head) -> dict[str, Any]:
     s = snap.attrs.get("settings")
     return s if isinstance(s, dict) else {}
 
@@ -87,15 +87,16 @@ def round_word(settings: dict[str, Any]) -> str:
     return "generation" if _schedule(settings) == ASYNC else "round"
 
 
-def summary(ref: RunRef, snap: Snapshot) -> dict[str, Any]:
-    a = snap.attrs
-    settings = _settings(snap)
+def summary(ref: RunRef, head: Head) -> dict[str, Any]:
+    """A run's line in the runs list (and the head of its page)."""
+    a = head.attrs
+    settings = _settings(head)
     mode = _mode(settings)
     counts = {COMPLETED: 0, FAILED: 0, PRUNED: 0, STOPPED: 0}
-    for r in snap.records:
-        counts[r.status] = counts.get(r.status, 0) + 1
-    best = best_record(snap.records, mode)
-    ended = [e for e in (number(r.ended) for r in snap.records) if e is not None]
+    for t in head.tallies:
+        counts[t.status] = counts.get(t.status, 0) + 1
+    best = best_record(head.tallies, mode)
+    ended = [e for e in (number(t.ended) for t in head.tallies) if e is not None]
     status = str(a.get("status", "unknown"))
     return {
         "id": ref.key,
@@ -108,13 +109,13 @@ def summary(ref: RunRef, snap: Snapshot) -> dict[str, Any]:
         "rounds": integer(settings.get("rounds")),
         "popsize": integer(settings.get("popsize")),
         "schedule": _schedule(settings),
-        "round": snap.state_round,
-        "trials_total": len(snap.records),
+        "round": head.state_round,
+        "trials_total": len(head.tallies),
         "trials_done": counts[COMPLETED],
         "trials_failed": counts[FAILED],
         "trials_pruned": counts[PRUNED],
         "trials_stopped": counts[STOPPED],
-        "trials_running": len(snap.pending) if status == RUNNING else 0,
+        "trials_running": head.running if status == RUNNING else 0,
         "best_value": number(best.value) if best else None,
         "best_trial": best.trial_id if best else None,
         "started": number(a.get("created")),
@@ -142,7 +143,7 @@ def _params(space: Any) -> list[dict[str, Any]]:
 
 
 def detail(ref: RunRef, snap: Snapshot) -> dict[str, Any]:
-    out = summary(ref, snap)
+    out = summary(ref, head_of(snap))
     space = snap.attrs.get("space")
     space = space if isinstance(space, dict) else {}
     fixed = space.get("fixed")
