@@ -178,3 +178,18 @@ def test_early_stopping_text_quick(tmp_path: Path) -> None:
     assert "1 epoch per trial" in summary["autotune-pbt"]["setting"]
     machine = {r["key"]: r["value"] for r in read(tmp_path / "early_stopping_text_machine.csv")}
     assert machine["workload"] == "text" and "encoder_lr" in machine["space"]
+
+
+def test_dashboard_quick(tmp_path: Path) -> None:
+    """A 1,000-trial run: every answer timed and sized, the run page opened in Chromium until drawn."""
+    chromium = os.environ.get("AUTOTUNE_CHROMIUM", "/usr/bin/chromium")
+    if not Path(chromium).exists() and not os.environ.get("CI"):  # under CI a missing one must fail
+        pytest.skip(f"no Chromium at {chromium}")
+    run_script("dashboard.py", tmp_path)
+    (row,) = read(tmp_path / "dashboard.csv")
+    assert int(row["trials"]) == 1000
+    for key in ("runs_first", "runs_again", "head", "trials_list", "lineage"):
+        assert float(row[f"{key}_s"]) > 0 and int(row[f"{key}_bytes"]) > 0, key
+    assert int(row["trials_list_bytes"]) > 1000 * 100  # every trial with its reports
+    assert 0 < float(row["page_header_s"]) <= float(row["page_all_charts_s"])
+    assert read(tmp_path / "dashboard_machine.csv")
