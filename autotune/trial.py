@@ -235,6 +235,20 @@ class Trial:
         counts reports on from the parent's step.  A checkpoint outside :attr:`dir` is copied in, so
         a trial's checkpoint always lives in its own folder.
         """
+        if self.submit(metrics, checkpoint=checkpoint, step=step, **more):
+            raise TrialPruned(f"trial {self.id} stopped early at step {self.reports[-1]['step']} by the run's "
+                              "early-stopping rule")
+
+    def submit(
+        self,
+        metrics: Mapping[str, Any] | None = None,
+        checkpoint: str | os.PathLike[str] | None = None,
+        step: int | None = None,
+        **more: Any,
+    ) -> bool:
+        """:meth:`report` without the exception: True when the run's early-stopping rule stops this trial
+        (then :attr:`should_stop` is True too).  For training loops that end themselves cleanly, such as
+        a Trainer or Lightning callback: the trial is recorded as pruned however it then ends."""
         values = _clean_metrics({**(metrics or {}), **more})
         if step is None:
             step = (self.reports[-1]["step"] if self.reports else self.start_step) + 1
@@ -246,7 +260,7 @@ class Trial:
         self.reports.append(entry)
         if self._send(entry):
             self.should_stop = True
-            raise TrialPruned(f"trial {self.id} stopped early at step {step} by the run's early-stopping rule")
+        return self.should_stop
 
     def _send(self, entry: dict[str, Any]) -> bool:
         """Forward a report to the driver while the trial runs; True when the driver says stop.  The
@@ -347,8 +361,13 @@ class _ScriptTrial(Trial):
         return None
 
     def report(self, metrics=None, checkpoint=None, step=None, **more):  # type: ignore[override]
+        if self.submit(metrics, checkpoint=checkpoint, step=step, **more):
+            print(f"[autotune] trial {self.id} stopped early by the run's early-stopping rule", flush=True)
+            raise SystemExit(0)
+
+    def submit(self, metrics=None, checkpoint=None, step=None, **more):  # type: ignore[override]
         n = len(self.reports)
-        super().report(metrics, checkpoint=checkpoint, step=step, **more)
+        super().submit(metrics, checkpoint=checkpoint, step=step, **more)
         path = Path(os.environ[ENV_REPORT_FILE])
         with open(path, "a", encoding="utf-8") as f:
             for entry in self.reports[n:]:
@@ -357,8 +376,7 @@ class _ScriptTrial(Trial):
                 os.fsync(f.fileno())
         if (self.dir / STOP_FILE_NAME).exists():  # the early-stopping rule stopped this trial: end cleanly
             self.should_stop = True
-            print(f"[autotune] trial {self.id} stopped early by the run's early-stopping rule", flush=True)
-            raise SystemExit(0)
+        return self.should_stop
 
 
 def read_reports(path: Path) -> list[dict[str, Any]]:

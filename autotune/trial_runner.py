@@ -430,6 +430,8 @@ def _run_function(
                         trial.report(result)
                     else:
                         trial.report({metric: result})
+                if trial.should_stop:  # told to stop (Trial.submit) and ended cleanly: pruned, not completed
+                    error = (FailureKind.PRUNED_BY_RULE, PRUNED_BY_RULE)
             except TrialPruned as e:
                 print(f"[autotune] {e}")
                 error = (FailureKind.PRUNED_BY_RULE, PRUNED_BY_RULE)

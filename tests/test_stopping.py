@@ -109,6 +109,20 @@ def test_a_python_objective_is_told_at_its_report_in_process(tmp_path):
     assert sum(t["status"] == "pruned" for t in doc["trials"]) == len(pruned)
 
 
+def test_an_objective_that_submits_and_returns_when_told_is_recorded_pruned(tmp_path):
+    """``Trial.submit`` does not raise: a loop that ends itself (a Trainer callback) still counts as pruned."""
+    space = {**SPACE, "fixed": {"steps": 6}}
+    result = autotune.run(objective("submits"), space=space, sampler="random", evaluator="full", rounds=3,
+                          popsize=4, seed=1, output=tmp_path, name="sub", executor="local", early_stop="asha",
+                          early_stop_options={"grace_period": 1, "reduction_factor": 2})
+    pruned = [r for r in result.records if r.status == "pruned"]
+    assert pruned and all(r.status in ("completed", "pruned") for r in result.records)
+    for r in pruned:
+        log = (tmp_path / "sub" / r.trial_dir / "trial.log").read_text()
+        assert f"ended its own loop at step {r.reports[-1]['step']}" in log
+        assert len(r.reports) < 6 and r.checkpoint
+
+
 @pytest.mark.slow
 def test_a_trial_on_ray_is_told_through_the_report_bus(tmp_path):
     space = {**SPACE, "fixed": {"steps": 6, "pause": 0.3}}
