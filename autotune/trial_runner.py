@@ -516,7 +516,10 @@ def _run_script(
         error = (FailureKind.ERROR, message)
     reports = read_reports(report_file)
     checkpoint = saved if any(saved.iterdir()) else None
-    if checkpoint is not None and reports and not any(r.get("checkpoint") for r in reports):
+    named = [r["checkpoint"] for r in reports if r.get("checkpoint")]
+    if checkpoint is None and named and Path(named[-1]).exists():  # a report named its own (a Trainer's)
+        checkpoint = Path(named[-1])
+    if checkpoint is not None and reports and not named:
         reports[-1]["checkpoint"] = str(saved)
     return reports, checkpoint, error
 

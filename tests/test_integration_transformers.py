@@ -1,0 +1,92 @@
+"""autotune.integrations.transformers with the real transformers.Trainer on a tiny random-weight BERT."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+import autotune
+from autotune.integrations.transformers import apply_rates
+
+PROGRAM = Path(__file__).parent / "programs" / "hf_trainer.py"
+TARGET = f"{PROGRAM}:objective"
+SPACE = {"metric": "eval_accuracy", "mode": "max",
+         "params": {"learning_rate": {"type": "float", "low": 1e-4, "high": 3e-2, "log": True, "init": 3e-3}}}
+
+
+def rates(run_dir: Path, record) -> list[dict]:
+    path = run_dir / record.trial_dir / "lrs.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_every_evaluation_is_a_report_with_the_trainers_checkpoint(tmp_path):
+    space = {**SPACE, "fixed": {"epochs": 3}}
+    result = autotune.run(TARGET, space=space, sampler="random", evaluator="full", rounds=1, popsize=2, seed=0,
+                          output=tmp_path, name="full", executor="local")
+    for r in result.records:
+        assert r.status == "completed", r
+        assert [rep["step"] for rep in r.reports] == [1, 2, 3]
+        assert all("eval_accuracy" in rep["metrics"] and "eval_loss" in rep["metrics"] for rep in r.reports)
+        ckpt = Path(r.reports[-1]["checkpoint"])
+        assert ckpt.name == "checkpoint-12" and (ckpt / "trainer_state.json").is_file()
+        assert (tmp_path / "full" / r.trial_dir).resolve() in ckpt.resolve().parents  # its own folder
+
+
+def test_asha_stops_a_trainer_at_the_judged_evaluation(tmp_path):
+    space = {**SPACE, "fixed": {"epochs": 4}}
+    result = autotune.run(TARGET, space=space, sampler="random", evaluator="full", rounds=2, popsize=3, seed=3,
+                          output=tmp_path, name="asha", executor="local", early_stop="asha",
+                          early_stop_options={"grace_period": 1, "reduction_factor": 2})
+    pruned = [r for r in result.records if r.status == "pruned"]
+    assert pruned and all(r.status in ("completed", "pruned") for r in result.records)
+    for r in pruned:
+        assert r.reports[-1]["step"] in (1, 2), [rep["step"] for rep in r.reports]  # a rung
+        steps = [x["step"] for x in rates(tmp_path / "asha", r)]
+        assert max(steps) < 4 * r.reports[-1]["step"]  # it trained no batch past the judged evaluation
+
+
+def test_a_pbt_child_resumes_its_parent_and_trains_at_its_own_rate(tmp_path):
+    """The Trainer restores the parent's rate with the optimizer state; the child's must win."""
+    space = {**SPACE, "budget": 1}
+    result = autotune.run(TARGET, space=space, sampler="random", evaluator="pbt", rounds=3, popsize=2, seed=0,
+                          output=tmp_path, name="pbt", executor="local", pbt_explore="perturb")
+    children = [r for r in result.records if r.parent_id is not None]
+    assert children
+    by_id = {r.trial_id: r for r in result.records}
+    for child in children:
+        parent = by_id[child.parent_id]
+        first = rates(tmp_path / "pbt", child)[0]
+        assert first["step"] == 4 * child.parent_step  # global step goes on from the parent's checkpoint
+        assert child.reports[0]["step"] == child.parent_step + 1
+        assert first["lr"] == pytest.approx(child.config["learning_rate"], rel=1e-9)
+        if child.config["learning_rate"] != pytest.approx(parent.config["learning_rate"], rel=1e-6):
+            assert first["lr"] != pytest.approx(parent.config["learning_rate"], rel=1e-6)
+
+
+def test_a_trainer_script_is_a_script_trial(tmp_path):
+    space = {**SPACE, "fixed": {"epochs": 2}}
+    result = autotune.run(str(PROGRAM), space=space, sampler="random", evaluator="full", rounds=1, popsize=1,
+                          seed=0, output=tmp_path, name="script", executor="local")
+    (r,) = result.records
+    assert r.status == "completed", r
+    assert [rep["step"] for rep in r.reports] == [1, 2] and r.checkpoint
+    assert Path(r.checkpoint).name.startswith("checkpoint-")
+
+
+def test_apply_rates_keeps_the_schedule_factor_and_group_ratios():
+    import torch
+
+    w = [torch.nn.Parameter(torch.zeros(1)) for _ in range(2)]
+    opt = torch.optim.AdamW([{"params": [w[0]], "lr": 1e-2, "weight_decay": 0.1},
+                             {"params": [w[1]], "lr": 5e-3, "weight_decay": 0.0}])
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5)
+    apply_rates(opt, sched, 1e-4, 0.3)
+    assert [g["lr"] for g in opt.param_groups] == pytest.approx([0.5e-4, 0.25e-4])
+    assert sched.base_lrs == pytest.approx([1e-4, 0.5e-4])
+    assert [g["weight_decay"] for g in opt.param_groups] == [0.3, 0.0]
+    opt.step()
+    sched.step()
+    assert opt.param_groups[0]["lr"] == pytest.approx(0.5e-4)
