@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import pytest
+import torch
+from transformers.trainer_utils import BestRun
 
 import autotune
-from autotune.integrations.transformers import apply_rates
+from autotune.integrations.transformers import AutotuneCallback, apply_rates, autotune_space, hyperparameter_search
 
 PROGRAM = Path(__file__).parent / "programs" / "hf_trainer.py"
 TARGET = f"{PROGRAM}:objective"
@@ -64,6 +66,9 @@ def test_a_pbt_child_resumes_its_parent_and_trains_at_its_own_rate(tmp_path):
         assert first["lr"] == pytest.approx(child.config["learning_rate"], rel=1e-9)
         if child.config["learning_rate"] != pytest.approx(parent.config["learning_rate"], rel=1e-6):
             assert first["lr"] != pytest.approx(parent.config["learning_rate"], rel=1e-6)
+    # the explore step moved some child's rate away from its parent's: the case the re-application is for
+    assert any(c.config["learning_rate"] != pytest.approx(by_id[c.parent_id].config["learning_rate"], rel=1e-6)
+               for c in children)
 
 
 def test_a_trainer_script_is_a_script_trial(tmp_path):
@@ -77,8 +82,6 @@ def test_a_trainer_script_is_a_script_trial(tmp_path):
 
 
 def test_apply_rates_keeps_the_schedule_factor_and_group_ratios():
-    import torch
-
     w = [torch.nn.Parameter(torch.zeros(1)) for _ in range(2)]
     opt = torch.optim.AdamW([{"params": [w[0]], "lr": 1e-2, "weight_decay": 0.1},
                              {"params": [w[1]], "lr": 5e-3, "weight_decay": 0.0}])
@@ -90,3 +93,61 @@ def test_apply_rates_keeps_the_schedule_factor_and_group_ratios():
     opt.step()
     sched.step()
     assert opt.param_groups[0]["lr"] == pytest.approx(0.5e-4)
+
+
+def _program():
+    spec = importlib.util.spec_from_file_location("hf_trainer_program", PROGRAM)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_hyperparameter_search_is_a_drop_in_returning_the_best_run(tmp_path):
+    import transformers as tf
+
+    prog = _program()
+    inits = []
+
+    def model_init(config):
+        inits.append(config)
+        torch.manual_seed(0)
+        return tf.BertForSequenceClassification(tf.BertConfig(
+            vocab_size=50, hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32,
+            max_position_embeddings=16, num_labels=2))
+
+    args = tf.TrainingArguments(output_dir=str(tmp_path / "out"), num_train_epochs=2, per_device_train_batch_size=16,
+                                eval_strategy="epoch", save_strategy="no", logging_strategy="no", report_to=[],
+                                use_cpu=True, disable_tqdm=True, lr_scheduler_type="constant")
+    trainer = tf.Trainer(model_init=model_init, args=args, train_dataset=prog.Tokens(64, 1),
+                         eval_dataset=prog.Tokens(64, 2), compute_metrics=prog.accuracy)
+
+    def hp_space(trial):  # Optuna style, as for trainer.hyperparameter_search(backend="optuna")
+        return {"learning_rate": trial.suggest_float("learning_rate", 1e-4, 3e-2, log=True),
+                "per_device_train_batch_size": trial.suggest_categorical("per_device_train_batch_size", [16, 32])}
+
+    best = hyperparameter_search(trainer, hp_space=hp_space, compute_objective=lambda m: m["eval_accuracy"],
+                                 n_trials=3, direction="maximize", backend="optuna", sampler="random", seed=0,
+                                 output=tmp_path, name="drop_in")
+    assert isinstance(best, BestRun)
+    records = best.run_summary.records
+    assert len(records) == 3 and all(r.status == "completed" for r in records)
+    assert best.objective == max(r.value for r in records)
+    top = next(r for r in records if str(r.trial_id) == best.run_id)
+    assert best.hyperparameters == {k: top.config[k] for k in ("learning_rate", "per_device_train_batch_size")}
+    for r in records:  # every evaluation was a report, the objective beside HF's metric names
+        assert [rep["step"] for rep in r.reports] == [1, 2]
+        assert all(rep["metrics"]["objective"] == rep["metrics"]["eval_accuracy"] for rep in r.reports)
+        assert r.reports[-1]["checkpoint"]  # saving follows evaluation even with save_strategy="no"
+    assert inits[0] is None  # Trainer.__init__'s own call; then a fresh model for each trial, given its config
+    assert [c["learning_rate"] for c in inits[1:]] == [r.config["learning_rate"] for r in records]
+    assert trainer.args.output_dir == str(tmp_path / "out")  # the trainer is given back as it was
+    assert not any(isinstance(c, AutotuneCallback) for c in trainer.callback_handler.callbacks)
+
+
+def test_an_optuna_hp_space_becomes_an_autotune_space():
+    space = autotune_space(None)  # HF's default Optuna space
+    assert space["params"]["learning_rate"] == {"type": "float", "low": 1e-6, "high": 1e-4, "log": True}
+    assert space["params"]["per_device_train_batch_size"] == {"type": "categorical", "choices": [4, 8, 16, 32, 64]}
+    assert space["params"]["seed"] == {"type": "int", "low": 1, "high": 40, "step": 1, "log": False}
+    given = {"params": {"learning_rate": {"type": "float", "low": 1e-5, "high": 1e-3}}}
+    assert autotune_space(given) == given

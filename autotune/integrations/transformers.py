@@ -2,11 +2,15 @@
 
 An existing Trainer script needs three changes::
 
-    from autotune.integrations.transformers import AutotuneCallback, parent_checkpoint, train_epochs
+    from autotune.integrations.transformers import AutotuneCallback, train, train_epochs
 
     args = TrainingArguments(..., num_train_epochs=train_epochs(3), eval_strategy="epoch")
     trainer = Trainer(..., callbacks=[AutotuneCallback()])
-    trainer.train(resume_from_checkpoint=parent_checkpoint())
+    train(trainer)  # = trainer.train(resume_from_checkpoint=parent_checkpoint())
+
+Or, for a Trainer built with ``model_init``, :func:`hyperparameter_search` replaces
+``trainer.hyperparameter_search(...)`` (same arguments, returns ``BestRun``).  Under pbt give the space a
+``budget`` (evaluations per pbt step) and the Trainer enough epochs (``train_epochs``) to go on.
 
 What the callback does inside a trial (outside one it does nothing, so the script still runs alone):
 
@@ -33,15 +37,17 @@ the trial is found through :func:`autotune.trial.current_trial`.  A script gets 
 
 from __future__ import annotations
 
+import inspect
 import warnings
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 from ..errors import MissingExtraError, TrialError
-from ..trial import Trial, current_trial
+from ..trial import STOP_FILE_NAME, Trial, current_trial
 
 try:
     from transformers import TrainerCallback
+    from transformers.trainer_utils import BestRun, default_compute_objective, default_hp_space_optuna
 except ImportError:  # the hf extra is not installed: the names below say so when used
     TrainerCallback = None  # type: ignore[assignment,misc]
 
@@ -111,11 +117,14 @@ class AutotuneCallback(TrainerCallback if TrainerCallback is not None else objec
     """Reports evaluations, hands checkpoints to autotune, stops pruned trials, and applies a child's rates
     after its parent's checkpoint is restored (see the module's docstring)."""
 
-    def __init__(self, metrics: Mapping[str, str] | None = None) -> None:
+    def __init__(self, metrics: Mapping[str, str] | None = None,
+                 objective: Callable[[dict[str, float]], float] | None = None) -> None:
         _callback_base()
         self.rename = dict(metrics or {})
+        self.objective = objective  # adds metric "objective" = objective(eval metrics), as HF's search computes
         self.trial = _trial()
         self.evaluations = 0
+        self.training = False
         self.pending: dict[str, float] | None = None
         self._warned = False
 
@@ -129,13 +138,16 @@ class AutotuneCallback(TrainerCallback if TrainerCallback is not None else objec
             args.output_dir = str(own / HF_DIR)  # trials never share a folder
 
     def on_init_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> Any:
+        self.trial = _trial()
         self._redirect(args)
         return control
 
     def on_train_begin(self, args: Any, state: Any, control: Any, optimizer: Any = None,
                        lr_scheduler: Any = None, **kwargs: Any) -> Any:
+        # on_train_begin runs after Trainer._load_optimizer_and_scheduler restored the checkpoint's rates
+        self.trial = _trial()
         self._redirect(args)
-        self.evaluations = 0
+        self.evaluations, self.training, self.pending = 0, True, None
         if self.trial is not None and self.trial.parent_checkpoint and state.global_step > 0 and optimizer is not None:
             apply_rates(optimizer, lr_scheduler, float(args.learning_rate), float(args.weight_decay))
         return control
@@ -144,6 +156,8 @@ class AutotuneCallback(TrainerCallback if TrainerCallback is not None else objec
     def _metrics(self, metrics: Mapping[str, Any]) -> dict[str, float]:
         out = {self.rename.get(k, k): float(v) for k, v in metrics.items()
                if isinstance(v, (int, float)) and not isinstance(v, bool)}
+        if self.objective is not None:
+            out["objective"] = float(self.objective(dict(metrics)))
         if self.trial is not None and self.trial.metric not in out and not self._warned:
             self._warned = True
             warnings.warn(f"autotune: the run's metric {self.trial.metric!r} is not among the evaluation's "
@@ -153,10 +167,27 @@ class AutotuneCallback(TrainerCallback if TrainerCallback is not None else objec
 
     def on_evaluate(self, args: Any, state: Any, control: Any, metrics: Mapping[str, Any] | None = None,
                     **kwargs: Any) -> Any:
+        if not self.training:  # trainer.evaluate() after train(): a report of its own, no checkpoint
+            self.trial = self.trial or _trial()
         if self.trial is None or not metrics:
             return control
-        self.pending = self._metrics(metrics)
-        control.should_save = True  # the checkpoint of this evaluation is the report's
+        # one evaluation may be several calls (a dict of eval datasets): they merge into one report
+        self.pending = {**(self.pending or {}), **self._metrics(metrics)}
+        if not self.training:
+            self._send(control, None)
+            return control
+        control.should_save = True  # Trainer saves right after on_evaluate (_maybe_log_save_evaluate)
+        return control
+
+    def on_step_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> Any:
+        if self.trial is not None and self.pending is not None:  # evaluated without a save (save_strategy="best")
+            self._send(control, None)
+        return control
+
+    def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> Any:
+        # a script trial hears of its stop through a file the driver writes shortly after its report
+        if self.trial is not None and (self.trial.should_stop or (self.trial.dir / STOP_FILE_NAME).exists()):
+            control.should_training_stop = True
         return control
 
     def on_save(self, args: Any, state: Any, control: Any, **kwargs: Any) -> Any:
@@ -169,6 +200,7 @@ class AutotuneCallback(TrainerCallback if TrainerCallback is not None else objec
     def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> Any:
         if self.trial is not None and self.pending is not None:  # an evaluation the Trainer did not save after
             self._send(control, None)
+        self.training = False
         return control
 
     def _send(self, control: Any, checkpoint: Path | None) -> None:
@@ -180,3 +212,136 @@ class AutotuneCallback(TrainerCallback if TrainerCallback is not None else objec
             control.should_training_stop = True  # pruned: end at the judged evaluation
         elif self.trial.budget and self.evaluations >= round(float(self.trial.budget)):
             control.should_training_stop = True  # this trial's share of the run is done
+
+
+def train(trainer: Any, **kwargs: Any) -> Any:
+    """``trainer.train(resume_from_checkpoint=parent_checkpoint(), **kwargs)``: a Population-Based child
+    resumes its parent's Trainer checkpoint, any other run starts fresh."""
+    kwargs.setdefault("resume_from_checkpoint", parent_checkpoint())
+    return trainer.train(**kwargs)
+
+
+# -- the drop-in for Trainer.hyperparameter_search ---------------------------------------------------
+class _SpaceRecorder:
+    """Stands in for an ``optuna.Trial`` in an Optuna-style ``hp_space``: each ``suggest_*`` becomes an
+    autotune parameter (and returns a value inside its range, so the function runs on)."""
+
+    def __init__(self) -> None:
+        self.params: dict[str, dict[str, Any]] = {}
+
+    def suggest_float(self, name: str, low: float, high: float, *, step: float | None = None,
+                      log: bool = False) -> float:
+        if step is not None:
+            raise ValueError(f"hp_space: suggest_float({name!r}, step=...) has no autotune form; use suggest_int "
+                             "or suggest_categorical")
+        self.params[name] = {"type": "float", "low": float(low), "high": float(high), "log": bool(log)}
+        return float(low)
+
+    def suggest_int(self, name: str, low: int, high: int, step: int = 1, log: bool = False) -> int:
+        self.params[name] = {"type": "int", "low": int(low), "high": int(high), "step": int(step), "log": bool(log)}
+        return int(low)
+
+    def suggest_categorical(self, name: str, choices: Any) -> Any:
+        self.params[name] = {"type": "categorical", "choices": list(choices)}
+        return list(choices)[0]
+
+
+def autotune_space(hp_space: Callable[[Any], Mapping[str, Any]] | Mapping[str, Any] | None) -> dict[str, Any]:
+    """An autotune space (``{"params": {...}}``) from an Optuna-style ``hp_space(trial)`` (called once with
+    a recorder), an autotune space dict (returned as is), or None (HF's default Optuna space)."""
+    if isinstance(hp_space, Mapping):
+        return dict(hp_space) if "params" in hp_space else {"params": dict(hp_space)}
+    if hp_space is None:
+        _callback_base()
+        hp_space = default_hp_space_optuna
+    recorder = _SpaceRecorder()
+    hp_space(recorder)
+    if not recorder.params:
+        raise ValueError("hp_space suggested no parameter (expected trial.suggest_float/_int/_categorical calls)")
+    return {"params": recorder.params}
+
+
+def _set_args(trainer: Any, config: Mapping[str, Any]) -> None:
+    """Set a trial's hyperparameters on ``trainer.args`` as ``Trainer._hp_search_setup`` does (cast to the
+    field's type; names TrainingArguments lacks are skipped with a warning; the model_init may read them)."""
+    for key, value in config.items():
+        if not hasattr(trainer.args, key):
+            warnings.warn(f"autotune: {key!r} is not a TrainingArguments field; passed to model_init only",
+                          stacklevel=3)
+            continue
+        old = getattr(trainer.args, key)
+        setattr(trainer.args, key, type(old)(value) if old is not None else value)
+    trainer._train_batch_size = trainer.args.train_batch_size
+    trainer.create_accelerator_and_postprocess()
+
+
+def hyperparameter_search(
+    trainer: Any,
+    hp_space: Callable[[Any], Mapping[str, Any]] | Mapping[str, Any] | None = None,
+    compute_objective: Callable[[dict[str, float]], float] | None = None,
+    n_trials: int = 20,
+    direction: str = "minimize",
+    backend: Any = None,
+    hp_name: Any = None,
+    **options: Any,
+) -> Any:
+    """``trainer.hyperparameter_search(...)`` on autotune: the same arguments and ``BestRun``, so moving is
+    ``trainer.hyperparameter_search(`` -> ``hyperparameter_search(trainer, `` (``backend`` and ``hp_name``
+    are accepted and ignored: autotune is the backend, trial folders are named by autotune).
+
+    The trainer needs ``model_init`` (a 1-argument one gets the trial's config dict, as with Ray).  Each
+    trial: the config set on ``trainer.args``, a fresh model, the callback attached (every evaluation a
+    report of ``objective`` = ``compute_objective(metrics)``, HF's default: eval_loss alone, else the sum of
+    the metrics), :func:`train` (pbt children warm-start), and ``trainer.evaluate()`` if training made no
+    evaluation.  ``options`` go to :func:`autotune.run`; defaults here: ``executor="local"`` (the trainer
+    lives in this process, so trials run one at a time in it), ``sampler="bayes"`` (TPE, Optuna's
+    default), ``evaluator="full"``, ``output=trainer.args.output_dir``, ``name="hp_search"``.  ``n_trials``
+    becomes ``rounds x popsize``: n_trials x 1 under ``full``, popsize min(4, n_trials) and rounds rounded
+    up under ``pbt``; explicit ``rounds``/``popsize`` win.  ``run_summary`` is autotune's Result.
+    """
+    import autotune
+
+    _callback_base()  # MissingExtraError without the hf extra
+    if trainer.model_init is None:
+        raise RuntimeError("To use hyperparameter search, you need to pass your model through a model_init function.")
+    if direction not in ("minimize", "maximize"):
+        raise ValueError(f"direction must be 'minimize' or 'maximize' (one objective), got {direction!r}")
+    space = {**autotune_space(hp_space), "metric": "objective", "mode": "max" if direction == "maximize" else "min"}
+    options.setdefault("evaluator", "full")
+    popsize = options.setdefault("popsize", 1 if options["evaluator"] == "full" else max(1, min(4, n_trials)))
+    options.setdefault("rounds", max(1, -(-n_trials // popsize)))
+    options.setdefault("sampler", "bayes")
+    options.setdefault("executor", "local")
+    options.setdefault("output", trainer.args.output_dir)
+    options.setdefault("name", "hp_search")
+    callback = next((c for c in trainer.callback_handler.callbacks if isinstance(c, AutotuneCallback)), None)
+    added = callback is None
+    if callback is None:
+        callback = AutotuneCallback()
+        trainer.add_callback(callback)
+    callback.objective = compute_objective or default_compute_objective
+    model_init, output_dir = trainer.model_init, trainer.args.output_dir
+    searched = list(space["params"])
+
+    def objective(config: dict[str, Any], trial: Trial) -> None:
+        try:
+            _set_args(trainer, config)
+            if len(inspect.signature(model_init).parameters) == 1:
+                trainer.model_init = lambda: model_init(dict(config))
+            train(trainer)
+            if callback.evaluations == 0 and not trial.should_stop:
+                trainer.evaluate()  # nothing evaluated during training: one report at the end, as HF does
+        finally:
+            trainer.model_init, trainer.args.output_dir, callback.trial = model_init, output_dir, None
+
+    try:
+        result = autotune.run(objective, space=space, **options)
+    finally:
+        trainer.model_init, trainer.args.output_dir = model_init, output_dir
+        if added:
+            trainer.remove_callback(callback)
+    best = result.best
+    if best is None:
+        raise RuntimeError(f"no trial of the search completed; see {result.path}")
+    return BestRun(str(best.trial_id), float(best.value), {k: best.config[k] for k in searched if k in best.config},
+                   result)

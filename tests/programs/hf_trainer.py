@@ -8,13 +8,12 @@ Every trial writes the learning rate its optimizer used at each step, with the g
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import torch
 import transformers as tf
 
-from autotune.integrations.transformers import AutotuneCallback, parent_checkpoint, train_epochs, trial_config
+from autotune.integrations.transformers import AutotuneCallback, train, train_epochs, trial_config
 from autotune.trial import current_trial
 
 DEFAULTS = {"learning_rate": 1e-3, "weight_decay": 0.01, "epochs": 2, "informative": 1.0}
@@ -65,13 +64,12 @@ def fine_tune(config: dict) -> None:
     trainer = tf.Trainer(model=model, args=args, train_dataset=Tokens(64, 1), eval_dataset=Tokens(64, 2),
                          compute_metrics=accuracy,
                          callbacks=[AutotuneCallback(), RecordRates(current_trial().dir)])
-    trainer.train(resume_from_checkpoint=parent_checkpoint())
+    train(trainer)
 
 
 def objective(config, trial) -> None:
     fine_tune(config)
 
 
-if __name__ == "__main__":
-    fine_tune(trial_config({k: float(v) for k, v in (a[2:].split("=", 1) for a in sys.argv[1:])
-                            if k in DEFAULTS}))
+if __name__ == "__main__":  # a script trial: autotune's argv (--NAME=VALUE --saved_params_dir=...) is not parsed
+    fine_tune(trial_config(DEFAULTS))
