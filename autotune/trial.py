@@ -316,6 +316,15 @@ def current_trial() -> Trial:
     return _ScriptTrial.from_env()
 
 
+def running_trial() -> Trial | None:
+    """The running trial as :func:`current_trial` finds it, or None outside autotune (a script run on its
+    own): what callbacks for other training loops use to do nothing there."""
+    try:
+        return current_trial()
+    except TrialError:
+        return None
+
+
 def report(
     metrics: Mapping[str, Any] | None = None,
     checkpoint: str | os.PathLike[str] | None = None,

@@ -159,15 +159,12 @@ def build_trainer(config: dict[str, Any], epochs: float, callbacks: list[Any]) -
 
 def fine_tune(config: dict[str, Any]) -> dict[str, float]:
     """One fine-tune (or, in a trial, its share of one); the last evaluation's metrics."""
-    from autotune.trial import current_trial
+    from autotune.trial import running_trial
 
     config = settings(config)
     epochs: float = config["epochs"]
     parent = parent_checkpoint()  # autotune: the parent's Trainer checkpoint (pbt), else None
-    try:
-        trial = current_trial()
-    except Exception:  # noqa: BLE001 - not inside autotune: one plain fine-tune
-        trial = None
+    trial = running_trial()  # None when run on its own: one plain fine-tune
     if trial is not None:
         config["seed"] += trial.id
         start = trial.start_step if parent else 0

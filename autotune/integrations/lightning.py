@@ -53,7 +53,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from ..errors import MissingExtraError, TrialError
-from ..trial import Trial, current_trial
+from ..trial import Trial, running_trial
 
 try:
     from lightning.pytorch.callbacks import Callback
@@ -67,19 +67,13 @@ CHECKPOINT_DIR = "checkpoint"  # inside the trial's folder: a script trial's --s
 _CKPT = re.compile(r"validation-(\d+)\.ckpt$")
 
 
-def _trial() -> Trial | None:
-    """The running trial, or None outside autotune."""
-    try:
-        return current_trial()
-    except TrialError:
-        return None
 
 
 def ckpt_path(trial: Trial | None = None) -> str | None:
     """The parent's ``.ckpt`` file for ``trainer.fit(..., ckpt_path=...)``: a Population-Based child's,
     else None (training from scratch, or outside autotune).  The parent's checkpoint may be the file
     itself or a folder holding it (a script trial's); a folder without one is an error."""
-    trial = trial if trial is not None else _trial()
+    trial = trial if trial is not None else running_trial()
     if trial is None or not trial.parent_checkpoint:
         return None
     path = Path(trial.parent_checkpoint)
@@ -101,7 +95,7 @@ def max_epochs(epochs: int) -> int:
     """``Trainer(max_epochs=...)`` for a loop that validates once per epoch: inside a trial with a budget,
     the parent's epochs plus the budget (a restored loop counts its parent's); inside one without a
     budget, the parent's plus ``epochs``; outside autotune ``epochs``."""
-    trial = _trial()
+    trial = running_trial()
     if trial is None:
         return epochs
     start = trial.start_step if trial.parent_checkpoint else 0
@@ -176,7 +170,7 @@ class AutotuneCallback(Callback if Callback is not None else object):  # type: i
 
     def setup(self, trainer: Any, pl_module: Any, stage: str) -> None:
         if self.trial is None:
-            self.trial = _trial()  # a script trial's ranks each find it through the environment
+            self.trial = running_trial()  # a script trial's ranks each find it through the environment
 
     def on_fit_start(self, trainer: Any, pl_module: Any) -> None:
         """The child's fresh optimizers exist; its parent's state is not restored yet."""

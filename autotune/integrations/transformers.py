@@ -42,8 +42,8 @@ import warnings
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from ..errors import MissingExtraError, TrialError
-from ..trial import STOP_FILE_NAME, Trial, current_trial
+from ..errors import MissingExtraError
+from ..trial import STOP_FILE_NAME, Trial, running_trial
 
 try:
     from transformers import TrainerCallback
@@ -54,25 +54,19 @@ except ImportError:  # the hf extra is not installed: the names below say so whe
 HF_DIR = "hf"  # the Trainer's output folder inside a trial's folder
 
 
-def _trial() -> Trial | None:
-    """The running trial, or None outside autotune."""
-    try:
-        return current_trial()
-    except TrialError:
-        return None
 
 
 def parent_checkpoint() -> str | None:
     """The parent's Trainer checkpoint folder for ``trainer.train(resume_from_checkpoint=...)``: a
     Population-Based child's, else None (a fresh fine-tune, or outside autotune)."""
-    trial = _trial()
+    trial = running_trial()
     return trial.parent_checkpoint if trial is not None and trial.parent_checkpoint else None
 
 
 def train_epochs(default: float) -> float:
     """``num_train_epochs`` for a Trainer that evaluates once per epoch: inside a trial with a budget, the
     parent's epochs plus the budget (the resumed Trainer counts its parent's); else ``default``."""
-    trial = _trial()
+    trial = running_trial()
     if trial is None or not trial.budget:
         return default
     return (trial.start_step if trial.parent_checkpoint else 0) + float(trial.budget)
@@ -80,7 +74,7 @@ def train_epochs(default: float) -> float:
 
 def trial_config(defaults: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The trial's hyperparameters over ``defaults`` (just ``defaults`` outside autotune)."""
-    trial = _trial()
+    trial = running_trial()
     return {**(defaults or {}), **(trial.config if trial is not None else {})}
 
 
@@ -122,7 +116,7 @@ class AutotuneCallback(TrainerCallback if TrainerCallback is not None else objec
         _callback_base()
         self.rename = dict(metrics or {})
         self.objective = objective  # adds metric "objective" = objective(eval metrics), as HF's search computes
-        self.trial = _trial()
+        self.trial = running_trial()
         self.evaluations = 0
         self.training = False
         self.pending: dict[str, float] | None = None
@@ -138,14 +132,14 @@ class AutotuneCallback(TrainerCallback if TrainerCallback is not None else objec
             args.output_dir = str(own / HF_DIR)  # trials never share a folder
 
     def on_init_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> Any:
-        self.trial = _trial()
+        self.trial = running_trial()
         self._redirect(args)
         return control
 
     def on_train_begin(self, args: Any, state: Any, control: Any, optimizer: Any = None,
                        lr_scheduler: Any = None, **kwargs: Any) -> Any:
         # on_train_begin runs after Trainer._load_optimizer_and_scheduler restored the checkpoint's rates
-        self.trial = _trial()
+        self.trial = running_trial()
         self._redirect(args)
         self.evaluations, self.training, self.pending = 0, True, None
         if self.trial is not None and self.trial.parent_checkpoint and state.global_step > 0 and optimizer is not None:
@@ -168,7 +162,7 @@ class AutotuneCallback(TrainerCallback if TrainerCallback is not None else objec
     def on_evaluate(self, args: Any, state: Any, control: Any, metrics: Mapping[str, Any] | None = None,
                     **kwargs: Any) -> Any:
         if not self.training:  # trainer.evaluate() after train(): a report of its own, no checkpoint
-            self.trial = self.trial or _trial()
+            self.trial = self.trial or running_trial()
         if self.trial is None or not metrics:
             return control
         # one evaluation may be several calls (a dict of eval datasets): they merge into one report
