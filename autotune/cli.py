@@ -7,10 +7,12 @@ and exits 130.
 from __future__ import annotations
 
 import argparse
+import faulthandler
 import json
 import math
 import os
 import shlex
+import signal
 import sys
 import time
 from pathlib import Path
@@ -599,6 +601,8 @@ COMMANDS = {"run": _cmd_run, "resume": _cmd_resume, "show": _cmd_show, "export":
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if hasattr(signal, "SIGUSR1"):  # `kill -USR1 PID` prints every thread's stack: what a stuck driver waits on
+        faulthandler.register(signal.SIGUSR1, all_threads=True)
     script_args: list[str] = []
     if argv[:1] in (["run"], ["submit"]) and "--" in argv:  # `autotune run script.py --space F -- --epochs=3`
         cut = argv.index("--")

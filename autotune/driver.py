@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+from . import interrupts
 from .checkpoints import CheckpointFiles
 from .errors import ConfigError, DiskFullError, RunInterrupted, StoreError, StoreWriteError, TrialError
 from .events import (
@@ -208,7 +209,7 @@ class Driver:
         A database that fails (after the store's retries, see :mod:`autotune.store`) stops the run as
         interrupted with one :class:`~autotune.errors.StoreError`: a :class:`DiskFullError` or a
         :class:`StoreWriteError`, each naming the ``autotune resume`` that continues it."""
-        with driving() as me:
+        with driving() as me, interrupts.handling():  # Ctrl-C at safe points: never inside a database write
             return self._drive(me)
 
     def _drive(self, me: dict[str, Any]) -> list[TrialRecord]:

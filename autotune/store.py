@@ -53,6 +53,7 @@ from sqlalchemy import event
 
 from . import rdb_rows
 from .errors import DiskFullError, StoreError
+from .interrupts import critical
 from .records import TrialRecord, TrialTally
 from .statuses import COMPLETED, PLANNED, PRUNED, RUNNING, SUPERSEDED
 
@@ -214,7 +215,8 @@ def _storage_errors(method):  # type: ignore[no-untyped-def]
         try:
             while True:
                 try:
-                    return method(self, *args, **kwargs)
+                    with critical():  # a Ctrl-C waits for the end of the call, never cuts a transaction
+                        return method(self, *args, **kwargs)
                 except (StoreError, KeyError):
                     raise
                 except Exception as e:  # noqa: BLE001 - sqlalchemy / optuna storage errors

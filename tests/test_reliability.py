@@ -72,7 +72,14 @@ def test_ctrl_c_stops_the_run_and_resume_finishes_it(tmp_path, xy_space, schedul
     while time.time() < deadline and (not log.exists() or log.read_text().count("done") < 5):
         time.sleep(0.05)
     os.killpg(proc.pid, signal.SIGINT)
-    out, err = proc.communicate(timeout=120)
+    try:
+        out, err = proc.communicate(timeout=120)
+    except subprocess.TimeoutExpired:  # what the driver waits on, for the failure to show
+        os.kill(proc.pid, signal.SIGUSR1)
+        time.sleep(3)
+        os.killpg(proc.pid, signal.SIGKILL)
+        out, err = proc.communicate()
+        raise AssertionError(f"the driver did not stop within 120 s of Ctrl-C:\n{err[-6000:]}") from None
     assert proc.returncode == 130, err
     assert "autotune resume" in err and "Traceback" not in err
     shown = json.loads(cli("show", str(tmp_path / "c"), "--json").stdout)

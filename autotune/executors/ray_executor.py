@@ -206,6 +206,9 @@ class RayExecutor(Executor):
                 kwargs["address"] = self.address
                 enable_token_auth()
             else:
+                # "local": a Ray of our own, even where a `ray start` cluster runs (ray.init() would join
+                # the latest one); joining a cluster is what --address is for
+                kwargs["address"] = "local"
                 if self.num_cpus is not None:
                     kwargs["num_cpus"] = self.num_cpus
                 if self.num_gpus is not None:

@@ -13,13 +13,16 @@ import signal
 import threading
 from typing import Any, Callable, Iterator
 
+from ..interrupts import interrupt
+
 #: the module and function through which Ray installs its SIGTERM handler
 RAY_MODULE, RAY_FUNCTION = "ray._private.utils", "set_sigterm_handler"
 
 
 class _Terminated:
     """The SIGTERM handler of ``run`` and ``resume``: the first SIGTERM raises KeyboardInterrupt in the
-    main thread, as Ctrl-C does; more are ignored, so that the driver can record its stopped trials."""
+    main thread, as Ctrl-C does (at a safe point, see :mod:`autotune.interrupts`); more are ignored, so
+    that the driver can record its stopped trials."""
 
     def __init__(self) -> None:
         self.fired = False
@@ -27,7 +30,7 @@ class _Terminated:
     def __call__(self, signum: int, frame: Any) -> None:
         if not self.fired:
             self.fired = True
-            raise KeyboardInterrupt
+            interrupt(signum, frame)
 
 
 @contextlib.contextmanager
