@@ -188,6 +188,20 @@ class Trial:
         self._kept: tuple[Any, int] | None = None  # (state, self._checkpoints when keep() was called)
         self._offer: Callable[[], Any] | None = None  # the runner's hand-out of the parent's kept state
 
+    @property
+    def budget_steps(self) -> int | None:
+        """The whole reports (evaluations, epochs) this trial adds: ``budget`` rounded up, at least 1;
+        None without a budget.  The one rule the Trainer and Lightning callbacks share."""
+        if not self.budget:
+            return None
+        return max(1, math.ceil(float(self.budget) - 1e-9))
+
+    @property
+    def resumed_step(self) -> int:
+        """The step a training loop restored from ``parent_checkpoint`` starts at: ``start_step`` for a
+        warm-started child, 0 from scratch."""
+        return self.start_step if self.parent_checkpoint else 0
+
     def keep(self, state: Any) -> None:
         """Keep ``state`` (any live object: model, optimizer, data loaders' positions...) in this worker
         process for a child that continues from this trial's last checkpoint.

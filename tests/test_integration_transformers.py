@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import transformers as tf
 from transformers.trainer_utils import BestRun
 
 import autotune
@@ -93,6 +94,21 @@ def test_apply_rates_keeps_the_schedule_factor_and_group_ratios():
     opt.step()
     sched.step()
     assert opt.param_groups[0]["lr"] == pytest.approx(0.5e-4)
+
+
+def test_a_child_gets_weight_decay_where_its_parent_trained_without_any(tmp_path):
+    """A parent at weight_decay 0 leaves 0 in every group: the Trainer's own rule (not biases, not norms)
+    says which groups the child's decay goes to."""
+    model = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.LayerNorm(4))
+    args = tf.TrainingArguments(output_dir=str(tmp_path), weight_decay=0.0, learning_rate=1e-3, report_to=[])
+    trainer = tf.Trainer(model=model, args=args)
+    opt = trainer.create_optimizer()  # the parent's optimizer, as its checkpoint restores it
+    assert all(g["weight_decay"] == 0.0 for g in opt.param_groups)
+    apply_rates(opt, None, 1e-4, 0.05, model)
+    decayed = {id(p) for n, p in model.named_parameters() if n == "0.weight"}
+    for g in opt.param_groups:
+        assert g["weight_decay"] == (0.05 if any(id(p) in decayed for p in g["params"]) else 0.0)
+    assert sorted(g["weight_decay"] for g in opt.param_groups) == [0.0, 0.05]
 
 
 def _program():

@@ -207,3 +207,16 @@ def test_pruned_trials_are_counted_apart_everywhere(tmp_path, capsys):
     trials = client.get("/api/runs/count/trials").json()
     rows = trials["trials"] if isinstance(trials, dict) else trials
     assert sum(t["status"] == "pruned" for t in rows) == n_pruned
+
+
+@pytest.mark.parametrize("budget, steps", [(None, None), (0.5, 1), (1.0, 1), (1.5, 2), (2.5, 3), (3.0, 3)])
+def test_a_trials_budget_is_whole_reports_rounded_up(tmp_path, budget, steps):
+    """The rule both training-loop callbacks stop by: a fractional budget rounds up (never half to even)."""
+    from autotune.trial import Trial
+
+    trial = Trial(id=0, round=0, budget=budget, dir=tmp_path, config={}, metric="m", start_step=4)
+    assert trial.budget_steps == steps
+    assert trial.resumed_step == 0  # no parent checkpoint: the loop starts from scratch
+    child = Trial(id=1, round=1, budget=budget, dir=tmp_path, config={}, metric="m", parent_checkpoint="p",
+                  start_step=4)
+    assert child.resumed_step == 4

@@ -46,7 +46,6 @@ installed).
 from __future__ import annotations
 
 import copy
-import math
 import re
 import warnings
 from pathlib import Path
@@ -98,8 +97,7 @@ def max_epochs(epochs: int) -> int:
     trial = running_trial()
     if trial is None:
         return epochs
-    start = trial.start_step if trial.parent_checkpoint else 0
-    return start + (math.ceil(trial.budget) if trial.budget else epochs)
+    return trial.resumed_step + (trial.budget_steps or epochs)
 
 
 def _callback_base() -> type:
@@ -206,7 +204,7 @@ class AutotuneCallback(Callback if Callback is not None else object):  # type: i
         if trial is None or trainer.sanity_checking or trainer.state.fn != "fit":
             return
         self.validations += 1
-        step = trial.start_step + self.validations
+        step = trial.resumed_step + self.validations
         path = None
         if self.save_checkpoints:
             path = trial.dir / CHECKPOINT_DIR / f"validation-{step}.ckpt"
@@ -219,5 +217,5 @@ class AutotuneCallback(Callback if Callback is not None else object):  # type: i
                     self._last.unlink(missing_ok=True)  # the trial's checkpoint is now this one
                 self._last = path
         stop = bool(trainer.strategy.broadcast(stop, src=0))
-        if stop or (trial.budget is not None and self.validations >= trial.budget):
+        if stop or (trial.budget_steps is not None and self.validations >= trial.budget_steps):
             trainer.should_stop = True

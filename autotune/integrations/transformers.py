@@ -64,12 +64,14 @@ def parent_checkpoint() -> str | None:
 
 
 def train_epochs(default: float) -> float:
-    """``num_train_epochs`` for a Trainer that evaluates once per epoch: inside a trial with a budget, the
-    parent's epochs plus the budget (the resumed Trainer counts its parent's); else ``default``."""
+    """``num_train_epochs`` for a Trainer that evaluates once per epoch: inside a trial, the parent's
+    epochs (the resumed Trainer counts them) plus the budget, or plus ``default`` when the trial has
+    none; outside autotune ``default``.  The rule of :func:`autotune.integrations.lightning.max_epochs`,
+    (a fractional budget is rounded up: :attr:`autotune.trial.Trial.budget_steps`)."""
     trial = running_trial()
-    if trial is None or not trial.budget:
+    if trial is None:
         return default
-    return (trial.start_step if trial.parent_checkpoint else 0) + float(trial.budget)
+    return trial.resumed_step + (trial.budget_steps or default)
 
 
 def trial_config(defaults: Mapping[str, Any] | None = None) -> dict[str, Any]:
@@ -78,10 +80,30 @@ def trial_config(defaults: Mapping[str, Any] | None = None) -> dict[str, Any]:
     return {**(defaults or {}), **(trial.config if trial is not None else {})}
 
 
-def apply_rates(optimizer: Any, scheduler: Any, learning_rate: float, weight_decay: float | None) -> None:
+def decayed_groups(optimizer: Any, model: Any) -> list[bool]:
+    """Which of the optimizer's groups the Trainer gives weight decay: those holding the parameters its
+    ``get_decay_parameter_names`` names (not biases, not norms), whatever decay the checkpoint restored
+    (a parent trained with decay 0 has 0 in every group).  Without the model: groups with decay now."""
+    groups = optimizer.param_groups
+    names = None
+    if model is not None:
+        try:
+            from transformers import Trainer
+
+            names = set(Trainer.get_decay_parameter_names(None, model))  # it reads only the model
+        except (ImportError, AttributeError, TypeError):
+            names = None
+    if not names:
+        return [bool(g.get("weight_decay", 0.0)) for g in groups]
+    decay_ids = {id(p) for n, p in model.named_parameters() if n in names}
+    return [any(id(p) in decay_ids for p in g["params"]) for g in groups]
+
+
+def apply_rates(optimizer: Any, scheduler: Any, learning_rate: float, weight_decay: float | None,
+                model: Any = None) -> None:
     """Set ``learning_rate`` as the optimizer's base rate at the schedule's current factor (the rates a
-    checkpoint restored are replaced); groups keep their ratios to the largest.  Groups with weight
-    decay get ``weight_decay``."""
+    checkpoint restored are replaced); groups keep their ratios to the largest.  The groups the Trainer
+    decays (:func:`decayed_groups`) get ``weight_decay``."""
     groups = optimizer.param_groups
     bases = [float(g.get("initial_lr", g["lr"])) for g in groups]
     top = max(bases) if bases else 0.0
@@ -89,11 +111,11 @@ def apply_rates(optimizer: Any, scheduler: Any, learning_rate: float, weight_dec
         return
     inner = getattr(scheduler, "scheduler", scheduler)  # accelerate wraps the scheduler
     new_bases = []
-    for g, base in zip(groups, bases):
+    for g, base, decayed in zip(groups, bases, decayed_groups(optimizer, model)):
         factor = float(g["lr"]) / base if base > 0 else 1.0
         new_base = learning_rate * base / top
         g["initial_lr"], g["lr"] = new_base, new_base * factor
-        if weight_decay is not None and g.get("weight_decay", 0.0):
+        if weight_decay is not None and decayed:
             g["weight_decay"] = weight_decay
         new_bases.append(new_base)
     if inner is not None and hasattr(inner, "base_lrs"):
@@ -137,13 +159,13 @@ class AutotuneCallback(TrainerCallback if TrainerCallback is not None else objec
         return control
 
     def on_train_begin(self, args: Any, state: Any, control: Any, optimizer: Any = None,
-                       lr_scheduler: Any = None, **kwargs: Any) -> Any:
+                       lr_scheduler: Any = None, model: Any = None, **kwargs: Any) -> Any:
         # on_train_begin runs after Trainer._load_optimizer_and_scheduler restored the checkpoint's rates
         self.trial = running_trial()
         self._redirect(args)
         self.evaluations, self.training, self.pending = 0, True, None
         if self.trial is not None and self.trial.parent_checkpoint and state.global_step > 0 and optimizer is not None:
-            apply_rates(optimizer, lr_scheduler, float(args.learning_rate), float(args.weight_decay))
+            apply_rates(optimizer, lr_scheduler, float(args.learning_rate), float(args.weight_decay), model)
         return control
 
     # -- reports ---------------------------------------------------------------------------------
@@ -200,11 +222,10 @@ class AutotuneCallback(TrainerCallback if TrainerCallback is not None else objec
     def _send(self, control: Any, checkpoint: Path | None) -> None:
         assert self.trial is not None and self.pending is not None
         self.evaluations += 1
-        start = self.trial.start_step if self.trial.parent_checkpoint else 0
         metrics, self.pending = self.pending, None
-        if self.trial.submit(metrics, checkpoint=checkpoint, step=start + self.evaluations):
+        if self.trial.submit(metrics, checkpoint=checkpoint, step=self.trial.resumed_step + self.evaluations):
             control.should_training_stop = True  # pruned: end at the judged evaluation
-        elif self.trial.budget and self.evaluations >= round(float(self.trial.budget)):
+        elif self.trial.budget_steps and self.evaluations >= self.trial.budget_steps:
             control.should_training_stop = True  # this trial's share of the run is done
 
 
