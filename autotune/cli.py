@@ -7,6 +7,7 @@ and exits 130.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import faulthandler
 import json
 import math
@@ -602,7 +603,8 @@ COMMANDS = {"run": _cmd_run, "resume": _cmd_resume, "show": _cmd_show, "export":
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if hasattr(signal, "SIGUSR1"):  # `kill -USR1 PID` prints every thread's stack: what a stuck driver waits on
-        faulthandler.register(signal.SIGUSR1, all_threads=True)
+        with contextlib.suppress(AttributeError, OSError, ValueError):  # a stderr with no file (captured)
+            faulthandler.register(signal.SIGUSR1, all_threads=True)
     script_args: list[str] = []
     if argv[:1] in (["run"], ["submit"]) and "--" in argv:  # `autotune run script.py --space F -- --epochs=3`
         cut = argv.index("--")
