@@ -8,6 +8,7 @@ Every trial writes the learning rate its optimizer used at each step, with the g
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import torch
@@ -65,6 +66,9 @@ def fine_tune(config: dict) -> None:
                          compute_metrics=accuracy,
                          callbacks=[AutotuneCallback(), RecordRates(current_trial().dir)])
     train(trainer)
+    if os.environ.get("AUTOTUNE_TEST_EXECUTIONS"):  # the kill-and-resume tests: one line per finished execution
+        with open(os.environ["AUTOTUNE_TEST_EXECUTIONS"], "a", encoding="utf-8") as f:
+            f.write(f"done {current_trial().id}\n")
 
 
 def objective(config, trial) -> None:

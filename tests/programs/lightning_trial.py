@@ -70,6 +70,9 @@ def train(config: dict, epochs: int = 4, devices: int = 1, strategy: str = "auto
         (trial.dir / "lightning.json").write_text(json.dumps({
             "first_step": model.first_step, "global_step": trainer.global_step, "used_lrs": model.used_lrs,
             "base_lrs": list(sched.base_lrs), "world_size": trainer.world_size}))
+        if os.environ.get("AUTOTUNE_TEST_EXECUTIONS"):  # the kill-and-resume tests: one line per execution
+            with open(os.environ["AUTOTUNE_TEST_EXECUTIONS"], "a", encoding="utf-8") as f:
+                f.write(f"done {trial.id}\n")
     return trainer
 
 
