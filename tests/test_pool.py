@@ -374,6 +374,32 @@ def test_stop_trial_kills_and_replaces_its_worker_and_finishes_it_as_stopped():
     assert pool.stop_trial(1) is False and pool.stop_trial(99) is False
 
 
+def test_a_trial_told_to_stop_is_ended_after_its_grace_unless_it_finishes_first():
+    pool, clock = make(slots=2, prune_grace=60.0)
+    for i in range(2):
+        pool.submit(spec(i))
+    pool.step()
+    start_all(pool, pool.take_commands())
+    pool.take_events()
+    pool.pruning(0)
+    pool.pruning(1)
+    clock.now += 30
+    pool.pruning(1)  # told again: the first deadline stands
+    pool.trial_returned(1, ok(1))  # trial 1 reached its report and stopped in time
+    assert set(finished(pool.take_events())) == {1}
+    clock.now += 29.9
+    pool.step()
+    assert not finished(pool.take_events()) and not killed(pool.take_commands())
+    clock.now += 0.1  # 60 s after it was told: trial 0 never reached a report
+    pool.step()
+    cmds = pool.take_commands()
+    out = finished(pool.take_events())
+    assert set(out) == {0} and out[0].status == "stopped" and killed(cmds) == [0]
+    clock.now += 120
+    pool.step()  # nothing is ended twice, and trial 1's deadline went with it
+    assert not finished(pool.take_events())
+
+
 def test_stop_trial_of_a_queued_trial_removes_it_from_the_queue():
     pool, _ = make(slots=1)
     for i in range(3):

@@ -119,8 +119,10 @@ class WorkerPool:
         start_timeout: float = 600.0,
         clock: Callable[[], float] = time.time,
         log_tail: Callable[[TrialSpec], str | None] = lambda spec: None,
+        prune_grace: float = 60.0,
     ) -> None:
         self.slots = slots
+        self.prune_grace = prune_grace  # how long a trial told to stop may take to reach its next report
         self.gpus_per_trial = gpus_per_trial
         self.max_retries = max_retries
         self.start_timeout = start_timeout
@@ -135,6 +137,7 @@ class WorkerPool:
         self._retry_notes: dict[int, str] = {}
         self._commands: list[Command] = []
         self._events: list[ExecutorEvent] = []
+        self._pruning: dict[int, float] = {}  # trial told to stop at its next report -> when it is ended
 
     # -- views -----------------------------------------------------------------------------------
     @property
@@ -216,6 +219,7 @@ class WorkerPool:
                 f"trial): {first_line(outcome.reason)}; retried with a whole GPU")
             self._spawn(gpus=1.0, reserve=(spec, attempt + 1))
             return
+        self._pruning.pop(spec.trial_id, None)
         self._events.append(TrialFinished(outcome))
 
     def trial_error(self, wid: int, reason: str, worker_ok: bool) -> None:
@@ -249,6 +253,10 @@ class WorkerPool:
         Trials go to started workers only: a worker Ray cannot place (its node is gone, the cluster
         shrank) stays ``STARTING`` and never holds a trial hostage."""
         now = self.clock()
+        for tid, deadline in list(self._pruning.items()):  # told to stop, and not at a report in time
+            if now >= deadline:
+                del self._pruning[tid]
+                self.stop_trial(tid)
         for w in [w for w in self.workers.values() if w.whole_gpu and w.state == STARTING]:
             if now - w.spawned > self.start_timeout:
                 self._retire(w)
@@ -293,6 +301,11 @@ class WorkerPool:
                 self._fail(spec, now, attempt, f"no Ray node could start a worker within {self.start_timeout:g} s",
                            FailureKind.LOST)
 
+    def pruning(self, trial_id: int) -> None:
+        """The trial was told to stop at its next report: if it has not finished ``prune_grace`` seconds
+        from now, :meth:`step` stops it (its worker killed), as a trial that cannot report."""
+        self._pruning.setdefault(trial_id, self.clock() + self.prune_grace)
+
     def stop_trial(self, trial_id: int) -> bool:
         """Stop one trial: a running one's worker is killed (and replaced), a queued one leaves the
         queue; either finishes as stopped at the next poll.  False if the trial is not here."""
@@ -323,6 +336,7 @@ class WorkerPool:
                 self._retire(w)
         self.queue.clear()  # never started: nothing to record, resume runs them
         self._retry_notes.clear()
+        self._pruning.clear()
         return stopped
 
     def close(self) -> None:
@@ -386,6 +400,7 @@ class WorkerPool:
 
     def _finish(self, spec: TrialSpec, status: str, kind: FailureKind, reason: str, started: float | None,
                 attempt: int) -> None:
+        self._pruning.pop(spec.trial_id, None)
         self._events.append(TrialFinished(TrialOutcome(
             trial_id=spec.trial_id, status=status, kind=kind, reason=reason, started=started, ended=self.clock(),
             log_tail=self.log_tail(spec), attempts=attempt, retry_note=self._retry_notes.pop(spec.trial_id, None),

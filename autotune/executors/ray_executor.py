@@ -179,14 +179,13 @@ class RayExecutor(Executor):
         self.start_timeout = start_timeout
         self._started_ray = False
         self._pool = WorkerPool(0, gpus_per_trial=gpus_per_trial, max_retries=max_retries,
-                                start_timeout=start_timeout, log_tail=self._log_tail)
+                                start_timeout=start_timeout, log_tail=self._log_tail, prune_grace=PRUNE_GRACE_S)
         self._actors: dict[int, Any] = {}  # pool worker id -> Ray actor
         self._starting: dict[Any, int] = {}  # ready() ref -> worker not yet placed and started
         self._runs: dict[Any, int] = {}  # run() ref -> worker running it
         self._node_ids: dict[int, str] = {}  # started worker -> its Ray node
         self._bus: Any = None  # the _ReportBus actor: live reports from the workers
         self._reports: list[ExecutorEvent] = []
-        self._prune_deadline: dict[int, float] = {}  # trial told to stop -> when it is ended if still running
         self._listening: Any = None  # with a rule: the bus's next_reports() call the driver waits on
         self._drained = 0.0  # without a rule: when the bus was last drained (time.monotonic)
 
@@ -284,9 +283,6 @@ class RayExecutor(Executor):
             events += [*self._take_reports(), *self._pool.take_events()]
             if deadline is not None and time.time() >= deadline:
                 break
-        for e in events:
-            if isinstance(e, TrialFinished):
-                self._prune_deadline.pop(e.trial_id, None)
         return events
 
     def _take_reports(self) -> list[ExecutorEvent]:
@@ -315,7 +311,6 @@ class RayExecutor(Executor):
     def _turn(self, wait_s: float) -> None:
         """One turn: report started workers, let the pool decide, wait up to ``wait_s`` for a trial."""
         self._drain_bus()
-        self._enforce_prune_grace()
         self._observe_starts()
         self._pool.step()
         self._execute()
@@ -434,14 +429,7 @@ class RayExecutor(Executor):
             self.stop_trial(trial_id)
             return
         self._bus.prune.remote(trial_id)
-        self._prune_deadline[trial_id] = time.time() + PRUNE_GRACE_S
-
-    def _enforce_prune_grace(self) -> None:
-        now = time.time()
-        for tid, deadline in list(self._prune_deadline.items()):
-            if now >= deadline:
-                del self._prune_deadline[tid]
-                self.stop_trial(tid)
+        self._pool.pruning(trial_id)  # the pool ends it if it has not stopped within its grace
 
     def stop_trial(self, trial_id: int) -> bool:
         """Kill the worker running ``trial_id`` (it is replaced) or drop it from the queue; the next
