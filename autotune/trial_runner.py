@@ -29,6 +29,7 @@ import sys
 import threading
 import time
 import traceback
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator, NamedTuple, Optional, Tuple
 
@@ -131,6 +132,41 @@ class ParentChoice(NamedTuple):
     in_memory: bool = False
 
 
+@dataclass(frozen=True)
+class WorkerContext:
+    """Where a trial runs: the node's name and Ray id, the GPUs given to it, and the live report channel."""
+
+    node: str | None = None
+    gpu_ids: tuple[Any, ...] = ()
+    node_id: str | None = None
+    on_report: ReportSink | None = None
+
+
+@dataclass(frozen=True)
+class TrialRun:
+    """One run of one trial as the function and script runners take it: what to run, where its files go,
+    the parent it loads (resolved), the live report channel and, for a Python objective, the hand-out
+    of a parent's kept state."""
+
+    target: TrialTarget
+    spec: TrialSpec
+    trial_dir: Path
+    log_path: Path
+    metric: str
+    parent: ParentChoice
+    on_report: ReportSink | None = None
+    offer: Callable[[], Any] | None = None
+
+    @property
+    def parent_path(self) -> Path | None:
+        return self.parent.path if self.parent.parent is not None else None
+
+    @property
+    def start_step(self) -> int:
+        ref = self.parent.parent
+        return (ref.step or 0) if ref is not None else 0
+
+
 def choose_parent(
     spec: TrialSpec, run_dir: Path, fetch: Callable[[ParentRef], Path | None] | None = None,
     held: Callable[[ParentRef], bool] | None = None,
@@ -222,11 +258,11 @@ def run_trial(
     A full disk is not the trial's fault: the outcome is ``stopped`` with the kind ``DISK_FULL``,
     so the driver halts the run and ``resume`` runs the trial again."""
     started = time.time()
+    where = WorkerContext(node=node, gpu_ids=tuple(gpu_ids or ()), node_id=node_id, on_report=on_report)
     try:
         if artifacts:
-            return _run_trial_with_artifacts(target, spec, Path(run_dir), metric, node, gpu_ids, node_id,
-                                             Artifacts(artifacts), on_report)
-        return _run_trial(target, spec, Path(run_dir), metric, node, gpu_ids, node_id, on_report=on_report)
+            return _run_trial_with_artifacts(target, spec, Path(run_dir), metric, where, Artifacts(artifacts))
+        return _run_trial(target, spec, Path(run_dir), metric, where)
     except OSError as e:
         if not is_disk_full(e):
             raise
@@ -236,15 +272,7 @@ def run_trial(
 
 
 def _run_trial_with_artifacts(
-    target: TrialTarget,
-    spec: TrialSpec,
-    run_dir: Path,
-    metric: str,
-    node: str | None,
-    gpu_ids: list[Any] | None,
-    node_id: str | None,
-    store: Artifacts,
-    on_report: ReportSink | None = None,
+    target: TrialTarget, spec: TrialSpec, run_dir: Path, metric: str, where: WorkerContext, store: Artifacts,
 ) -> TrialOutcome:
     """Run in scratch, parents fetched from ``store``; upload the trial folder; leave no scratch behind."""
     local = scratch_root(run_dir.name)
@@ -255,7 +283,7 @@ def _run_trial_with_artifacts(
         return dest if store.download(parent.checkpoint, dest) else None
 
     try:
-        outcome = _run_trial(target, spec, local, metric, node, gpu_ids, node_id, fetch=fetch, on_report=on_report)
+        outcome = _run_trial(target, spec, local, metric, where, fetch=fetch)
         trial_dir = local / spec.trial_dir
         try:
             store.upload(trial_dir, spec.trial_dir)
@@ -275,11 +303,8 @@ def _run_trial(
     spec: TrialSpec,
     run_dir: Path,
     metric: str,
-    node: str | None,
-    gpu_ids: list[Any] | None,
-    node_id: str | None,
+    where: WorkerContext,
     fetch: Callable[[ParentRef], Path | None] | None = None,
-    on_report: ReportSink | None = None,
 ) -> TrialOutcome:
     trial_dir = run_dir / spec.trial_dir
     shutil.rmtree(trial_dir, ignore_errors=True)  # a re-run after an interruption starts clean
@@ -289,17 +314,18 @@ def _run_trial(
         trial_id=spec.trial_id,
         status=FAILED,
         started=time.time(),
-        node=node or socket.gethostname(),
-        gpu_ids=list(gpu_ids or []),
-        node_id=node_id,
+        node=where.node or socket.gethostname(),
+        gpu_ids=list(where.gpu_ids),
+        node_id=where.node_id,
     )
 
     def state_key(p: ParentRef) -> StateKey:
         return StateKey(str(run_dir), p.trial_id, p.checkpoint, p.step, p.hash or "")
 
-    parent, parent_path, parent_hash, note, in_memory = choose_parent(
-        spec, run_dir, fetch, held=lambda p: KEPT.holds(state_key(p)))
+    choice = choose_parent(spec, run_dir, fetch, held=lambda p: KEPT.holds(state_key(p)))
+    parent, parent_path, parent_hash, note, in_memory = choice
     offer = (lambda: KEPT.take(state_key(parent))) if in_memory and parent is not None else None
+    run = TrialRun(target, spec, trial_dir, log_path, metric, choice, where.on_report, offer)
     outcome.parent_note = note
     if parent is not None:
         outcome.parent_id = parent.trial_id
@@ -313,11 +339,9 @@ def _run_trial(
     trial: Trial | None = None
     try:
         if target.kind in (FUNCTION, CALLABLE):
-            reports, checkpoint, error, trial = _run_function(target, spec, trial_dir, log_path, metric, parent,
-                                                              parent_path, on_report, offer)
+            reports, checkpoint, error, trial = _run_function(run)
         elif target.kind == SCRIPT:
-            reports, checkpoint, error = _run_script(target, spec, trial_dir, log_path, metric, parent, parent_path,
-                                                     on_report)
+            reports, checkpoint, error = _run_script(run)
         else:
             raise ValueError(f"unknown target kind {target.kind!r}")
     except Exception as e:  # autotune's own fault while running the trial: still a recorded failure
@@ -394,30 +418,22 @@ def _judge(outcome: TrialOutcome, metric: str, fault: Fault) -> None:
         outcome.end(COMPLETED, FailureKind.NONE, None)
 
 
-def _run_function(
-    target: TrialTarget,
-    spec: TrialSpec,
-    trial_dir: Path,
-    log_path: Path,
-    metric: str,
-    parent: ParentRef | None,
-    parent_path: Path | None,
-    on_report: ReportSink | None = None,
-    offer: Callable[[], Any] | None = None,
-) -> tuple[list[dict[str, Any]], Path | None, Fault, Trial]:
+def _run_function(run: TrialRun) -> tuple[list[dict[str, Any]], Path | None, Fault, Trial]:
+    spec, metric, log_path, target = run.spec, run.metric, run.log_path, run.target
+    parent = run.parent.parent
     trial = Trial(
         id=spec.trial_id,
         round=spec.round,
         budget=spec.budget,
-        dir=trial_dir,
+        dir=run.trial_dir,
         config=spec.config,
         metric=metric,
-        parent_checkpoint=str(parent_path) if parent_path else None,
+        parent_checkpoint=str(run.parent_path) if run.parent_path else None,
         parent_id=parent.trial_id if parent else None,
-        start_step=(parent.step or 0) if parent else 0,
-        on_report=on_report,
+        start_step=run.start_step,
+        on_report=run.on_report,
     )
-    trial._offer = offer  # the parent's live state, when this process keeps it (Trial.parent_state)
+    trial._offer = run.offer  # the parent's live state, when this process keeps it (Trial.parent_state)
     error: Fault = None
     _set_current(trial)
     try:
@@ -446,16 +462,9 @@ def _run_function(
     return trial.reports, checkpoint, error, trial
 
 
-def _run_script(
-    target: TrialTarget,
-    spec: TrialSpec,
-    trial_dir: Path,
-    log_path: Path,
-    metric: str,
-    parent: ParentRef | None,
-    parent_path: Path | None,
-    on_report: ReportSink | None = None,
-) -> tuple[list[dict[str, Any]], Path | None, Fault]:
+def _run_script(run: TrialRun) -> tuple[list[dict[str, Any]], Path | None, Fault]:
+    target, spec, trial_dir, log_path, metric = run.target, run.spec, run.trial_dir, run.log_path, run.metric
+    parent_path, on_report = run.parent_path, run.on_report
     saved = trial_dir / CHECKPOINT_DIR_NAME
     saved.mkdir(exist_ok=True)
     report_file = trial_dir / REPORT_FILE_NAME
@@ -474,7 +483,7 @@ def _run_script(
             ENV_BUDGET: "" if spec.budget is None else str(spec.budget),
             ENV_METRIC: metric,
             ENV_PARENT_CHECKPOINT: str(parent_path or ""),
-            ENV_START_STEP: str((parent.step or 0) if parent else 0),
+            ENV_START_STEP: str(run.start_step),
             ENV_CONFIG: json.dumps(spec.config),
             "PYTHONUNBUFFERED": "1",
         }
