@@ -71,7 +71,7 @@ import _bench  # noqa: E402
 import _es_real  # noqa: E402
 
 FULL = dict(seeds=[0, 1, 2, 3, 4], budget_s=90.0, epochs=10)
-QUICK = dict(seeds=[0], budget_s=20.0, epochs=3)
+QUICK = dict(seeds=[0], budget_s=14.0, epochs=3)
 #: --quick (CI) runs each peer and one autotune tool per evaluator: the other autotune tools differ from these
 #: in flags only (a sampler, an explore rule, a schedule), which tests/test_pbt.py and test_stopping.py cover
 QUICK_TOOLS = ["autotune-asha-bayes", "autotune-pbt", "tune-asha-optuna", "tune-pbt", "tune-pb2", "optuna-hyperband"]
@@ -262,7 +262,7 @@ def main() -> int:
     p = _bench.base_parser(__doc__.split("\n\n")[0])
     p.add_argument("--parts", help="comma-separated: real, simulated (default both; workload text: real)")
     p.add_argument("--seeds", type=int, nargs="+", help="seeds (default 0 1 2 3 4, workload text 0 1 2; --quick 0)")
-    p.add_argument("--budget-s", type=float, help="real part: wall seconds per tool and seed (default 90; --quick 20; "
+    p.add_argument("--budget-s", type=float, help="real part: wall seconds per tool and seed (default 90; --quick 14; "
                                                   "workload text: 240; --quick 35)")
     p.add_argument("--epochs", type=int, help="real part: the most epochs of one trial (default 10; --quick 3)")
     p.add_argument("--tools", help=f"real part, comma-separated (default all; --quick: {', '.join(QUICK_TOOLS)}): "

@@ -14,6 +14,8 @@ import time
 import pytest
 import yaml
 
+import autotune
+
 from conftest import PROGRAMS, REPO, cli
 
 pytest.importorskip("transformers")
@@ -29,6 +31,16 @@ SCRIPTS = {
 }
 
 
+def _recorded(run_dir) -> int:
+    """Trials the driver has recorded as finished so far (0 before its database exists)."""
+    if not (run_dir / "autotune.db").exists():
+        return 0
+    try:
+        return sum(r.status in ("completed", "pruned", "failed") for r in autotune.load(run_dir).records)
+    except Exception:  # noqa: BLE001 - the run is being created
+        return 0
+
+
 @pytest.mark.parametrize("loop", sorted(SCRIPTS))
 def test_a_script_under_pbt_and_asha_is_killed_and_resumed_with_every_trial_once(tmp_path, loop):
     script, space = SCRIPTS[loop]
@@ -37,26 +49,26 @@ def test_a_script_under_pbt_and_asha_is_killed_and_resumed_with_every_trial_once
     env = dict(os.environ, AUTOTUNE_TEST_EXECUTIONS=str(log))
     argv = [sys.executable, "-m", "autotune", "run", str(script), "--space", str(tmp_path / "space.yaml"),
             "--evaluator", "pbt", "--early-stop", "asha", "--early-stop-option", "grace_period=1",
-            "--sampler", "random", "--rounds", "3", "--popsize", "2", "--seed", "0", "--output", str(tmp_path),
+            "--sampler", "random", "--rounds", "2", "--popsize", "2", "--seed", "0", "--output", str(tmp_path),
             "--name", "k"]
     proc = subprocess.Popen(argv, env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             start_new_session=True)
     deadline = time.time() + 240
-    while time.time() < deadline and proc.poll() is None and (not log.exists() or log.read_text().count("done") < 3):
-        time.sleep(0.1)
+    while time.time() < deadline and proc.poll() is None and _recorded(tmp_path / "k") < 2:
+        time.sleep(0.2)
     assert proc.poll() is None, proc.communicate()[1][-3000:]  # still running: killed mid-run
     os.killpg(proc.pid, signal.SIGKILL)  # the driver and the Ray it started, as a lost machine would
     proc.communicate()
     before = json.loads(cli("show", str(tmp_path / "k"), "--json").stdout)["trials"]
     finished = {t["trial_id"] for t in before if t["status"] in ("completed", "pruned", "failed")}
-    assert finished and len(finished) < 6
+    assert finished and len(finished) < 4
 
     res = subprocess.run([sys.executable, "-m", "autotune", "resume", str(tmp_path / "k")], env=env, cwd=REPO,
                          capture_output=True, text=True, timeout=400)
     assert res.returncode == 0, res.stderr[-3000:]
     shown = json.loads(cli("show", str(tmp_path / "k"), "--json").stdout)
     trials = shown["trials"]
-    assert sorted(t["trial_id"] for t in trials) == list(range(6))
+    assert sorted(t["trial_id"] for t in trials) == list(range(4))
     assert all(t["status"] in ("completed", "pruned") for t in trials), [(t["status"], t["reason"]) for t in trials]
     children = [t for t in trials if t.get("parent_id") is not None]
     assert children, "no pbt child warm-started from a parent"
