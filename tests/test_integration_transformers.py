@@ -111,6 +111,19 @@ def test_a_child_gets_weight_decay_where_its_parent_trained_without_any(tmp_path
     assert sorted(g["weight_decay"] for g in opt.param_groups) == [0.0, 0.05]
 
 
+def test_searched_values_reach_the_arguments_without_truncating_a_ratio(tmp_path):
+    from autotune.integrations.transformers import _set_args
+
+    args = tf.TrainingArguments(output_dir=str(tmp_path), report_to=[], use_cpu=True)
+    trainer = tf.Trainer(model=torch.nn.Linear(2, 2), args=args)
+    assert args.warmup_steps == 0 and isinstance(args.warmup_steps, int)
+    with pytest.warns(UserWarning, match="'r' is not a TrainingArguments field"):
+        _set_args(trainer, {"learning_rate": 3e-4, "warmup_steps": 0.1, "per_device_train_batch_size": 8.0, "r": 4})
+    assert trainer.args.learning_rate == 3e-4
+    assert trainer.args.warmup_steps == 0.1  # a ratio, where Hugging Face's own search casts it to 0
+    assert trainer.args.per_device_train_batch_size == 8 and isinstance(trainer.args.per_device_train_batch_size, int)
+
+
 def _program():
     spec = importlib.util.spec_from_file_location("hf_trainer_program", PROGRAM)
     module = importlib.util.module_from_spec(spec)

@@ -278,14 +278,18 @@ def autotune_space(hp_space: Callable[[Any], Mapping[str, Any]] | Mapping[str, A
 
 def _set_args(trainer: Any, config: Mapping[str, Any]) -> None:
     """Set a trial's hyperparameters on ``trainer.args`` as ``Trainer._hp_search_setup`` does (cast to the
-    field's type; names TrainingArguments lacks are skipped with a warning; the model_init may read them)."""
+    field's type; names TrainingArguments lacks are skipped with a warning; the model_init may read them),
+    except that a fractional value is never truncated to an int field's type: ``warmup_steps=0.1`` is a
+    ratio, which Hugging Face's own search turns into 0."""
     for key, value in config.items():
         if not hasattr(trainer.args, key):
             warnings.warn(f"autotune: {key!r} is not a TrainingArguments field; passed to model_init only",
                           stacklevel=3)
             continue
         old = getattr(trainer.args, key)
-        setattr(trainer.args, key, type(old)(value) if old is not None else value)
+        fractional = (isinstance(old, int) and not isinstance(old, bool) and isinstance(value, float)
+                      and not value.is_integer())
+        setattr(trainer.args, key, value if old is None or fractional else type(old)(value))
     trainer._train_batch_size = trainer.args.train_batch_size
     trainer.create_accelerator_and_postprocess()
 
