@@ -43,7 +43,7 @@ from .evaluators.pbt import PopulationBasedEvaluator
 from .executors.base import Executor
 from .liveness import DRIVER_ATTR, HEARTBEAT_ATTR, Heartbeat, driving
 from .ranking import Leaderboard, best_record, loss_of
-from .records import TrialOutcome, TrialRecord, TrialSpec, finished_outcome
+from .records import LOG_FILE_NAME, TrialOutcome, TrialRecord, TrialSpec, finished_outcome
 from .samplers import Observation, Sampler
 from .samplers.base import Candidate
 from .settings import ASYNC, ROUNDS, RunSettings
@@ -64,7 +64,6 @@ from .statuses import (
 )
 from .store import DRIVER_STATE, TIME_BUDGET_ATTR, Store
 from .targets import TrialTarget
-from .trial_runner import LOG_FILE_NAME
 
 STATE_KEY = DRIVER_STATE
 #: how long the asynchronous loop waits for an outcome before it looks around (heartbeat, Ctrl-C)

@@ -24,6 +24,7 @@ from .statuses import TRIAL_STATUSES as STATUSES
 
 #: a finished trial's outcome, beside it in its trial folder
 OUTCOME_FILE_NAME = "outcome.json"
+LOG_FILE_NAME = "trial.log"  # a trial folder's log: its output, and the runner's notes
 
 
 @dataclass(frozen=True)

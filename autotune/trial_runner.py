@@ -34,7 +34,7 @@ from typing import Any, Callable, Iterator, Optional, Tuple
 
 from .artifacts import Artifacts, scratch_root
 from .parents import ParentChoice, choose_parent, hash_path
-from .records import ParentRef, TrialOutcome, TrialSpec, write_outcome
+from .records import LOG_FILE_NAME, ParentRef, TrialOutcome, TrialSpec, write_outcome
 from .statuses import COMPLETED, FAILED, PRUNED, STOPPED, FailureKind
 from .targets import CALLABLE, FUNCTION, SCRIPT, TrialTarget
 from .trial import (
@@ -75,7 +75,6 @@ class WorkerTerminated(BaseException):
 def raise_worker_terminated(signum: int, frame: Any) -> None:
     """A SIGTERM handler for worker processes (see :class:`WorkerTerminated`)."""
     raise WorkerTerminated(f"worker received signal {signum}")
-LOG_FILE_NAME = "trial.log"
 LOG_TAIL_LINES = 40
 CHECKPOINT_DIR_NAME = "checkpoint"
 
