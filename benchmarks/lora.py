@@ -1,6 +1,6 @@
 """The bundled LoRA fine-tune searched by autotune and by ``Trainer.hyperparameter_search``, side by side.
 
-    python benchmarks/lora.py                       # 4 tools x seeds 0-2, 180 s each (about 45 min on 2 cores)
+    python benchmarks/lora.py                       # 4 tools x seeds 0-2, 150 s each (about 36 min on 2 cores)
     python benchmarks/lora.py --quick               # CI: every tool for 20 s on a tiny data set, 1 seed
 
 The trial is ``trials/lora_classification.py`` (peft LoRA adapters on the offline MiniLM encoder, BBC News),
@@ -314,12 +314,12 @@ def main(argv: list[str] | None = None) -> int:
     p = _bench.base_parser("LoRA fine-tune: autotune (pbt; full + asha) against Trainer.hyperparameter_search "
                            "(optuna with a pruner; ray with Ray Tune's PBT), same trial, same wall budget")
     p.add_argument("--seeds", default=None, help="comma-separated (default 0,1,2; --quick: 0)")
-    p.add_argument("--budget-s", type=float, default=None, help="wall seconds per tool and seed (default 180; --quick 20)")
+    p.add_argument("--budget-s", type=float, default=None, help="wall seconds per tool and seed (default 150; --quick 20)")
     p.add_argument("--tools", default=",".join(TOOLS), help=f"comma-separated, of: {', '.join(TOOLS)}")
     a = p.parse_args(argv)
-    out = _bench.out_dir(a)
+    out = _bench.out_dir(a).resolve()  # absolute: Ray Tune takes its storage path as a URI
     seeds = [int(s) for s in (a.seeds or ("0" if a.quick else "0,1,2")).split(",")]
-    budget = a.budget_s or (20.0 if a.quick else 180.0)
+    budget = a.budget_s or (20.0 if a.quick else 150.0)
     tools = [t.strip() for t in a.tools.split(",") if t.strip()]
     unknown = sorted(set(tools) - set(TOOLS))
     if unknown:
