@@ -218,7 +218,8 @@ def run_hf(tool: str, seed: int, budget_s: float, work: Path) -> dict[str, Any]:
     best = trainer.hyperparameter_search(
         hp_space=ray_space, compute_objective=accuracy_objective, n_trials=POPULATION, direction="maximize",
         backend="ray", scheduler=pbt, resources_per_trial={"cpu": 1}, time_budget_s=budget_s,
-        storage_path=str(work / "ray"), verbose=0, keep_checkpoints_num=2)
+        storage_path=str(work / "ray"), verbose=0, keep_checkpoints_num=2,
+        raise_on_failed_trial=False)  # a trial that fails (see the docs) ends; the search goes on
     return {"t0": t0, "best_reported": best.objective}
 
 
@@ -238,9 +239,14 @@ def worker_main(argv: list[str]) -> int:
     return 0
 
 
-def run_tool(tool: str, seed: int, budget_s: float, work: Path, fixed: dict[str, Any]) -> dict[str, Any]:
+def run_tool(tool: str, seed: int, budget_s: float, work: Path, fixed: dict[str, Any],
+             reuse: bool = False) -> dict[str, Any]:
     work.mkdir(parents=True, exist_ok=True)
     log, result = work / "evaluations.jsonl", work / "result.json"
+    if reuse and result.exists():  # this tool and seed finished in an earlier invocation
+        return _collect(work, budget_s)
+    for stale in (log, result):
+        stale.unlink(missing_ok=True)
     paths = [str(ROOT), str(HERE), str(ROOT / "trials"), os.environ.get("PYTHONPATH", "")]
     env = {**os.environ, LOG_ENV: str(log), FIXED_ENV: json.dumps(fixed), "OMP_NUM_THREADS": "1",
            "MKL_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false", "PYTHONWARNINGS": "ignore",
@@ -258,6 +264,12 @@ def run_tool(tool: str, seed: int, budget_s: float, work: Path, fixed: dict[str,
     if not result.exists():
         raise RuntimeError(f"{tool} (seed {seed}) exited with {proc.returncode}:\n"
                            f"{(work / 'output.log').read_text()[-3000:]}")
+    return _collect(work, budget_s)
+
+
+def _collect(work: Path, budget_s: float) -> dict[str, Any]:
+    """A finished tool run: its result, and its evaluations within the budget (times from its start)."""
+    log, result = work / "evaluations.jsonl", work / "result.json"
     res = json.loads(result.read_text())
     entries = []
     for line in log.read_text().splitlines() if log.exists() else []:
@@ -316,6 +328,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seeds", default=None, help="comma-separated (default 0,1,2; --quick: 0)")
     p.add_argument("--budget-s", type=float, default=None, help="wall seconds per tool and seed (default 150; --quick 20)")
     p.add_argument("--tools", default=",".join(TOOLS), help=f"comma-separated, of: {', '.join(TOOLS)}")
+    p.add_argument("--reuse", action="store_true",
+                   help="keep each tool and seed that finished under OUT/lora_work in an earlier invocation "
+                        "(one cut short goes on where it stopped); same budget and seeds")
     a = p.parse_args(argv)
     out = _bench.out_dir(a).resolve()  # absolute: Ray Tune takes its storage path as a URI
     seeds = [int(s) for s in (a.seeds or ("0" if a.quick else "0,1,2")).split(",")]
@@ -330,7 +345,7 @@ def main(argv: list[str] | None = None) -> int:
         order = tools[seed % len(tools):] + tools[:seed % len(tools)]  # rotated: no tool always goes first
         for tool in order:
             work = out / "lora_work" / f"{tool}-{seed}"
-            res = run_tool(tool, seed, budget, work, fixed)
+            res = run_tool(tool, seed, budget, work, fixed, reuse=a.reuse)
             evals = res["evaluations"]
             final = best_at(evals, budget)
             runs.append({"tool": tool, "seed": seed, "budget_s": budget, "final": final, "epochs": len(evals),
