@@ -130,7 +130,7 @@ class TrialRun:
 
     @property
     def parent_path(self) -> Path | None:
-        return self.parent.path if self.parent.parent is not None else None
+        return self.parent.path  # None when no parent was chosen
 
     @property
     def start_step(self) -> int:

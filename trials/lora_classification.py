@@ -180,15 +180,14 @@ def fine_tune(config: dict[str, Any], callbacks: list[Any] | None = None) -> dic
     epochs: float = config["epochs"]
     parent = parent_checkpoint()  # autotune: the parent's Trainer checkpoint (pbt), else None
     trial = running_trial()  # None when run on its own: one plain fine-tune
+    exact = parent is not None and same_adapter(parent, config)  # the Trainer can resume it as it is
     if trial is not None:
         config["seed"] += trial.id
-        start = trial.start_step if parent else 0
-        budget = int(round(trial.budget)) if trial.budget else config["epochs"]
-        epochs = budget
-        if parent and same_adapter(parent, config):
-            epochs = start + budget  # the resumed Trainer counts its parent's epochs
+        epochs = trial.budget_steps or config["epochs"]  # the callback's rule: it stops after as many
+        if exact:
+            epochs += trial.resumed_step  # the resumed Trainer counts its parent's epochs
     trainer = build_trainer(config, epochs, [AutotuneCallback(), *(callbacks or [])])  # autotune: the callback
-    if parent and not same_adapter(parent, config):
+    if parent and not exact:
         carried = _lora.load_reranked(trainer.model, parent, config["r"], float(config["lora_alpha"]))
         print(f"[lora] re-ranked {carried} adapted layers of the parent to r={config['r']}", flush=True)
         parent = None

@@ -15,7 +15,7 @@ from ..statuses import CREATED, RUN_COMPLETED, RUNNING
 from .catalog import Catalog, RunRef
 from .control import REQUEST_HEADER, Control
 from .models import ControlInfo, ControlResult, ErrorBody, StartRequest
-from .routes import ERRORS, TOKEN_HEADER, RunName, run_ref, same
+from .routes import ERRORS, RunName, header_tokens, run_ref, same, token_cookie
 
 
 def control_router(catalog: Catalog, control: Control | None) -> APIRouter:
@@ -27,11 +27,8 @@ def control_router(catalog: Catalog, control: Control | None) -> APIRouter:
         if control is None:
             raise HTTPException(403, "this dashboard cannot stop, resume or start searches: start it with "
                                      "--control --address http://HEAD:8265")
-        auth = request.headers.get("authorization", "")
-        headers = [auth[7:].strip() if auth.lower().startswith("bearer ") else "",
-                   request.headers.get(TOKEN_HEADER, "")]
-        cookie = request.cookies.get(f"autotune_token_{request.url.port or 0}", "")
-        ok = any(g and same(g, control.token) for g in headers) or (
+        cookie = request.cookies.get(token_cookie(request), "")
+        ok = any(g and same(g, control.token) for g in header_tokens(request)) or (
             # the page's cookie counts only with a header that a cross-site page cannot send unasked
             cookie and same(cookie, control.token) and request.headers.get(REQUEST_HEADER) == "1")
         if not ok:

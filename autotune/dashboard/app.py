@@ -24,7 +24,7 @@ from .api_control import control_router
 from .api_read import read_router
 from .catalog import Catalog
 from .control import Control
-from .routes import TOKEN_HEADER, same
+from .routes import header_tokens, same, token_cookie
 
 STATIC_DIR = FilePath(__file__).resolve().parent / "static"
 CSP = ("default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data: blob:; "
@@ -69,12 +69,10 @@ def create_app(
             return PlainTextResponse("invalid Host header", status_code=400)
         secret = token or (control.token if control else None)
         if secret:
-            cookie = f"autotune_token_{request.url.port or 0}"
+            cookie = token_cookie(request)
             query_token = request.query_params.get("token", "")
             if token:
-                auth = request.headers.get("authorization", "")
-                given = [auth[7:].strip() if auth.lower().startswith("bearer ") else "",
-                         request.headers.get(TOKEN_HEADER, ""), request.cookies.get(cookie, "")]
+                given = [*header_tokens(request), request.cookies.get(cookie, "")]
                 if not any(g and same(g, token) for g in [*given, query_token]):
                     return _unauthorized(request)
             if query_token and same(query_token, secret) and request.url.path == "/":

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hmac
 from typing import Annotated, Any
 
-from fastapi import HTTPException, Path
+from fastapi import HTTPException, Path, Request
 
 from ..errors import AutotuneError
 from .catalog import Catalog, RunRef, Snapshot
@@ -27,6 +27,18 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 def same(a: str, b: str) -> bool:
     """Constant-time equality of two secrets."""
     return hmac.compare_digest(a.encode("utf-8", "replace"), b.encode("utf-8", "replace"))
+
+
+def header_tokens(request: Request) -> list[str]:
+    """The tokens a request presents in its headers: ``Authorization: Bearer``, then ``X-Autotune-Token``
+    ("" where absent)."""
+    auth = request.headers.get("authorization", "")
+    return [auth[7:].strip() if auth.lower().startswith("bearer ") else "", request.headers.get(TOKEN_HEADER, "")]
+
+
+def token_cookie(request: Request) -> str:
+    """The name of the cookie the page keeps the token in (one per port: dashboards on one host differ)."""
+    return f"autotune_token_{request.url.port or 0}"
 
 
 def run_ref(catalog: Catalog, run: str) -> RunRef:

@@ -66,7 +66,7 @@ def parent_checkpoint() -> str | None:
 def train_epochs(default: float) -> float:
     """``num_train_epochs`` for a Trainer that evaluates once per epoch: inside a trial, the parent's
     epochs (the resumed Trainer counts them) plus the budget, or plus ``default`` when the trial has
-    none; outside autotune ``default``.  The rule of :func:`autotune.integrations.lightning.max_epochs`,
+    none; outside autotune ``default``.  The rule of :func:`autotune.integrations.lightning.max_epochs`
     (a fractional budget is rounded up: :attr:`autotune.trial.Trial.budget_steps`)."""
     trial = running_trial()
     if trial is None:
