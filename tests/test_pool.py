@@ -10,7 +10,7 @@ import pytest
 
 from autotune.errors import ExecutorError
 from autotune.events import TrialFinished, TrialStarted
-from autotune.executors.pool import Kill, Run, Spawn, WorkerPool
+from autotune.executors.pool import Kill, Prune, Release, Run, Spawn, WorkerPool
 from autotune.records import ParentRef, TrialOutcome, TrialSpec
 
 OOM = "RuntimeError: CUDA out of memory. Tried to allocate 2.00 GiB"
@@ -381,10 +381,12 @@ def test_a_trial_told_to_stop_is_ended_after_its_grace_unless_it_finishes_first(
     pool.step()
     start_all(pool, pool.take_commands())
     pool.take_events()
-    pool.pruning(0)
-    pool.pruning(1)
+    pool.prune(0)
+    pool.prune(1)
+    assert [c for c in pool.take_commands() if isinstance(c, Prune)] == [Prune(0), Prune(1)]
     clock.now += 30
-    pool.pruning(1)  # told again: the first deadline stands
+    pool.prune(1)  # told again: the first deadline stands, and the trial is not told twice
+    assert not pool.take_commands()
     pool.trial_returned(1, ok(1))  # trial 1 reached its report and stopped in time
     assert set(finished(pool.take_events())) == {1}
     clock.now += 29.9
@@ -591,3 +593,47 @@ def test_the_pool_does_not_import_ray():
 
     code = "import sys, autotune.executors.pool; sys.exit('ray' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
+
+
+def released(cmds) -> list[tuple[int, int]]:
+    return [(c.trial_id, c.step) for c in cmds if isinstance(c, Release)]
+
+
+def test_a_report_waits_for_its_verdict_and_goes_on_at_the_deadline_without_one():
+    pool, clock = make(slots=2, verdict_wait=2.0)
+    for i in range(2):
+        pool.submit(spec(i))
+    pool.step()
+    start_all(pool, pool.take_commands())
+    pool.take_events()
+    pool.reported(0, 1)
+    pool.reported(1, 1)
+    pool.verdict(1, 1, stop=False)  # judged at once: released at once
+    assert released(pool.take_commands()) == [(1, 1)]
+    clock.now += 1.9
+    pool.step()
+    assert not released(pool.take_commands())  # trial 0's report still waits
+    clock.now += 0.1
+    pool.step()
+    assert released(pool.take_commands()) == [(0, 1)]  # 2 s and no verdict: it goes on
+    pool.verdict(0, 1, stop=False)  # a late verdict answers nothing twice
+    clock.now += 10
+    pool.step()
+    assert not pool.take_commands()
+    pool.reported(0, 2)
+    pool.verdict(0, 2, stop=True)  # stop: the trial is pruned, its report answered so, no release
+    cmds = pool.take_commands()
+    assert cmds == [Prune(0)]
+    pool.reported(0, 3)  # a pruned trial's later report does not wait (the bus answers it: stop)
+    clock.now += 5
+    pool.step()
+    assert not released(pool.take_commands())
+    pool.reported(1, 2)
+    pool.trial_returned(1, ok(1))  # it ended before its verdict: nothing is left waiting for it
+    clock.now += 5
+    pool.step()
+    assert not released(pool.take_commands())
+    pool.reported(7, 1)  # a trial that is not running here waits for nothing
+    clock.now += 5
+    pool.step()
+    assert not released(pool.take_commands())

@@ -3,10 +3,17 @@
 The pool decides; :mod:`autotune.executors.ray_executor` carries out.  Inputs are what the Ray layer
 observed (a worker started or failed to start, a trial on a worker returned an outcome or an error, a
 worker died with or without its node) plus :meth:`WorkerPool.step` (one turn at the clock's time).
-Outputs are commands for the Ray layer (:class:`Spawn`, :class:`Run`, :class:`Kill`), drained with
-:meth:`WorkerPool.take_commands`, and executor events, drained with :meth:`WorkerPool.take_events`.
-Keeping the decisions here lets every rule (pool size, start stalls, time limits, node-lost retries,
-the whole-GPU retry after running out of memory on a shared GPU, stopping) be tested in milliseconds.
+Outputs are commands for the Ray layer (:class:`Spawn`, :class:`Run`, :class:`Kill`, and for early
+stopping :class:`Release` and :class:`Prune`), drained with :meth:`WorkerPool.take_commands`, and
+executor events, drained with :meth:`WorkerPool.take_events`.  Keeping the decisions here lets every
+rule (pool size, start stalls, time limits, node-lost retries, the whole-GPU retry after running out of
+memory on a shared GPU, stopping, the verdict deadline and the prune grace) be tested in milliseconds.
+
+Early stopping: a trial's report waits for the rule's verdict on it (:meth:`WorkerPool.reported`).
+The verdict (:meth:`WorkerPool.verdict`) releases it at once or prunes the trial; a report still
+unjudged ``verdict_wait`` seconds after the pool saw it is released anyway, so a slow driver delays a
+trial by at most that long.  A pruned trial that has not ended ``prune_grace`` seconds later (it never
+reached another report) is stopped.
 
 Workers are ``STARTING`` (asked of Ray, not yet placed), ``IDLE`` or ``RUNNING`` a trial since a
 time.  Pool workers hold ``gpus_per_trial`` and are reused; a whole-GPU worker is spawned for one
@@ -65,7 +72,22 @@ class Kill:
     worker: int
 
 
-Command = Union[Spawn, Run, Kill]
+@dataclass(frozen=True)
+class Release:
+    """Let the trial go on after its report at ``step`` (the rule's verdict was go on, or its wait is over)."""
+
+    trial_id: int
+    step: int
+
+
+@dataclass(frozen=True)
+class Prune:
+    """Tell the trial to stop at its report (it answers its waiting report, and every later one, so)."""
+
+    trial_id: int
+
+
+Command = Union[Spawn, Run, Kill, Release, Prune]
 
 
 @dataclass
@@ -120,9 +142,11 @@ class WorkerPool:
         clock: Callable[[], float] = time.time,
         log_tail: Callable[[TrialSpec], str | None] = lambda spec: None,
         prune_grace: float = 60.0,
+        verdict_wait: float = 2.0,
     ) -> None:
         self.slots = slots
         self.prune_grace = prune_grace  # how long a trial told to stop may take to reach its next report
+        self.verdict_wait = verdict_wait  # how long a report waits for the rule's verdict before it goes on
         self.gpus_per_trial = gpus_per_trial
         self.max_retries = max_retries
         self.start_timeout = start_timeout
@@ -138,6 +162,7 @@ class WorkerPool:
         self._commands: list[Command] = []
         self._events: list[ExecutorEvent] = []
         self._pruning: dict[int, float] = {}  # trial told to stop at its next report -> when it is ended
+        self._awaiting: dict[tuple[int, int], float] = {}  # (trial, step) of a report waiting -> its deadline
 
     # -- views -----------------------------------------------------------------------------------
     @property
@@ -220,6 +245,7 @@ class WorkerPool:
             self._spawn(gpus=1.0, reserve=(spec, attempt + 1))
             return
         self._pruning.pop(spec.trial_id, None)
+        self._forget_reports(spec.trial_id)
         self._events.append(TrialFinished(outcome))
 
     def trial_error(self, wid: int, reason: str, worker_ok: bool) -> None:
@@ -253,6 +279,10 @@ class WorkerPool:
         Trials go to started workers only: a worker Ray cannot place (its node is gone, the cluster
         shrank) stays ``STARTING`` and never holds a trial hostage."""
         now = self.clock()
+        for key, deadline in list(self._awaiting.items()):  # a report the rule has not judged in time
+            if now >= deadline:
+                del self._awaiting[key]
+                self._commands.append(Release(*key))
         for tid, deadline in list(self._pruning.items()):  # told to stop, and not at a report in time
             if now >= deadline:
                 del self._pruning[tid]
@@ -301,10 +331,32 @@ class WorkerPool:
                 self._fail(spec, now, attempt, f"no Ray node could start a worker within {self.start_timeout:g} s",
                            FailureKind.LOST)
 
-    def pruning(self, trial_id: int) -> None:
-        """The trial was told to stop at its next report: if it has not finished ``prune_grace`` seconds
-        from now, :meth:`step` stops it (its worker killed), as a trial that cannot report."""
-        self._pruning.setdefault(trial_id, self.clock() + self.prune_grace)
+    def reported(self, trial_id: int, step: int) -> None:
+        """The running trial reported at ``step`` and waits for the verdict on it: :meth:`verdict`, or
+        :meth:`step` once ``verdict_wait`` has passed, releases it."""
+        if trial_id not in self._pruning and any(w.spec is not None and w.spec.trial_id == trial_id
+                                                 for w in self.running()):
+            self._awaiting.setdefault((trial_id, step), self.clock() + self.verdict_wait)
+
+    def verdict(self, trial_id: int, step: int, stop: bool) -> None:
+        """The rule's verdict on the report at ``step``: go on releases it now, stop prunes the trial."""
+        if stop:
+            self.prune(trial_id)
+        elif self._awaiting.pop((trial_id, step), None) is not None:
+            self._commands.append(Release(trial_id, step))
+
+    def prune(self, trial_id: int) -> None:
+        """Stop the trial at its report: a :class:`Prune` command (its waiting report answers stop), and if it
+        has not finished ``prune_grace`` seconds from now, :meth:`step` stops it (its worker killed), as
+        a trial that cannot report."""
+        self._forget_reports(trial_id)
+        if trial_id not in self._pruning:
+            self._commands.append(Prune(trial_id))
+            self._pruning[trial_id] = self.clock() + self.prune_grace
+
+    def _forget_reports(self, trial_id: int) -> None:
+        for key in [k for k in self._awaiting if k[0] == trial_id]:
+            del self._awaiting[key]
 
     def stop_trial(self, trial_id: int) -> bool:
         """Stop one trial: a running one's worker is killed (and replaced), a queued one leaves the
@@ -337,6 +389,7 @@ class WorkerPool:
         self.queue.clear()  # never started: nothing to record, resume runs them
         self._retry_notes.clear()
         self._pruning.clear()
+        self._awaiting.clear()
         return stopped
 
     def close(self) -> None:
@@ -401,6 +454,7 @@ class WorkerPool:
     def _finish(self, spec: TrialSpec, status: str, kind: FailureKind, reason: str, started: float | None,
                 attempt: int) -> None:
         self._pruning.pop(spec.trial_id, None)
+        self._forget_reports(spec.trial_id)
         self._events.append(TrialFinished(TrialOutcome(
             trial_id=spec.trial_id, status=status, kind=kind, reason=reason, started=started, ended=self.clock(),
             log_tail=self.log_tail(spec), attempts=attempt, retry_note=self._retry_notes.pop(spec.trial_id, None),

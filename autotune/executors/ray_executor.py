@@ -8,9 +8,10 @@ per trial.  What to start, run, retry or kill is decided by :class:`~autotune.ex
 (a worker started, a trial returned, a worker or its node died) and carries out the pool's commands.
 Reports reach the driver while trials run: each worker sends them to a small ``_ReportBus`` actor,
 which the driver drains every turn.  With an early-stopping rule, the driver waits on the bus for
-reports (it wakes the moment one arrives) and a Python objective's report waits, up to
-``VERDICT_WAIT_S``, for the rule's verdict on it: a losing trial stops at the report the rule judged,
-as with Ray Tune's schedulers or Optuna's ``should_prune``, not one report (an epoch) later.
+reports (it wakes the moment one arrives) and a Python objective's report waits for the rule's verdict
+on it: a losing trial stops at the report the rule judged, as with Ray Tune's schedulers or Optuna's
+``should_prune``, not one report (an epoch) later.  The pool decides when a wait ends (the verdict, or
+``VERDICT_WAIT_S`` after the report, on its clock); the bus only carries the answers.
 
 This is the only module that imports ``ray``.
 """
@@ -37,12 +38,15 @@ from ..records import TrialOutcome, TrialSpec
 from ..trial_runner import LOG_FILE_NAME, log_tail, raise_worker_terminated, run_trial
 from .base import Executor
 from .local_ray import LocalRaySession, end_stale_sessions
-from .pool import Kill, Run, Spawn, WorkerPool
+from .pool import Kill, Prune, Release, Run, Spawn, WorkerPool
 from .ray_auth import TOKEN_FILE, enable_token_auth, token_at_hand
 
 POLL_S = 0.5
 DRAIN_S = 0.5  # without a rule, how often the driver fetches live reports from the bus (one round trip each)
 VERDICT_WAIT_S = 2.0  # how long a report waits for the rule's verdict; then it goes on (a later stop still works)
+#: the bus's own bound on a report's wait, for a driver that cannot answer at all (the pool answers in
+#: ``VERDICT_WAIT_S``); under the 30 s a worker waits for the bus
+BUS_WAIT_S = 20.0
 PRUNE_GRACE_S = 60.0  # how long a trial told to stop may take to reach its next report
 NODE_VERDICT_S = 60.0  # how long to wait for the cluster to call a silent node dead
 
@@ -98,7 +102,7 @@ class _ReportBus:
     """Carries the reports of running trials from the workers to the driver, as they are made, and the
     early-stopping rule's verdicts back (an asyncio actor: waiting costs no thread)."""
 
-    def __init__(self, judging: bool = False, verdict_wait_s: float = VERDICT_WAIT_S) -> None:
+    def __init__(self, judging: bool = False, verdict_wait_s: float = BUS_WAIT_S) -> None:
         self._reports: list[tuple[int, dict[str, Any]]] = []
         self._stop: set[int] = set()
         self._judging = judging
@@ -113,7 +117,8 @@ class _ReportBus:
 
     async def put(self, trial_id: int, entry: dict[str, Any]) -> bool:
         """Keep a report; True when the trial has been told to stop (early stopping).  With a rule,
-        first wait (at most ``verdict_wait_s``) for the verdict on this very report."""
+        first wait for the answer to this very report (:meth:`release` or :meth:`prune`; at most
+        ``verdict_wait_s``, should the driver be unable to answer)."""
         self._reports.append((trial_id, entry))
         self._arrived().set()
         if self._judging and trial_id not in self._stop:
@@ -179,7 +184,8 @@ class RayExecutor(Executor):
         self.start_timeout = start_timeout
         self._started_ray = False
         self._pool = WorkerPool(0, gpus_per_trial=gpus_per_trial, max_retries=max_retries,
-                                start_timeout=start_timeout, log_tail=self._log_tail, prune_grace=PRUNE_GRACE_S)
+                                start_timeout=start_timeout, log_tail=self._log_tail, prune_grace=PRUNE_GRACE_S,
+                                verdict_wait=VERDICT_WAIT_S)
         self._actors: dict[int, Any] = {}  # pool worker id -> Ray actor
         self._starting: dict[Any, int] = {}  # ready() ref -> worker not yet placed and started
         self._runs: dict[Any, int] = {}  # run() ref -> worker running it
@@ -305,8 +311,11 @@ class RayExecutor(Executor):
 
     def _add_reports(self, batch: list[tuple[int, dict[str, Any]]]) -> None:
         for trial_id, entry in batch:
-            self._reports.append(TrialReported(int(trial_id), int(entry.get("step", 0)),
-                                               dict(entry.get("metrics") or {}), float(entry.get("time") or 0.0)))
+            step = int(entry.get("step", 0))
+            if self.judging:  # it waits for the verdict on it: the pool keeps the deadline
+                self._pool.reported(int(trial_id), step)
+            self._reports.append(TrialReported(int(trial_id), step, dict(entry.get("metrics") or {}),
+                                               float(entry.get("time") or 0.0)))
 
     def _turn(self, wait_s: float) -> None:
         """One turn: report started workers, let the pool decide, wait up to ``wait_s`` for a trial."""
@@ -400,6 +409,10 @@ class RayExecutor(Executor):
                 self._runs[ref] = cmd.worker
             elif isinstance(cmd, Kill):
                 self._kill(cmd.worker)
+            elif isinstance(cmd, Release) and self._bus is not None:
+                self._bus.release.remote(cmd.trial_id, cmd.step)
+            elif isinstance(cmd, Prune) and self._bus is not None:
+                self._bus.prune.remote(cmd.trial_id)
 
     def _kill(self, wid: int) -> None:
         """Kill a worker and forget its pending calls (its resources go back to Ray)."""
@@ -416,20 +429,21 @@ class RayExecutor(Executor):
 
     def verdict(self, trial_id: int, step: int, stop: bool) -> None:
         """Answer the report the trial made at ``step`` (it may be waiting for this): stop prunes it (which
-        also ends its wait), go on releases the wait."""
-        if stop or self._bus is None:
+        also ends its wait), go on releases the wait (the pool decides; see :meth:`WorkerPool.verdict`)."""
+        if self._bus is None:
             super().verdict(trial_id, step, stop)
-        else:
-            self._bus.release.remote(trial_id, step)
+            return
+        self._pool.verdict(trial_id, step, stop)
+        self._execute()
 
     def prune(self, trial_id: int) -> None:
-        """Tell the trial to stop at its next report (through the report bus); a trial that has not
-        stopped ``PRUNE_GRACE_S`` later is ended (see :meth:`_turn`)."""
+        """Tell the trial to stop at its next report (through the report bus); the pool ends a trial that
+        has not stopped ``PRUNE_GRACE_S`` later."""
         if self._bus is None:
             self.stop_trial(trial_id)
             return
-        self._bus.prune.remote(trial_id)
-        self._pool.pruning(trial_id)  # the pool ends it if it has not stopped within its grace
+        self._pool.prune(trial_id)
+        self._execute()
 
     def stop_trial(self, trial_id: int) -> bool:
         """Kill the worker running ``trial_id`` (it is replaced) or drop it from the queue; the next
