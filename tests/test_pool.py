@@ -374,13 +374,19 @@ def test_stop_trial_kills_and_replaces_its_worker_and_finishes_it_as_stopped():
     assert pool.stop_trial(1) is False and pool.stop_trial(99) is False
 
 
-def test_a_trial_told_to_stop_is_ended_after_its_grace_unless_it_finishes_first():
-    pool, clock = make(slots=2, prune_grace=60.0)
+def two_running(**kwargs) -> tuple[WorkerPool, Clock]:
+    """A pool of two started workers running trials 0 and 1, its commands and events taken."""
+    pool, clock = make(slots=2, **kwargs)
     for i in range(2):
         pool.submit(spec(i))
     pool.step()
     start_all(pool, pool.take_commands())
     pool.take_events()
+    return pool, clock
+
+
+def test_a_trial_told_to_stop_is_ended_after_its_grace_unless_it_finishes_first():
+    pool, clock = two_running(prune_grace=60.0)
     pool.prune(0)
     pool.prune(1)
     assert [c for c in pool.take_commands() if isinstance(c, Prune)] == [Prune(0), Prune(1)]
@@ -600,12 +606,7 @@ def released(cmds) -> list[tuple[int, int]]:
 
 
 def test_a_report_waits_for_its_verdict_and_goes_on_at_the_deadline_without_one():
-    pool, clock = make(slots=2, verdict_wait=2.0)
-    for i in range(2):
-        pool.submit(spec(i))
-    pool.step()
-    start_all(pool, pool.take_commands())
-    pool.take_events()
+    pool, clock = two_running(verdict_wait=2.0)
     pool.reported(0, 1)
     pool.reported(1, 1)
     pool.verdict(1, 1, stop=False)  # judged at once: released at once
