@@ -27,7 +27,8 @@ id, Optuna's trial number, Ray Tune's trial index (a hash of the trial id where 
 The workload (``--workload``, ``WORKLOADS``; handed to Ray's and Optuna's workers in the environment
 variable ``AUTOTUNE_BENCH_WORKLOAD``): ``image`` (the default) is the bundled image trial as above;
 ``text`` is the bundled text trial (``trials/text_classification.py``: the MiniLM-L6 encoder + a linear
-head on BBC News) under the PBT tools only (``autotune-pbt``, ``tune-pbt``, ``tune-pb2``), searching
+head on BBC News) under the PBT tools only (``autotune-pbt``, ``-perturb``, ``-sampler``, ``tune-pbt``,
+``tune-pb2``), searching
 ``encoder_lr`` (log-uniform 1e-6..3e-4), ``head_lr`` (log-uniform 1e-4..1e-1) and ``batch_size`` (8, 16,
 32), the ranges of ``search_spaces/text_finetune.yaml``, with a PBT decision after every epoch.  Its other
 settings are that file's ``fixed:`` made cheaper (``max_length`` 32, 40 validation articles per class)
@@ -98,7 +99,8 @@ WORKLOADS: dict[str, dict[str, Any]] = {
                        "max_length": 32, "device": "cpu"},
              "log": {"encoder_lr": (1e-6, 3e-4), "head_lr": (1e-4, 1e-1)}, "choices": {"batch_size": [8, 16, 32]},
              "pb2": {"encoder_lr": "log_encoder_lr", "head_lr": "log_head_lr"}, "lr": "encoder_lr",
-             "interval": 1, "tools": ["autotune-pbt", "tune-pbt", "tune-pb2"]},
+             "interval": 1, "tools": ["autotune-pbt", "autotune-pbt-perturb", "autotune-pbt-sampler", "tune-pbt",
+                                      "tune-pb2"]},
 }
 
 

@@ -449,7 +449,7 @@ AUTOTUNE = [Method("autotune", f"{ev}+{rule}", s) for ev in ("full",) for rule i
 # synchronous rounds (every member of a generation judged at once; idle slots cost no compute here)
 AUTOTUNE += [Method("autotune", "pbt+none", "random", f"{explore}/quantile")
              for explore in ("perturb", "trust-gp", "sampler")]
-AUTOTUNE += [Method("autotune", "pbt+none", "pshe2", "perturb/quantile")]
+AUTOTUNE += [Method("autotune", "pbt+none", "pshe2", f"{explore}/quantile") for explore in ("perturb", "sampler")]
 AUTOTUNE += [Method("autotune", f"pbt+{rule}", s, OLD_RULES) for s in ("random", "pshe2") for rule in ("none", "asha")]
 AUTOTUNE += [Method("autotune", "pbt+none", "random", f"{explore}/quantile", "rounds")
              for explore in ("perturb", "trust-gp")]

@@ -42,7 +42,8 @@ autotune: the target in at most half the best peer's median time.
 Workload ``text`` (``--workload text``, part real only): the same, on the bundled text trial
 (``trials/text_classification.py``: the MiniLM-L6 encoder + a linear head, fully fine-tuned on 40 BBC
 News articles per class, val_accuracy on 200 held-out articles after every epoch), the PBT tools only
-(``autotune-pbt`` with the library's default rules, ``tune-pbt``, ``tune-pb2``), a decision after every
+(``autotune-pbt`` with the library's default rules, ``autotune-pbt-perturb`` and ``-sampler`` with
+those explore rules, ``tune-pbt``, ``tune-pb2``), a decision after every
 epoch, population 4, 2 trials at a time as above.  Searched: ``encoder_lr`` (log-uniform 1e-6..3e-4),
 ``head_lr`` (log-uniform 1e-4..1e-1) and ``batch_size`` (8, 16, 32; PB2 keeps it as first drawn), the
 ranges of ``search_spaces/text_finetune.yaml``; the rest is that file's ``fixed:`` made cheaper: 32 tokens

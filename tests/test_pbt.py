@@ -207,28 +207,87 @@ def test_quantile_in_rounds_replaces_the_bottom_and_the_rest_continue(tmp_path):
             assert child.parent_hash == parent.checkpoint_hash and child.parent_step == parent.checkpoint_step
 
 
-def test_quantile_async_judges_a_member_against_its_own_generation(tmp_path):
-    result = run(tmp_path, "a", schedule="async", rounds=8)
+def test_quantile_async_gives_each_member_the_verdict_of_its_whole_generation(tmp_path):
+    """Asynchronously a member is judged as in rounds (the bottom quantile of all its generation is
+    replaced), as soon as the verdict is sure, not among the few trials that finished first."""
+    # seed 2: one where judging a member among the first of its generation to finish gives other verdicts
+    result = run(tmp_path, "a", schedule="async", rounds=8, seed=2)
     records = result.records
     assert sorted({r.member for r in records}) == list(range(8))
+    generations: dict[int, list] = {}
+    for r in records:
+        generations.setdefault(r.round, []).append(r)
+    k = quantile_split(8, 0.25)
     replaced = continued = 0
     for child in records[8:]:
         parent = records[child.parent_id]
         previous = max((r for r in records if r.member == child.member and r.trial_id < child.trial_id),
                        key=lambda r: r.trial_id)  # the member's last trial before this one
         assert previous.ended <= child.started and child.round == parent.round + 1
-        peers = sorted((r for r in records if r.round == previous.round and r.ended <= child.started
-                        and r.status == COMPLETED), key=lambda r: (-r.value, r.trial_id))
-        k = quantile_split(len(peers), 0.25)
+        generation = sorted(generations[previous.round], key=lambda r: (-r.value, r.trial_id))
+        assert len(generation) == 8  # a verdict came only once sure: the generation was completed
+        bottom = {r.trial_id for r in generation[-k:]}
         if parent.trial_id == previous.trial_id:
             continued += 1
-            assert searched(child) == searched(previous)
-            assert previous.trial_id not in {r.trial_id for r in peers[len(peers) - k:]} if k else True
+            assert previous.trial_id not in bottom and searched(child) == searched(previous)
         else:
             replaced += 1
-            assert previous.trial_id in {r.trial_id for r in peers[len(peers) - k:]}
-            assert parent.trial_id in {r.trial_id for r in peers[:k]}
+            assert previous.trial_id in bottom and parent.round == previous.round
+            known = sorted((r for r in generation if r.ended <= child.started), key=lambda r: (-r.value, r.trial_id))
+            assert parent.trial_id in {r.trial_id for r in known[:k]}
     assert replaced and continued
+
+
+def _view(rows, inflight=(), popsize=4):
+    """A PopulationView of finished trials ``(id, member, round, value or None)`` and trials in flight
+    ``(id, member, round)``."""
+    from autotune.evaluators.base import PopulationView
+    from autotune.ranking import Leaderboard
+    from autotune.records import FAILED, TrialRecord, TrialSpec
+
+    records = {}
+    for tid, member, rnd, value in rows:
+        records[tid] = TrialRecord(
+            trial_id=tid, round=rnd, config={"x": 0.5, "lr": 0.01}, budget=1,
+            status=COMPLETED if value is not None else FAILED, reason=None, value=value, reports=[],
+            planned_parent_id=None, parent_id=None, parent_checkpoint=None, parent_step=None, parent_hash=None,
+            parent_note=None, checkpoint=f"trials/{tid}/checkpoint" if value is not None else None, checkpoint_step=1,
+            checkpoint_hash="h", started=tid, ended=tid + 1, node=None, gpu_ids=[], log_tail=None,
+            trial_dir=f"trials/{tid}", member=member)
+    flying = {tid: TrialSpec(trial_id=tid, round=rnd, config={"x": 0.5, "lr": 0.01}, budget=1,
+                             trial_dir=f"trials/{tid}", member=member) for tid, member, rnd in inflight}
+    pool = Leaderboard("max", lambda r: r.status == COMPLETED and bool(r.checkpoint))
+    for r in records.values():
+        pool.add(r)
+    return PopulationView(records=records, inflight=flying, pool=pool)
+
+
+def _evaluator():
+    from autotune.evaluators.pbt import PopulationBasedEvaluator
+    from autotune.space import SearchSpace
+
+    return PopulationBasedEvaluator(mode="max", space=SearchSpace.from_dict({"params": PBT_SPACE["params"]}), explore="perturb",
+                                    exploit="quantile", seed=0)
+
+
+def test_an_async_member_waits_while_its_generations_trials_in_flight_could_change_its_verdict():
+    ev = _evaluator()
+    # members 0 and 1 finished generation 0 (0 scored higher), 2 and 3 still run it; 1 in 4 is replaced
+    plan = ev.choose_next(4, 4, _view([(0, 0, 0, 0.9), (1, 1, 0, 0.5)], [(2, 2, 0), (3, 3, 0)]))
+    assert plan.member == 0 and plan.parents[0].trial_id == 0  # one below it already: it continues
+    # member 1 alone is ready: one of the two in flight may still score below it, so it waits
+    assert ev.choose_next(5, 4, _view([(0, 0, 0, 0.9), (1, 1, 0, 0.5)], [(2, 2, 0), (3, 3, 0), (4, 0, 1)])) is None
+    # both others finished above it: the bottom of four, replaced by a child of the top
+    plan = ev.choose_next(5, 4, _view([(0, 0, 0, 0.9), (1, 1, 0, 0.5), (2, 2, 0, 0.7), (3, 3, 0, 0.8)],
+                                      [(4, 0, 1)]))
+    assert plan.member == 1 and plan.parents[0].trial_id == 0 and plan.generation == 1
+    # a failed trial neither waits nor holds the others up: 2 failed, 3 runs, and 1 is sure once 3 ends
+    rows = [(0, 0, 0, 0.9), (1, 1, 0, 0.5), (2, 2, 0, None)]
+    plan = ev.choose_next(5, 4, _view(rows, [(3, 3, 0), (4, 0, 1)]))
+    assert plan.member == 2 and plan.parents[0].trial_id == 0  # 1 waits; the failed member is replaced at once
+    assert ev.choose_next(5, 4, _view(rows, [(3, 3, 0), (4, 0, 1), (5, 2, 1)])) is None
+    plan = ev.choose_next(6, 4, _view([*rows, (3, 3, 0, 0.6)], [(4, 0, 1), (5, 2, 1)]))
+    assert plan.member == 1 and plan.parents[0].trial_id != 1  # the lowest of three scored: replaced
 
 
 def test_the_population_does_not_collapse_to_one_learning_rate(tmp_path):
@@ -272,8 +331,9 @@ def test_bad_explore_settings_name_what_was_expected(tmp_path):
 
 
 def test_async_members_advance_level_and_continue_in_place_where_their_state_is_warm(tmp_path):
-    """A member never runs a generation ahead of one waiting; among the members of the lowest generation,
-    one whose live state an idle worker keeps goes first, so most continuing steps run in place."""
+    """A member never runs a generation ahead of one waiting (unless that one waits for its generation's
+    verdict); among the members of the lowest generation, one whose live state an idle worker keeps goes
+    first, so most continuing steps run in place."""
     def steady(config, budget, parent):
         start = parent.value if parent is not None else 0.0
         return SimTrial(curve=(start + 1.0 - abs(math.log10(config["lr"]) - math.log10(0.03)),), duration=1.0)
@@ -289,6 +349,8 @@ def test_async_members_advance_level_and_continue_in_place_where_their_state_is_
             heads[r.member] = r
         waiting = [h for h in heads.values() if h.ended <= child.started and h.member != child.member]
         mine = heads[child.member]
-        assert all(mine.round <= h.round for h in waiting), child.trial_id  # nobody left behind
+        for h in waiting:  # nobody left behind, but one whose generation's verdict is not yet sure
+            assert mine.round <= h.round or any(r.round == h.round and r.ended > child.started
+                                                for r in records), child.trial_id
     continuing = [r for r in records[5:] if records[r.parent_id].member == r.member]
     assert continuing and sum(r.in_place for r in continuing) >= 0.6 * len(continuing)

@@ -9,10 +9,13 @@ sampler proposes. Two exploit rules choose what each later trial continues from:
   at most half) the member is replaced: its next trial is a child of one of the top quantile, drawn
   at random, with hyperparameters from the explore rule (:mod:`autotune.evaluators.explore`).
   Otherwise the member continues its own lineage with its own hyperparameters. A failed trial, or
-  one whose checkpoint is gone, is always replaced. Asynchronously, the next trial goes to a member
-  of the lowest generation among those whose last trial has ended (a member with a trial in flight
-  waits): first one whose live state an idle worker keeps, so its next step continues in place, then
-  the one waiting longest; in rounds, every member of the round before is judged at once.
+  one whose checkpoint is gone, is always replaced. In rounds, every member of the round before is
+  judged at once. Asynchronously, a member whose last trial has ended gets the verdict its whole
+  generation would give, as soon as it is sure: it continues once enough of its generation rank
+  below it, is replaced once too few can still come below it, and waits while its trials' peers in
+  flight could still change that. The next trial goes to a member so judged, of the lowest
+  generation first, then one whose live state an idle worker keeps (it continues in place), then
+  the one waiting longest.
 * ``round-robin`` (AutoDL Finetuner's): the trials of all earlier rounds that left a checkpoint are
   ranked, the top fraction (``top_fraction``, default the top half) become parents, and new trials
   are assigned to them in turn, best first; each new config comes from the sampler.
@@ -86,19 +89,30 @@ class PopulationBasedEvaluator(Evaluator):
             return super().choose_next(ordinal, popsize, view)
         if ordinal < popsize:
             return Plan(generation=0, member=ordinal)
+        heads = self._heads(view.records, view.inflight)
         ready = []
-        for member, tid in self._heads(view.records, view.inflight).items():
+        for member, tid in heads.items():
             head = view.records.get(tid)
             if head is not None:  # its last trial has ended: the member is free for its next step
                 ready.append((head.round, head.trial_id not in view.warm, head.ended or 0.0, head.trial_id, member))
         if not ready:
             return None
         # the lowest generation first (no member runs ahead of one waiting), then one whose state an idle
-        # worker keeps (it continues in place), then the longest waiting
-        *_, tid, member = min(ready)
-        head = view.records[tid]
-        peers = view.by_generation.get(head.round) or [r for r in view.records.values() if r.round == head.round]
-        return self._judge(head, member, peers, view.pool, list(view.records.values()), ordinal)
+        # worker keeps (it continues in place), then the longest waiting; the first whose verdict is sure
+        records = list(view.records.values())
+        for *_, tid, member in sorted(ready):
+            head = view.records[tid]
+            # the other members that may still finish a trial of head's generation
+            coming = sum(1 for m, t in heads.items() if m != member and (
+                view.inflight[t].round <= head.round if t in view.inflight else view.records[t].round < head.round))
+            plan = self._judge(head, member, self._peers(head, view), view.pool, records, ordinal, coming)
+            if plan is not None:
+                return plan
+        return None  # every ready member's verdict waits for trials in flight
+
+    @staticmethod
+    def _peers(head: TrialRecord, view: PopulationView) -> list[TrialRecord]:
+        return view.by_generation.get(head.round) or [r for r in view.records.values() if r.round == head.round]
 
     def choose_round(self, round: int, n: int, history: Sequence[TrialRecord]) -> list[Plan]:
         if self.exploit_rule == ROUND_ROBIN:
@@ -134,17 +148,31 @@ class PopulationBasedEvaluator(Evaluator):
         return [r for _, _, r in sorted(scored, key=lambda t: (t[0], t[1]))]
 
     def _judge(self, head: TrialRecord, member: int, peers: Sequence[TrialRecord], pool: Leaderboard,
-               records: Sequence[TrialRecord], ordinal: int) -> Plan:
-        """Continue ``head``'s lineage, or replace the member when ``head`` is in the bottom quantile."""
+               records: Sequence[TrialRecord], ordinal: int, coming: int = 0) -> Plan | None:
+        """Continue ``head``'s lineage, or replace the member when ``head`` is in the bottom quantile.
+
+        ``coming`` (asynchronous): how many trials of ``head``'s generation may still finish.  The verdict
+        is the one the whole generation would give: ``head`` continues once enough finished peers rank
+        below it that it cannot end in the bottom quantile, is replaced once too few can, and otherwise
+        waits (None).  Judged among the few that finished first, one of two would be replaced, and the
+        first to finish would always continue."""
         ranked = self._ranked(peers)
-        k = quantile_split(len(ranked), self.quantile_fraction)
-        usable = head.trial_id in pool
-        bottom = {r.trial_id for r in ranked[len(ranked) - k:]} if k else set()
-        if usable and head.trial_id not in bottom:
-            fallbacks = [r for r in ranked[:k] if r.trial_id != head.trial_id and r.trial_id in pool]
-            refs = (self._ref(head), *[self._ref(r) for r in fallbacks][:MAX_FALLBACKS])
-            return Plan(parents=refs, generation=head.round + 1, member=member, config=self._own(head))
-        return self._replace(head, member, ranked[:k] if k else ranked[:1], pool, records, ordinal)
+        if head.trial_id not in pool:  # failed, or its checkpoint is gone: replaced now
+            k = quantile_split(len(ranked), self.quantile_fraction)
+            return self._replace(head, member, ranked[:k] if k else ranked[:1], pool, records, ordinal)
+        below = len(ranked) - 1 - next(i for i, r in enumerate(ranked) if r.trial_id == head.trial_id)
+        k = quantile_split(len(ranked) + coming, self.quantile_fraction)  # the most it can be
+        if below >= k:  # it cannot fall into the bottom quantile
+            return self._continue(head, member, ranked[:k], pool)
+        if below + coming < k:  # not enough can still come below it: bottom, whatever comes
+            return self._replace(head, member, ranked[:k] if k else ranked[:1], pool, records, ordinal)
+        return None
+
+    def _continue(self, head: TrialRecord, member: int, top: Sequence[TrialRecord], pool: Leaderboard) -> Plan:
+        """The member's next step continues ``head``, with the top trials as fall-backs."""
+        fallbacks = [r for r in top if r.trial_id != head.trial_id and r.trial_id in pool]
+        refs = (self._ref(head), *[self._ref(r) for r in fallbacks][:MAX_FALLBACKS])
+        return Plan(parents=refs, generation=head.round + 1, member=member, config=self._own(head))
 
     def _replace(self, head: TrialRecord | None, member: int, top: Sequence[TrialRecord], pool: Leaderboard,
                  records: Sequence[TrialRecord], ordinal: int) -> Plan:

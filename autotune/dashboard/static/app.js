@@ -11,11 +11,12 @@
   const params = new URLSearchParams(location.search);
   const POLL_MS = Math.min(60000, Math.max(200, parseInt(params.get("poll") || "2000", 10) || 2000));
   const RUNS_POLL_MS = Math.max(POLL_MS, 5000);
+  const TABLE_PAGE = 200;  // trial rows drawn at a time: a run of 10,000 opens without 120,000 table cells
 
   const S = {
     view: null, runId: null, run: null, trials: [], lineage: null, version: null, loading: false,
     selected: null, detail: null, sort: { key: "trial_id", dir: 1 }, metric: null, charts: {},
-    lastRunsPoll: 0, renders: 0, control: null,
+    lastRunsPoll: 0, renders: 0, control: null, tableRows: TABLE_PAGE, drawMs: {},
   };
   window.autotuneDashboard = S; // for tests and curious users
 
@@ -240,7 +241,8 @@
     crumbs(id);
     if (changed) {
       S.run = null; S.trials = []; S.lineage = null; S.version = null; S.selected = null; S.detail = null; S.metric = null;
-      S.sort = { key: "trial_id", dir: 1 };
+      S.sort = { key: "trial_id", dir: 1 }; S.tableRows = TABLE_PAGE;
+      delete document.body.dataset.firstCharts;
       $("trial-detail").hidden = true;
       $("control-status").textContent = "";
     }
@@ -252,12 +254,17 @@
     S.loading = true;
     const id = S.runId;
     try {
-      const [run, trials, lineage] = await Promise.all([
-        api(runPath(id)), api(runPath(id) + "/trials"), api(runPath(id) + "/lineage")]);
+      const runP = api(runPath(id));
+      const all = Promise.all([runP, api(runPath(id) + "/trials"), api(runPath(id) + "/lineage")]);
+      if (!S.run) {  // a run opened: its header first, while its trials are still on their way
+        const head = await runP.catch(() => null);
+        if (head && id === S.runId && !S.run) { renderHead(head); await nextFrame(); }
+      }
+      const [run, trials, lineage] = await all;
       if (id !== S.runId) return;
       S.run = run; S.trials = trials.trials; S.lineage = lineage; S.version = trials.version;
       banner("");
-      render();
+      await render();
       if (S.selected !== null) await selectTrial(S.selected, { keepLog: true, quiet: true });
     } catch (e) {
       banner(e.status === 404 ? "No run named “" + id + "” here." : "Cannot load run: " + e.message);
@@ -266,8 +273,25 @@
     }
   }
 
-  function render() {
-    const run = S.run;
+  // The browser paints what was drawn before the next frame: charts drawn before it show at once.
+  function nextFrame() {
+    return new Promise((resolve) => requestAnimationFrame(() => setTimeout(resolve, 0)));
+  }
+
+  async function render() {
+    renderHead(S.run);
+    await renderCharts();
+    renderTable();
+    $("best-yaml").textContent = S.run.best ? S.run.best.yaml : "No completed trial yet.";
+    $("copy-yaml").disabled = !S.run.best;
+    S.renders += 1;
+    document.body.dataset.version = S.version;
+    document.body.dataset.renders = String(S.renders);
+  }
+
+  // The run's name, status, controls and facts: all from the run's own answer (the trials only add the
+  // deepest generation).
+  function renderHead(run) {
     document.title = run.name + " · autotune dashboard";
     $("run-title").textContent = run.name;
     badge($("run-status"), run.status);
@@ -297,13 +321,6 @@
     $("round-legend").textContent = legend;
     $("round-legend").hidden = !legend;
     $("rounds-caption").textContent = "Population of each " + C.roundWord(run);
-    renderCharts();
-    renderTable();
-    $("best-yaml").textContent = run.best ? run.best.yaml : "No completed trial yet.";
-    $("copy-yaml").disabled = !run.best;
-    S.renders += 1;
-    document.body.dataset.version = S.version;
-    document.body.dataset.renders = String(S.renders);
   }
 
   // -- charts --------------------------------------------------------------------------------
@@ -325,13 +342,19 @@
       node.style.height = height + "px";
       if (S.charts[id]) S.charts[id].resize();
     }
+    const t0 = performance.now();
     chart(id).setOption(option, { notMerge: true });
+    S.drawMs[id] = performance.now() - t0;  // the last drawing of each chart, for the benchmark
   }
 
-  function renderCharts() {
+  async function renderCharts() {
     const run = S.run, trials = S.trials;
     setChart("chart-best-trial", C.bestSoFar(run, trials, false));
     setChart("chart-best-time", C.bestSoFar(run, trials, true));
+    if (!document.body.dataset.firstCharts) {  // the first view of the run: show these before drawing the rest
+      document.body.dataset.firstCharts = "1";
+      await nextFrame();
+    }
     setChart("chart-rounds", C.rounds(run, trials));
     $("parallel-note").textContent = parallelNote(C.parallelCounts(run, trials));
     setChart("chart-parallel", C.parallel(run, trials));
@@ -376,6 +399,9 @@
     if (current !== names.join("\n")) sel.replaceChildren(...names.map((n) => el("option", { value: n }, n)));
     sel.value = S.metric;
     setChart("chart-curves", C.curves(S.run, S.trials, S.metric));
+    const drawn = C.drawnCurves(S.run, S.trials).size, others = S.trials.length - drawn;
+    $("curves-note").textContent = others > 0 ? "(the " + drawn + " best and running trials; the " + others +
+      " others as a grey band, from 10% to 90% of their reports at each step, dashed at the median)" : "";
   }
 
   // -- trial table ---------------------------------------------------------------------------
@@ -427,7 +453,8 @@
       return missing || S.sort.dir * compare(va, vb) || a.trial_id - b.trial_id;
     });
     const body = table.querySelector("tbody");
-    body.replaceChildren(...rows.map((t) => {
+    const shown = rows.slice(0, S.tableRows);
+    body.replaceChildren(...shown.map((t) => {
       const tr = el("tr", { "data-testid": "trial-row", "data-trial-id": String(t.trial_id), "data-status": t.status,
         class: "st-" + t.status.replace(/[^a-z]/g, "") + (t.trial_id === S.selected ? " selected" : "") });
       for (const c of cols) {
@@ -440,6 +467,10 @@
       tr.addEventListener("click", () => selectTrial(t.trial_id, {}));
       return tr;
     }));
+    const left = rows.length - shown.length;  // a large run's table grows by pages, in the chosen order
+    const more = $("trials-more");
+    more.hidden = left <= 0;
+    more.textContent = "Show " + Math.min(left, TABLE_PAGE) + " more (" + left + " not shown)";
     const done = S.run.trials_done, failed = S.run.trials_failed, running = S.run.trials_running;
     const pruned = S.run.trials_pruned;
     $("trials-count").textContent = "(" + S.trials.length + ": " + done + " done, " + failed + " failed" +
@@ -588,6 +619,7 @@
     $("load-log").addEventListener("click", loadLog);
     $("detail-close").addEventListener("click", () => { $("trial-detail").hidden = true; S.selected = null; S.detail = null; });
     $("curve-metric").addEventListener("change", (e) => { S.metric = e.target.value; renderCurves(); });
+    $("trials-more").addEventListener("click", () => { S.tableRows += TABLE_PAGE; renderTable(); });
     window.addEventListener("hashchange", route);
     let pending = null;
     window.addEventListener("resize", () => {

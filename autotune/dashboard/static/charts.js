@@ -303,13 +303,42 @@
     return pts.length ? pts[pts.length - 1] : null;
   }
 
+  const CURVES_DRAWN = 100;  // trials whose curves are drawn one by one; the others as a band per step
+
+  // The trials a curves chart draws one by one: all of a small run; of a large one the best, the running
+  // and the top by value, up to CURVES_DRAWN (a 10,000-line chart takes seconds to draw and shows nothing).
+  function drawnCurves(run, trials) {
+    if (trials.length <= CURVES_DRAWN) return new Set(trials.map((t) => t.trial_id));
+    const sign = run.mode === "min" ? 1 : -1;
+    const pick = trials.filter((t) => t.trial_id === run.best_trial || t.status === "running");
+    const top = completed(trials).sort((a, b) => sign * (a.value - b.value) || a.trial_id - b.trial_id);
+    const ids = new Set(pick.map((t) => t.trial_id));
+    for (const t of top) { if (ids.size >= CURVES_DRAWN) break; ids.add(t.trial_id); }
+    return ids;
+  }
+
+  // The 10%, 50% and 90% quantiles of `metric` at each step over `trials`: [[step, q10, q50, q90], ...].
+  function bands(trials, metric) {
+    const at = new Map();
+    for (const t of trials) for (const [step, v] of pointsOf(t, metric)) {
+      if (!at.has(step)) at.set(step, []);
+      at.get(step).push(v);
+    }
+    return Array.from(at.entries()).sort((a, b) => a[0] - b[0]).map(([step, vs]) => {
+      vs.sort((a, b) => a - b);
+      return [step, quantile(vs, 0.1), quantile(vs, 0.5), quantile(vs, 0.9)];
+    });
+  }
+
   function curves(run, trials, metric) {
     const byId = new Map(trials.map((t) => [t.trial_id, t]));
     const color = colorScale(completed(trials).map((t) => t.value), run.mode);
     const best = run.best_trial;
+    const drawn = drawnCurves(run, trials);
     const series = [];
     const links = [];
     for (const t of trials) {
+      if (!drawn.has(t.trial_id)) continue;
       const pts = pointsOf(t, metric);
       if (!pts.length) continue;
       const isBest = t.trial_id === best;
@@ -319,10 +348,20 @@
         itemStyle: { color: t.status === "completed" ? color(t.value) : t.status === "running" ? RUNNING :
           t.status === "pruned" ? GREY : FAILED } });
       const parent = t.parent_id !== null ? byId.get(t.parent_id) : null;
-      if (parent && t.parent_step !== null) {
+      if (parent && t.parent_step !== null && drawn.has(parent.trial_id)) {
         const pp = pointsOf(parent, metric).filter((p) => p[0] === t.parent_step);
         if (pp.length) links.push({ coords: [pp[pp.length - 1], pts[0]], trial: t.trial_id });
       }
+    }
+    const rest = trials.filter((t) => !drawn.has(t.trial_id));
+    if (rest.length) {  // the others: where the middle 80% of their reports lie at each step, and the median
+      const b = bands(rest, metric);
+      const band = { type: "line", stack: "band", symbol: "none", silent: true, lineStyle: { opacity: 0 }, z: 1 };
+      series.push(Object.assign({ id: "band-low", name: "others, 10%", data: b.map((r) => [r[0], r[1]]) }, band));
+      series.push(Object.assign({ id: "band", name: "others, 10-90%", data: b.map((r) => [r[0], r[3] - r[1]]),
+        areaStyle: { color: GREY, opacity: 0.3 } }, band));
+      series.push({ id: "band-median", name: "others, median", type: "line", symbol: "none", silent: true, z: 1,
+        lineStyle: { color: GREY, width: 1.5, type: "dashed" }, data: b.map((r) => [r[0], r[2]]) });
     }
     series.push({ id: "warmstarts", name: "warm start", type: "lines", coordinateSystem: "cartesian2d", silent: true,
       lineStyle: { type: "dashed", width: 1, color: GREY, opacity: 0.8 }, data: links, z: 1 });
@@ -394,5 +433,5 @@
   }
 
   window.AutotuneCharts = { esc, fmt, fmtDuration, bestSoFar, rounds, parallel, params, paramsLayout, curves,
-    metricNames, lineageTree, completed, parallelCounts, roundWord, roundLegend };
+    metricNames, lineageTree, completed, parallelCounts, roundWord, roundLegend, drawnCurves, CURVES_DRAWN };
 })();
