@@ -88,6 +88,15 @@ ATTR_OF_TRIALS = (select(TRIALS.c.trial_id, TRIAL_ATTRS.c.value_json)
                   .join(TRIAL_ATTRS, TRIAL_ATTRS.c.trial_id == TRIALS.c.trial_id)
                   .where(TRIALS.c.study_id == bindparam("run"), TRIAL_ATTRS.c.key == bindparam("key"))
                   .order_by(TRIALS.c.trial_id))
+#: the record (the bound ``record`` key) of the trial rows of a run whose ``trial_id`` attribute is the bound
+#: ``id`` (its JSON text), the latest attempt first
+_ID = TRIAL_ATTRS.alias("ident")
+RECORD_OF_TRIAL = (select(TRIAL_ATTRS.c.value_json)
+                   .join(TRIALS, TRIALS.c.trial_id == TRIAL_ATTRS.c.trial_id)
+                   .where(TRIALS.c.study_id == bindparam("run"), TRIAL_ATTRS.c.key == bindparam("record"),
+                          exists().where(_ID.c.trial_id == TRIALS.c.trial_id, _ID.c.key == "trial_id",
+                                         _ID.c.value_json == bindparam("id")))
+                   .order_by(TRIALS.c.trial_id.desc()))
 #: the (objective 0) value of each trial row of a run that has one
 TALLY_VALUES = (select(VALUES.c.trial_id, VALUES.c.value, VALUES.c.value_type)
                 .join(TRIALS, TRIALS.c.trial_id == VALUES.c.trial_id)

@@ -734,6 +734,19 @@ class Store:
 
 
     @_storage_errors
+    def record(self, run_id: int, trial_id: int) -> TrialRecord | None:
+        """One finished trial of a run (its latest attempt), as :meth:`trials` has it, without reading the others."""
+        with self.storage.engine.connect() as con:
+            for (text,) in con.execute(rdb_rows.RECORD_OF_TRIAL, {"run": run_id, "record": RECORD_ATTR,
+                                                                  "id": json.dumps(int(trial_id))}):
+                data = json.loads(text)
+                if data:
+                    rec = TrialRecord.from_dict(data)
+                    rec.checkpoint_removed = rec.trial_id in removed_checkpoints(self.attrs(run_id))
+                    return rec
+        return None
+
+    @_storage_errors
     def tallies(self, run_id: int) -> list[TrialTally]:
         """What :meth:`trials` holds for a run's summary (status, value, end of the latest attempt of
         each trial id, in id order), from three attributes and the value of each trial row instead of

@@ -24,6 +24,7 @@ from schemathesis import GenerationMode
 import autotune
 from autotune.dashboard import views
 from autotune.dashboard.app import create_app
+from autotune.dashboard.models import TrialList
 from autotune.dashboard.catalog import RunRef
 from autotune.dashboard.server import is_loopback, resolve_sources
 from autotune.errors import ConfigError
@@ -141,6 +142,7 @@ def test_run_detail_has_settings_params_and_best_yaml(client, runs):
 
 def test_trials_carry_every_report_and_failures_their_reason(client, runs):
     body = client.get("/api/runs/mixed/trials").json()
+    assert TrialList.model_validate(body).model_dump(mode="json") == body  # sent unvalidated: the model's shape
     records = {rec.trial_id: rec for rec in load_result(runs / "mixed").records}
     assert [t["trial_id"] for t in body["trials"]] == sorted(records)
     assert body["metric"] == "score" and body["mode"] == "max"
@@ -239,7 +241,9 @@ def test_planned_trials_of_a_live_run_show_as_running(tmp_path):
     c = TestClient(create_app([tmp_path]))
     run = c.get("/api/runs/busy").json()
     assert run["status"] == "running" and run["round"] == 1 and run["trials_running"] == 1 and run["trials_total"] == 2
-    rows = {t["trial_id"]: t for t in c.get("/api/runs/busy/trials").json()["trials"]}
+    body = c.get("/api/runs/busy/trials").json()
+    assert TrialList.model_validate(body).model_dump(mode="json") == body  # the planned trials' rows too
+    rows = {t["trial_id"]: t for t in body["trials"]}
     assert rows[7]["status"] == "running" and rows[7]["parent_id"] == done.trial_id and rows[7]["value"] is None
     assert rows[done.trial_id]["status"] == "completed"  # a planned trial that finished is not running
     assert c.get("/api/runs/busy/trials/7").json()["config"] == {"x": 0.25}

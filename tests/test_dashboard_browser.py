@@ -147,6 +147,8 @@ def runs(tmp_path_factory) -> Path:
     _stored_run(root, "fan", [None, None] + [1] * 12 + [2, 2], rounds=8, popsize=2)
     # synchronous rounds: round is the round
     _stored_run(root, "sync", [None, None, 0, 1, 2, 2], rounds=3, popsize=2, schedule="rounds")
+    # a large run: more trials than the table shows at once and than the curves chart draws one by one
+    _sim_run(root, "large", {"child": 0.001}, 8, rounds=30, popsize=10)
     return root
 
 
@@ -674,3 +676,48 @@ def test_rounds_runs_keep_round(page, base_url):
     assert page.locator("#trials-table th[data-sort=round]").text_content() == "Round"
     assert page.text_content("#rounds-caption") == "Population of each round"
     assert page.evaluate(ROUNDS_AXIS) == "round"
+
+
+# -- large runs --------------------------------------------------------------------------------------------
+LINEAGE_OF_PAGE = """() => {
+  const ids = (nodes) => nodes.map((n) => [n.trial_id, ids(n.children)]);
+  const l = window.autotuneDashboard.lineage;
+  return { edges: l.edges, nodes: l.nodes, roots: ids(l.roots) };
+}"""
+
+
+@pytest.mark.parametrize("name", ["demo", "large"])
+def test_the_pages_lineage_is_the_apis(page, base_url, name):
+    """The page builds the family tree from the trials list it has (one fetch less); it must be the tree
+    GET /lineage gives."""
+    _open_run(page, base_url, name)
+    api = json.loads(urllib.request.urlopen(f"{base_url}/api/runs/{name}/lineage").read())
+
+    def ids(nodes):
+        return [[n["trial_id"], ids(n["children"])] for n in nodes]
+
+    mine = page.evaluate(LINEAGE_OF_PAGE)
+    assert mine == {"edges": api["edges"], "nodes": api["nodes"], "roots": ids(api["roots"])} and api["edges"] > 0
+
+
+def test_a_large_run_shows_its_table_by_pages_and_its_other_curves_as_a_band(page, base_url, runs):
+    records = load_result(runs / "large").records
+    assert len(records) == 300
+    _open_run(page, base_url, "large")
+    assert page.get_attribute("body", "data-first-charts") == "1"  # drawn before the rest
+    rows = page.locator("[data-testid=trial-row]")
+    assert rows.count() == 200
+    more = page.locator("[data-testid=trials-more]")
+    assert more.is_visible() and more.text_content() == "Show 100 more (100 not shown)"
+    page.click("[data-testid=trials-table] th[data-sort=value]")  # sorted first: the best trials come first
+    best = sorted(records, key=lambda r: (-r.value, r.trial_id))
+    assert int(rows.first.get_attribute("data-trial-id")) == best[0].trial_id
+    more.click()
+    assert rows.count() == 300 and more.is_hidden()
+    series = page.evaluate("""() => echarts.getInstanceByDom(document.getElementById('chart-curves'))
+        .getOption().series.map((s) => s.id)""")
+    drawn = {int(s.split("-")[1]) for s in series if s.startswith("trial-")}
+    assert drawn == {r.trial_id for r in best[:100]}  # the best 100 one by one (none runs)
+    assert {"band-low", "band", "band-median"} <= set(series)
+    assert "the 200 others as a grey band" in page.text_content("[data-testid=curves-note]")
+    assert not page.errors

@@ -274,3 +274,7 @@ def test_tallies_hold_what_the_records_say_of_status_value_and_end_read_without_
     assert store.tallies(run) == expected
     assert store.tallies(run)[1] == TrialTally(1, "completed", 0.75, expected[1].ended)
     assert store.tallies(run)[4].value == math.inf
+    # one record read alone is the one `trials` holds: the latest attempt; none for a running or unknown trial
+    assert [store.record(run, t.trial_id) for t in expected] == store.trials(run)
+    assert store.record(run, 1).value == 0.75
+    assert store.record(run, 6) is None and store.record(run, 99) is None

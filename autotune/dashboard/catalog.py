@@ -121,7 +121,7 @@ class Catalog:
         self._refreshed = 0.0
         self._snapshots: dict[str, Snapshot] = {}
         self._heads: dict[str, Head] = {}  # the runs list's, by run key (see head)
-        self._run_locks: dict[str, threading.Lock] = {}
+        self._run_locks: dict[Any, threading.Lock] = {}
 
     # -- stores ----------------------------------------------------------------------------------
     def store(self, url: str) -> Store:
@@ -256,8 +256,8 @@ class Catalog:
     def head(self, ref: RunRef) -> Head:
         """The run's :class:`Head`: from its snapshot when one of this version is cached, else from the
         database's tallies (cached by version too), never loading every record for it."""
-        with self._lock:
-            lock = self._run_locks.setdefault(ref.key, threading.Lock())
+        with self._lock:  # its own lock: a head is not held up by a snapshot being read for the trials list
+            lock = self._run_locks.setdefault(("head", ref.key), threading.Lock())
         with lock:
             version, attrs = self.version(ref)
             snap = self._snapshots.get(ref.key)
@@ -273,6 +273,13 @@ class Catalog:
                 head.running = len(store.planned_trials(ref.run_id, (t.trial_id for t in tallies)))
             self._heads[ref.key] = head
             return head
+
+    def record(self, ref: RunRef, head: Head, trial_id: int) -> TrialRecord | None:
+        """One finished trial: from the snapshot of ``head``'s version when one is cached, else read alone."""
+        snap = self._snapshots.get(ref.key)
+        if snap is not None and snap.version == head.version:
+            return next((r for r in snap.records if r.trial_id == trial_id), None)
+        return self.store(ref.url).record(ref.run_id, trial_id)
 
     def snapshot(self, ref: RunRef) -> Snapshot:
         with self._lock:

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import hmac
-from typing import Annotated, Any
+from typing import Annotated, Any, Callable, TypeVar
 
 from fastapi import HTTPException, Path, Request
 
 from ..errors import AutotuneError
-from .catalog import Catalog, RunRef, Snapshot
+from .catalog import Catalog, Head, RunRef, Snapshot
 from .models import ErrorBody
+
+T = TypeVar("T")
 
 TOKEN_HEADER = "x-autotune-token"
 RUN_NAME_PATTERN = r'^[^\x00-\x1f/\\:*?"<>|]+$'
@@ -51,8 +53,17 @@ def run_ref(catalog: Catalog, run: str) -> RunRef:
 
 def snap(catalog: Catalog, ref: RunRef) -> Snapshot:
     """The run's data as of now; a run gone from its database is a 404, a database error a 503."""
+    return _read(catalog.snapshot, ref)
+
+
+def head_of_run(catalog: Catalog, ref: RunRef) -> Head:
+    """The run's head (:meth:`Catalog.head`: no record read), with :func:`snap`'s errors."""
+    return _read(catalog.head, ref)
+
+
+def _read(read: Callable[[RunRef], T], ref: RunRef) -> T:
     try:
-        return catalog.snapshot(ref)
+        return read(ref)
     except KeyError:
         raise HTTPException(404, f"run {ref.key!r} is gone from its database") from None
     except AutotuneError:

@@ -20,7 +20,7 @@ from ..ranking import best_record
 from ..records import TrialRecord
 from ..settings import ASYNC, MODES, ROUNDS, SCHEDULES
 from ..statuses import COMPLETED, FAILED, PENDING, PRUNED, RUNNING, STOPPED
-from .catalog import Head, RunRef, Snapshot, head_of
+from .catalog import Head, RunRef, Snapshot
 
 LOG_FILE = "trial.log"
 MAX_DEPTH = 64  # nesting kept in configs and metrics; deeper values are cut
@@ -142,18 +142,19 @@ def _params(space: Any) -> list[dict[str, Any]]:
     return out
 
 
-def detail(ref: RunRef, snap: Snapshot) -> dict[str, Any]:
-    out = summary(ref, head_of(snap))
-    space = snap.attrs.get("space")
+def detail(ref: RunRef, head: Head, best: TrialRecord | None) -> dict[str, Any]:
+    """A run's page head: its summary, settings, parameters and ``best`` (its best trial, read alone)."""
+    out = summary(ref, head)
+    space = head.attrs.get("space")
     space = space if isinstance(space, dict) else {}
     fixed = space.get("fixed")
     out.update({
-        "settings": plain(_settings(snap)),
+        "settings": plain(_settings(head)),
         "params": _params(space),
         "fixed": plain(fixed) if isinstance(fixed, dict) else {},
-        "best": best_config(ref, snap),
-        "version": snap.version,
-        "control": control_events(snap.attrs),
+        "best": best_config(ref, head, best),
+        "version": head.version,
+        "control": control_events(head.attrs),
     })
     return out
 
@@ -171,9 +172,14 @@ def control_events(attrs: dict[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
-def best_config(ref: RunRef, snap: Snapshot) -> dict[str, Any] | None:
-    settings = _settings(snap)
-    best = best_record(snap.records, _mode(settings))
+def best_trial_id(head: Head) -> int | None:
+    """The run's best trial by its tallies (what :func:`summary` calls best)."""
+    best = best_record(head.tallies, _mode(_settings(head)))
+    return best.trial_id if best is not None else None
+
+
+def best_config(ref: RunRef, head: Head, best: TrialRecord | None) -> dict[str, Any] | None:
+    settings = _settings(head)
     if best is None:
         return None
     config = plain(best.config)

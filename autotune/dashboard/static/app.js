@@ -255,14 +255,14 @@
     const id = S.runId;
     try {
       const runP = api(runPath(id));
-      const all = Promise.all([runP, api(runPath(id) + "/trials"), api(runPath(id) + "/lineage")]);
+      const all = Promise.all([runP, api(runPath(id) + "/trials")]);
       if (!S.run) {  // a run opened: its header first, while its trials are still on their way
         const head = await runP.catch(() => null);
         if (head && id === S.runId && !S.run) { renderHead(head); await nextFrame(); }
       }
-      const [run, trials, lineage] = await all;
+      const [run, trials] = await all;
       if (id !== S.runId) return;
-      S.run = run; S.trials = trials.trials; S.lineage = lineage; S.version = trials.version;
+      S.run = run; S.trials = trials.trials; S.lineage = C.lineageOf(S.trials); S.version = trials.version;
       banner("");
       await render();
       if (S.selected !== null) await selectTrial(S.selected, { keepLog: true, quiet: true });

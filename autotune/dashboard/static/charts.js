@@ -376,6 +376,25 @@
   }
 
   // -- lineage -------------------------------------------------------------------------------
+  // The family tree of the trials list, as GET /api/runs/{run}/lineage gives it (the page builds it from
+  // the trials it has, rather than fetch them twice): each trial under the earlier trial whose checkpoint
+  // it started from; a trial whose parent is unknown or not earlier is a root.
+  function lineageOf(trials) {
+    const nodes = new Map();
+    for (const t of trials) {
+      nodes.set(t.trial_id, { trial_id: t.trial_id, round: t.round, status: t.status, value: t.value,
+        parent_id: t.parent_id, note: t.parent_note, config: t.config, children: [] });
+    }
+    const roots = [];
+    let edges = 0;
+    for (const id of Array.from(nodes.keys()).sort((a, b) => a - b)) {
+      const n = nodes.get(id), p = n.parent_id;
+      if (p !== null && p !== undefined && nodes.has(p) && p < id) { nodes.get(p).children.push(n); edges += 1; }
+      else roots.push(n);
+    }
+    return { roots: roots, edges: edges, nodes: nodes.size };
+  }
+
   function lineageTree(run, lineage, trials) {
     const color = colorScale(completed(trials).map((t) => t.value), run.mode);
     let leaves = 0;
@@ -433,5 +452,5 @@
   }
 
   window.AutotuneCharts = { esc, fmt, fmtDuration, bestSoFar, rounds, parallel, params, paramsLayout, curves,
-    metricNames, lineageTree, completed, parallelCounts, roundWord, roundLegend, drawnCurves, CURVES_DRAWN };
+    metricNames, lineageTree, completed, parallelCounts, roundWord, roundLegend, drawnCurves, CURVES_DRAWN, lineageOf };
 })();
