@@ -140,6 +140,17 @@ def test_run_detail_has_settings_params_and_best_yaml(client, runs):
     assert run["best"]["yaml"].startswith(f"# best trial {result.best.trial_id} ")
 
 
+def test_tallies_are_the_trials_status_value_and_end_by_column(client, runs):
+    records = load_result(runs / "mixed").records
+    body = client.get("/api/runs/mixed/tallies").json()
+    assert body["version"] == client.get("/api/runs/mixed/version").json()["version"]
+    rows = list(zip(body["trial_id"], body["status"], body["value"], body["ended"]))
+    assert rows == [(r.trial_id, r.status, r.value if r.status == "completed" else None, pytest.approx(r.ended))
+                    for r in records]
+    assert any(r.status == "failed" for r in records)  # failures are there, without a value
+    assert client.get("/api/runs/nope/tallies").status_code == 404
+
+
 def test_trials_carry_every_report_and_failures_their_reason(client, runs):
     body = client.get("/api/runs/mixed/trials").json()
     assert TrialList.model_validate(body).model_dump(mode="json") == body  # sent unvalidated: the model's shape
@@ -389,7 +400,7 @@ def test_openapi_document_describes_the_api(client):
     assert doc["openapi"].startswith("3.")
     assert set(doc["paths"]) == {"/api/runs", "/api/runs/{run}", "/api/runs/{run}/version", "/api/runs/{run}/trials",
                                  "/api/runs/{run}/trials/{trial_id}", "/api/runs/{run}/trials/{trial_id}/log",
-                                 "/api/runs/{run}/lineage", "/api/settings"}
+                                 "/api/runs/{run}/lineage", "/api/runs/{run}/tallies", "/api/settings"}
     for path, ops in doc["paths"].items():
         assert set(ops) == {"get"}
         assert {"200", "404"} <= set(ops["get"]["responses"]), path

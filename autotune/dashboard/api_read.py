@@ -11,7 +11,8 @@ from ..schema import SETTINGS
 from ..statuses import RUNNING
 from . import views
 from .catalog import Catalog, head_of
-from .models import Lineage, LogText, RunDetail, RunList, SettingInfo, TrialDetail, TrialList, Version, setting_info
+from .models import (Lineage, LogText, RunDetail, RunList, SettingInfo, Tallies, TrialDetail, TrialList, Version,
+                     setting_info)
 from .routes import ERRORS, RunName, TrialId, head_of_run, run_ref, snap
 
 MAX_LOG_TAIL = 4 * 1024 * 1024
@@ -63,6 +64,13 @@ def read_router(catalog: Catalog) -> APIRouter:
         # and validating 10,000 trials again took a third of the answer's time
         return JSONResponse({"run": ref.key, "metric": head["metric"], "mode": head["mode"], "version": s.version,
                              "trials": views.trials(ref, s)})
+
+    @router.get("/api/runs/{run}/tallies", response_model=Tallies, responses=ERRORS, tags=["trials"])
+    def list_tallies(run: RunName) -> dict[str, Any]:
+        """Each finished trial's status, value and end, column by column, without its record."""
+        ref = run_ref(catalog, run)
+        head = head_of_run(catalog, ref)
+        return {"run": ref.key, "version": head.version, **views.tally_columns(head.tallies)}
 
     @router.get("/api/runs/{run}/trials/{trial_id}", response_model=TrialDetail, responses=ERRORS, tags=["trials"])
     def get_trial(run: RunName, trial_id: TrialId) -> dict[str, Any]:

@@ -135,6 +135,18 @@ class TrialList(BaseModel):
     trials: list[Trial]
 
 
+class Tallies(BaseModel):
+    """Each finished trial's status, value and end, one list per field (the same order): what the page draws
+    its first charts from at once, cheap to read and send while the whole trials list is on its way."""
+
+    run: str
+    version: str
+    trial_id: list[int]
+    status: list[str]
+    value: list[float | None]
+    ended: list[float | None]
+
+
 class LineageNode(BaseModel):
     trial_id: int
     round: int

@@ -192,6 +192,13 @@ def best_config(ref: RunRef, head: Head, best: TrialRecord | None) -> dict[str, 
 
 
 # -- trials ----------------------------------------------------------------------------------------
+def tally_columns(tallies: Any) -> dict[str, list[Any]]:
+    """The tallies as columns (``trial_id``, ``status``, ``value``, ``ended``): a value only where completed."""
+    return {"trial_id": [t.trial_id for t in tallies], "status": [str(t.status) for t in tallies],
+            "value": [number(t.value) if t.status == COMPLETED else None for t in tallies],
+            "ended": [number(t.ended) for t in tallies]}
+
+
 def _reports(reports: Any) -> list[dict[str, Any]]:
     out = []
     for rep in reports if isinstance(reports, list) else []:

@@ -160,7 +160,8 @@ class PopulationBasedEvaluator(Evaluator):
         if head.trial_id not in pool:  # failed, or its checkpoint is gone: replaced now
             k = quantile_split(len(ranked), self.quantile_fraction)
             return self._replace(head, member, ranked[:k] if k else ranked[:1], pool, records, ordinal)
-        below = len(ranked) - 1 - next(i for i, r in enumerate(ranked) if r.trial_id == head.trial_id)
+        mine = (loss_of(head, self.mode), head.trial_id)  # scored: it is in the pool
+        below = sum(1 for r in ranked if (loss_of(r, self.mode), r.trial_id) > mine)
         k = quantile_split(len(ranked) + coming, self.quantile_fraction)  # the most it can be
         if below >= k:  # it cannot fall into the bottom quantile
             return self._continue(head, member, ranked[:k], pool)

@@ -256,9 +256,15 @@
     try {
       const runP = api(runPath(id));
       const all = Promise.all([runP, api(runPath(id) + "/trials")]);
-      if (!S.run) {  // a run opened: its header first, while its trials are still on their way
+      if (!S.run) {  // a run opened: its header, then its first charts from the tallies, while its trials come
+        const talliesP = api(runPath(id) + "/tallies").catch(() => null);
         const head = await runP.catch(() => null);
-        if (head && id === S.runId && !S.run) { renderHead(head); await nextFrame(); }
+        if (head && id === S.runId && !S.run) {
+          renderHead(head);
+          await nextFrame();
+          const tallies = await Promise.race([talliesP, all.then(() => null, () => null)]);
+          if (tallies && id === S.runId && !S.run) { drawFirstCharts(head, tallies); await nextFrame(); }
+        }
       }
       const [run, trials] = await all;
       if (id !== S.runId) return;
@@ -345,6 +351,16 @@
     const t0 = performance.now();
     chart(id).setOption(option, { notMerge: true });
     S.drawMs[id] = performance.now() - t0;  // the last drawing of each chart, for the benchmark
+  }
+
+  // The best-so-far charts from the tallies (each finished trial's status, value and end, by column), drawn
+  // again from the whole trials list when it comes.
+  function drawFirstCharts(run, tallies) {
+    const trials = tallies.trial_id.map((id, i) => ({ trial_id: id, status: tallies.status[i], value: tallies.value[i],
+      ended: tallies.ended[i] }));
+    setChart("chart-best-trial", C.bestSoFar(run, trials, false));
+    setChart("chart-best-time", C.bestSoFar(run, trials, true));
+    document.body.dataset.firstCharts = "1";
   }
 
   async function renderCharts() {

@@ -82,7 +82,7 @@
   }
 
   function trialTip(t, run) {
-    let s = "<b>trial " + esc(t.trial_id) + "</b> · " + roundWord(run) + " " + esc(t.round) + " · " + esc(t.status);
+    let s = "<b>trial " + esc(t.trial_id) + "</b> · " + (t.round === undefined ? "" : roundWord(run) + " " + esc(t.round) + " · ") + esc(t.status);
     if (typeof t.value === "number") s += "<br>" + esc(run.metric) + " = " + esc(fmt(t.value));
     const last = t.status === "pruned" ? lastReported(t, run.metric) : null;
     if (last) s += "<br>" + esc(run.metric) + " = " + esc(fmt(last[1])) + " at step " + esc(last[0]) + " (its last report)";
