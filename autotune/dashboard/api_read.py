@@ -41,8 +41,7 @@ def read_router(catalog: Catalog) -> APIRouter:
         """One run: its summary, settings, searched parameters and best config."""
         ref = run_ref(catalog, run)
         head = head_of_run(catalog, ref)
-        best = views.best_trial_id(head)
-        return views.detail(ref, head, None if best is None else catalog.record(ref, head, best))
+        return views.detail(ref, head, lambda trial_id: catalog.record(ref, head, trial_id))
 
     @router.get("/api/runs/{run}/version", response_model=Version, responses=ERRORS, tags=["runs"])
     def get_version(run: RunName) -> dict[str, Any]:

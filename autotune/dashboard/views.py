@@ -11,7 +11,7 @@ import math
 import os
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import yaml
 
@@ -142,9 +142,11 @@ def _params(space: Any) -> list[dict[str, Any]]:
     return out
 
 
-def detail(ref: RunRef, head: Head, best: TrialRecord | None) -> dict[str, Any]:
-    """A run's page head: its summary, settings, parameters and ``best`` (its best trial, read alone)."""
+def detail(ref: RunRef, head: Head, record_of: Callable[[int], TrialRecord | None]) -> dict[str, Any]:
+    """A run's page head: its summary, settings, parameters and its best trial's config (the one record
+    read, through ``record_of``)."""
     out = summary(ref, head)
+    best = None if out["best_trial"] is None else record_of(out["best_trial"])
     space = head.attrs.get("space")
     space = space if isinstance(space, dict) else {}
     fixed = space.get("fixed")
@@ -170,12 +172,6 @@ def control_events(attrs: dict[str, Any]) -> list[dict[str, Any]]:
             out.append({"action": e["action"], "at": number(e["at"]), "client": str(e.get("client", "")),
                         "job_id": _text(e.get("job_id"))})
     return out
-
-
-def best_trial_id(head: Head) -> int | None:
-    """The run's best trial by its tallies (what :func:`summary` calls best)."""
-    best = best_record(head.tallies, _mode(_settings(head)))
-    return best.trial_id if best is not None else None
 
 
 def best_config(ref: RunRef, head: Head, best: TrialRecord | None) -> dict[str, Any] | None:

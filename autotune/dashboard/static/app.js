@@ -356,17 +356,19 @@
   // The best-so-far charts from the tallies (each finished trial's status, value and end, by column), drawn
   // again from the whole trials list when it comes.
   function drawFirstCharts(run, tallies) {
-    const trials = tallies.trial_id.map((id, i) => ({ trial_id: id, status: tallies.status[i], value: tallies.value[i],
-      ended: tallies.ended[i] }));
+    drawBestSoFar(run, tallies.trial_id.map((id, i) => ({ trial_id: id, status: tallies.status[i],
+      value: tallies.value[i], ended: tallies.ended[i] })));
+    document.body.dataset.firstCharts = "1";
+  }
+
+  function drawBestSoFar(run, trials) {
     setChart("chart-best-trial", C.bestSoFar(run, trials, false));
     setChart("chart-best-time", C.bestSoFar(run, trials, true));
-    document.body.dataset.firstCharts = "1";
   }
 
   async function renderCharts() {
     const run = S.run, trials = S.trials;
-    setChart("chart-best-trial", C.bestSoFar(run, trials, false));
-    setChart("chart-best-time", C.bestSoFar(run, trials, true));
+    drawBestSoFar(run, trials);
     if (!document.body.dataset.firstCharts) {  // the first view of the run: show these before drawing the rest
       document.body.dataset.firstCharts = "1";
       await nextFrame();
@@ -414,8 +416,9 @@
     const current = Array.from(sel.options).map((o) => o.value).join("\n");
     if (current !== names.join("\n")) sel.replaceChildren(...names.map((n) => el("option", { value: n }, n)));
     sel.value = S.metric;
-    setChart("chart-curves", C.curves(S.run, S.trials, S.metric));
-    const drawn = C.drawnCurves(S.run, S.trials).size, others = S.trials.length - drawn;
+    const shown = C.drawnCurves(S.run, S.trials);
+    setChart("chart-curves", C.curves(S.run, S.trials, S.metric, shown));
+    const drawn = shown.size, others = S.trials.length - drawn;
     $("curves-note").textContent = others > 0 ? "(the " + drawn + " best and running trials; the " + others +
       " others as a grey band, from 10% to 90% of their reports at each step, dashed at the median)" : "";
   }

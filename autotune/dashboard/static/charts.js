@@ -330,11 +330,12 @@
     });
   }
 
-  function curves(run, trials, metric) {
+  // `drawn`: the trials drawn one by one (default: drawnCurves), the others as a band
+  function curves(run, trials, metric, drawn) {
     const byId = new Map(trials.map((t) => [t.trial_id, t]));
     const color = colorScale(completed(trials).map((t) => t.value), run.mode);
     const best = run.best_trial;
-    const drawn = drawnCurves(run, trials);
+    drawn = drawn || drawnCurves(run, trials);
     const series = [];
     const links = [];
     for (const t of trials) {
